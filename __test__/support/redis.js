@@ -1,0 +1,78 @@
+'use strict'
+
+// Starts a private redis-server on a free loopback port for one test file, so that tests
+// never touch a Redis the user runs, and talks to it through redis-cli.
+
+const { spawn, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const net = require('node:net')
+const os = require('node:os')
+const path = require('node:path')
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function waitUntil(check, what, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/**
+ * Starts redis-server; `password` turns on requirepass.
+ * Returns { port, url, cli(...args), stop(), start() }: stop/start keep the same port.
+ */
+async function startRedis({ password } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-redis-'))
+  const port = await freePort()
+  const auth = password ? ['-a', password, '--no-auth-warning'] : []
+  let child = null
+
+  const cli = (...args) =>
+    execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args.map(String)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).replace(/\n$/, '')
+
+  const ping = () => {
+    try {
+      return cli('PING') === 'PONG'
+    } catch {
+      return false
+    }
+  }
+
+  async function start() {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
+    if (password) args.push('--requirepass', password)
+    child = spawn('redis-server', args, { stdio: 'ignore' })
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.exited = exited
+    await waitUntil(ping, `redis-server on port ${port}`)
+  }
+
+  async function stop() {
+    if (!child) return
+    const current = child
+    child = null
+    current.kill('SIGKILL')
+    await current.exited
+  }
+
+  await start()
+  return { port, url: `redis://127.0.0.1:${port}`, cli, start, stop, dir }
+}
+
+module.exports = { startRedis, freePort, waitUntil }

@@ -1,0 +1,126 @@
+'use strict'
+
+// The factory of mpauthx 1.3.2 around the native binding. It checks JavaScript types,
+// turns native replies into the original's success objects and coded Errors, and holds
+// no other logic.
+
+const { Mpauthx, extractOpenId, extractSku } = require('./binding.js')
+
+const constants = Object.freeze({
+  statusCode: Object.freeze({
+    success: 1,
+    databaseRelatedError: 6000,
+    requiredParamsMissingError: 6001,
+    httpError: 6002,
+    responseIsNull: 6003,
+    jsonParsedError: 6004,
+    httpResponseErrorEvent: 6005,
+    httpRequestErrorEvent: 6006,
+    internetConnectionError: 6006,
+    invalidAccessToken: 6007,
+    sessionKeyAndOpenIdRequestError: 6008,
+    openIdOrUnionIdNotMatch: 6009,
+    userNotExistInDB: 6010,
+    userInfoDecryptionError: 6011,
+    unknownError: 9999,
+  }),
+})
+
+/** A rejection of mpauthx: `code` is one of `constants.statusCode`. */
+class MpauthxError extends Error {
+  constructor(code, message, options) {
+    super(message, options)
+    this.name = 'MpauthxError'
+    this.code = code
+  }
+}
+
+// The one place where native replies become what mpauthx 1.3.2 resolved or rejected with.
+async function settle(pending) {
+  let reply
+  try {
+    reply = await pending
+  } catch (cause) {
+    // Only a panic or a binding failure lands here; the native side reports all else as replies.
+    throw new MpauthxError(constants.statusCode.unknownError, 'internal error in mpauthx', { cause })
+  }
+  if (reply.statusCode !== constants.statusCode.success) {
+    throw new MpauthxError(reply.statusCode, reply.message)
+  }
+  return { status_code: reply.statusCode, status_message: reply.message, response: reply.response }
+}
+
+// Non-strings reach the native side as missing, which rejects with 6001 naming the parameter.
+const stringOrUndefined = (value) => (typeof value === 'string' ? value : undefined)
+
+function expectString(name, value) {
+  if (typeof value !== 'string') throw new TypeError(`${name} must be a string, got ${describe(value)}`)
+  return value
+}
+
+function optionalString(name, value) {
+  return value == null ? undefined : expectString(name, value)
+}
+
+function optionalNumber(name, value) {
+  if (value == null) return undefined
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`)
+  return value
+}
+
+function describe(value) {
+  return value === null ? 'null' : typeof value
+}
+
+// A path, a node-sqlite3 Database (`filename`) or a better-sqlite3 Database (`name`).
+function dbPath(db) {
+  if (typeof db === 'string') return db
+  if (db !== null && typeof db === 'object') {
+    if (typeof db.filename === 'string') return db.filename
+    if (typeof db.name === 'string') return db.name
+  }
+  throw new TypeError(
+    'db must be a SQLite file path, a node-sqlite3 Database or a better-sqlite3 Database, got ' + describe(db),
+  )
+}
+
+function checkToken(token) {
+  return expectString('token', token)
+}
+
+/**
+ * Creates an independent mpauthx instance; see index.d.ts and README.md.
+ */
+function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200, options = {}) {
+  if (options === null || options === undefined) options = {}
+  if (typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`)
+  const native = new Mpauthx({
+    appId: expectString('appId', appId),
+    appSecret: expectString('appSecret', appSecret),
+    sku: expectString('sku', sku),
+    dbPath: dbPath(db),
+    redisPass: optionalString('redisPass', redisPass),
+    ttl: optionalNumber('tokenTTL', tokenTTL),
+    redisUrl: optionalString('options.redisUrl', options.redisUrl),
+    wechatApiBase: optionalString('options.wechatApiBase', options.wechatApiBase),
+    httpTimeoutMs: optionalNumber('options.httpTimeoutMs', options.httpTimeoutMs),
+  })
+
+  return {
+    authorize: (code, encryptedData, iv) =>
+      settle(native.authorize(stringOrUndefined(code), stringOrUndefined(encryptedData), stringOrUndefined(iv))),
+    refreshToken: (userId) => settle(native.refreshToken(stringOrUndefined(userId))),
+    isTokenValid: async (token) => {
+      await settle(native.isTokenValid(stringOrUndefined(token)))
+    },
+    extractOpenId: (token) => extractOpenId(checkToken(token)),
+    extractSku: (token) => extractSku(checkToken(token)),
+    close: () => native.close(),
+    constants,
+  }
+}
+
+module.exports = mpauthx
+module.exports.default = mpauthx
+module.exports.constants = constants
+module.exports.MpauthxError = MpauthxError

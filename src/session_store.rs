@@ -1,0 +1,206 @@
+//! Tokens in Redis, laid out as mpauthx 1.3.2 kept them, plus an index for O(1) look-ups.
+//!
+//! - Token: a hash at key = the token, field `ctime` (issue time, ms since the epoch),
+//!   created together with its TTL in one MULTI/EXEC, so no token ever lacks a TTL.
+//! - Session index: `mpauthx|index|<sku>|<userId>` holds the user's current token for that
+//!   sku, with the same TTL. It has four `|`-separated parts, so it is never a valid token.
+//!
+//! Every step touches a single key, so the same code is race-safe on a single Redis and
+//! on Redis Cluster: the index is only ever replaced by compare-and-set, and a token that
+//! loses a race is deleted before anyone sees it.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, IntoConnectionInfo, Script};
+
+use crate::error::{Error, Result};
+use crate::token;
+
+/// The hash field that marks a key as a token.
+const CTIME_FIELD: &str = "ctime";
+
+/// How often a caller retries after losing a compare-and-set to a concurrent caller.
+/// Each loss means another caller succeeded, so a few rounds always settle.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Replaces the index only when it still holds what the caller read (`""` for nothing).
+const COMPARE_AND_SET: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+";
+
+/// Whether an existing live token is handed back or always replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issue {
+    /// `authorize`: return the user's live token when there is one.
+    ReuseLive,
+    /// `refreshToken`: always issue a new token and delete the old one.
+    Replace,
+}
+
+enum Connection {
+    NotYetOpened,
+    Open(ConnectionManager),
+    Closed,
+}
+
+pub struct SessionStore {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    connection: Mutex<Connection>,
+    compare_and_set: Script,
+    ttl: Duration,
+}
+
+impl SessionStore {
+    /// Prepares the store; the connection is made on first use and re-made after failures.
+    pub fn new(redis_url: &str, redis_pass: Option<&str>, ttl: Duration) -> Result<Self> {
+        let mut info = redis_url.into_connection_info()?;
+        if let Some(pass) = redis_pass {
+            let settings = info.redis_settings().clone().set_password(pass);
+            info = info.set_redis_settings(settings);
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(1_000)))
+            .set_response_timeout(Some(Duration::from_millis(1_000)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Self {
+            client: redis::Client::open(info)?,
+            config,
+            connection: Mutex::new(Connection::NotYetOpened),
+            compare_and_set: Script::new(COMPARE_AND_SET),
+            ttl,
+        })
+    }
+
+    fn connection(&self) -> Result<ConnectionManager> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        match &*connection {
+            Connection::Open(manager) => Ok(manager.clone()),
+            Connection::Closed => Err(Error::Closed),
+            Connection::NotYetOpened => {
+                let manager = ConnectionManager::new_lazy_with_config(
+                    self.client.clone(),
+                    self.config.clone(),
+                )?;
+                *connection = Connection::Open(manager.clone());
+                Ok(manager)
+            }
+        }
+    }
+
+    /// Drops the connection; later calls fail with [`Error::Closed`].
+    pub fn close(&self) {
+        *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = Connection::Closed;
+    }
+
+    /// Whether `token` is a live token (a hash with `ctime`, as mpauthx 1.3.2 wrote too).
+    pub async fn is_live(&self, token: &str) -> Result<bool> {
+        if !token::is_well_formed(token) {
+            return Ok(false);
+        }
+        let mut redis = self.connection()?;
+        match redis.hexists(token, CTIME_FIELD).await {
+            Ok(live) => Ok(live),
+            // Some other kind of key of the application's own: not a token.
+            Err(err) if err.code() == Some("WRONGTYPE") => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The user's live token for `sku`, if any.
+    pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+        let indexed: Option<String> = self.connection()?.get(index_key(user_id, sku)).await?;
+        match indexed {
+            Some(token) if self.is_live(&token).await? => Ok(Some(token)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Issues a token for the user and sku and makes it the indexed one, or, with
+    /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
+    pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+        let index = index_key(user_id, sku);
+        let mut redis = self.connection()?;
+        for _ in 0..MAX_ATTEMPTS {
+            let indexed: Option<String> = redis.get(&index).await?;
+            if mode == Issue::ReuseLive {
+                if let Some(current) = &indexed {
+                    if self.is_live(current).await? {
+                        return Ok(current.clone());
+                    }
+                }
+            }
+            let token = token::generate(user_id, sku)?;
+            self.create(&mut redis, &token).await?;
+            let expected = indexed.as_deref().unwrap_or("");
+            let swapped: bool = self
+                .compare_and_set
+                .key(&index)
+                .arg(expected)
+                .arg(&token)
+                .arg(self.ttl.as_secs())
+                .invoke_async(&mut redis)
+                .await?;
+            if swapped {
+                if let Some(old) = indexed {
+                    let _: () = redis.del(old).await?;
+                }
+                return Ok(token);
+            }
+            // Another caller indexed its token first: ours was never handed out.
+            let _: () = redis.del(&token).await?;
+        }
+        Err(Error::Store(format!(
+            "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same session"
+        )))
+    }
+
+    async fn create(&self, redis: &mut ConnectionManager, token: &str) -> Result<()> {
+        let () = redis::pipe()
+            .atomic()
+            .hset(token, CTIME_FIELD, now_ms())
+            .ignore()
+            .expire(token, self.ttl.as_secs() as i64)
+            .ignore()
+            .query_async(redis)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The session index key of a user and sku; neither may contain `|`.
+pub fn index_key(user_id: &str, sku: &str) -> String {
+    format!("mpauthx|index|{sku}|{user_id}")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keys_are_never_tokens() {
+        let key = index_key("oUser", "sku");
+        assert!(!token::is_well_formed(&key));
+        assert_eq!(key, "mpauthx|index|sku|oUser");
+    }
+
+    #[test]
+    fn a_password_is_accepted_and_bad_urls_are_not() {
+        assert!(
+            SessionStore::new("redis://127.0.0.1:6379", Some("pw"), Duration::from_secs(5)).is_ok()
+        );
+        assert!(SessionStore::new("http://x", None, Duration::from_secs(5)).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Registered users in the application's SQLite `user` table (the schema of mpauthx 1.3.2).
+//!
+//! The file is often open in the application too (node-sqlite3, better-sqlite3), so it is
+//! used in WAL mode with a busy timeout, and every statement binds its parameters and
+//! matches user ids exactly.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::error::{Error, Result};
+
+/// How long a statement waits for another writer (this process or another) to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The table mpauthx 1.3.2's README asks for, created when the file has no `user` table.
+const CREATE_USER_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS user(openId text primary key not null, \
+     city text, country text, gender integer, language text, nickName text, province text)";
+
+enum Handle {
+    NotYetOpened,
+    Open(Connection),
+    Closed,
+}
+
+#[derive(Clone)]
+pub struct UserStore {
+    path: PathBuf,
+    handle: Arc<Mutex<Handle>>,
+}
+
+impl UserStore {
+    /// Prepares the store; the file is opened on first use, off the JavaScript thread.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            handle: Arc::new(Mutex::new(Handle::NotYetOpened)),
+        }
+    }
+
+    /// Adds the user unless a row with this exact `openId` exists; safe under concurrency
+    /// and whether or not the table declares `openId` a primary key.
+    pub async fn ensure(&self, user_id: &str) -> Result<()> {
+        let user_id = user_id.to_owned();
+        self.run(move |db| {
+            db.prepare_cached(
+                "INSERT INTO user(openId) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM user WHERE openId = ?1)",
+            )?
+            .execute([&user_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether the `user` table holds exactly this `openId`.
+    pub async fn exists(&self, user_id: &str) -> Result<bool> {
+        let user_id = user_id.to_owned();
+        self.run(move |db| {
+            let found = db
+                .prepare_cached("SELECT 1 FROM user WHERE openId = ?1 LIMIT 1")?
+                .query_row([&user_id], |_| Ok(()))
+                .optional()?;
+            Ok(found.is_some())
+        })
+        .await
+    }
+
+    /// Closes the file; later calls fail with [`Error::Closed`].
+    pub async fn close(&self) {
+        let handle = self.handle.clone();
+        // Closing may wait on an in-flight statement: not on the JavaScript thread.
+        let _ = tokio::task::spawn_blocking(move || {
+            *handle.lock().unwrap_or_else(|e| e.into_inner()) = Handle::Closed;
+        })
+        .await;
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let handle = self.handle.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut handle = handle.lock().unwrap_or_else(|e| e.into_inner());
+            if let Handle::NotYetOpened = *handle {
+                *handle = Handle::Open(open(&path)?);
+            }
+            match &*handle {
+                Handle::Open(db) => work(db),
+                _ => Err(Error::Closed),
+            }
+        })
+        .await
+        .map_err(|err| Error::Store(format!("SQLite task failed: {err}")))?
+    }
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    prepare(path)
+        .map_err(|err| Error::Store(format!("SQLite: cannot open {}: {err}", path.display())))
+}
+
+fn prepare(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let db = Connection::open_with_flags(path, flags)?;
+    db.busy_timeout(BUSY_TIMEOUT)?;
+    let _mode: String = db.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    let has_user_table: bool = db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_user_table {
+        db.execute(CREATE_USER_TABLE, [])?;
+    }
+    Ok(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(path: &std::path::Path, user_id: &str) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM user WHERE openId = ?1",
+                [user_id],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn registers_each_user_once_and_finds_exact_matches_only() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        let users = UserStore::new(path.clone());
+        users.ensure("o_1%").await?;
+        users.ensure("o_1%").await?;
+        assert_eq!(count(&path, "o_1%"), 1);
+        assert!(users.exists("o_1%").await?);
+        assert!(!users.exists("o%").await?);
+        assert!(!users.exists("o_1_").await?);
+        assert!(!users.exists("' OR '1'='1").await?);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn works_with_a_table_that_has_only_open_id_and_no_key() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute("CREATE TABLE user(openId text)", [])
+            .unwrap();
+        let users = UserStore::new(path.clone());
+        users.ensure("a").await?;
+        users.ensure("a").await?;
+        assert_eq!(count(&path, "a"), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_is_a_store_error() {
+        let users = UserStore::new("/nonexistent-dir-mpauthx/users.db".into());
+        let err = users.exists("a").await.unwrap_err();
+        assert_eq!(err.status_code(), 6000);
+        assert!(err.to_string().contains("cannot open"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn calls_after_close_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = UserStore::new(dir.path().join("users.db"));
+        users.close().await;
+        assert_eq!(users.exists("a").await.unwrap_err(), Error::Closed);
+    }
+}
