@@ -127,13 +127,19 @@ impl SessionStore {
     pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
         let index = index_key(user_id, sku);
         let mut redis = self.connection()?;
+        // What the index held when this caller last lost a compare-and-set.
+        let mut lost_to: Option<Option<String>> = None;
         for _ in 0..MAX_ATTEMPTS {
             let indexed: Option<String> = redis.get(&index).await?;
-            if mode == Issue::ReuseLive {
-                if let Some(current) = &indexed {
-                    if self.is_live(current).await? {
-                        return Ok(current.clone());
-                    }
+            // A refresh that lost to a concurrent refresh takes the winner's token: it was
+            // issued after this call began, so "a new token" holds, and only one stays live.
+            let reuse = match mode {
+                Issue::ReuseLive => true,
+                Issue::Replace => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
+            };
+            if let Some(current) = indexed.as_deref().filter(|_| reuse) {
+                if self.is_live(current).await? {
+                    return Ok(current.to_owned());
                 }
             }
             let token = token::generate(user_id, sku)?;
@@ -155,6 +161,7 @@ impl SessionStore {
             }
             // Another caller indexed its token first: ours was never handed out.
             let _: () = redis.del(&token).await?;
+            lost_to = Some(indexed);
         }
         Err(Error::Store(format!(
             "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same session"

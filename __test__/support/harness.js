@@ -27,6 +27,12 @@ async function startHarness({ password, appId = APP_ID, appSecret = APP_SECRET }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-test-'))
   const dbFile = path.join(dir, 'users.db')
   const instances = []
+  // The table mpauthx 1.3.2's README asks applications to create.
+  sql(
+    dbFile,
+    'CREATE TABLE user(openId text primary key not null, city text, country text, gender integer, ' +
+      'language text, nickName text, province text)',
+  )
 
   /** An instance with the harness defaults; any factory argument can be overridden. */
   function create({

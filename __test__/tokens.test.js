@@ -1,0 +1,226 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+const crypto = require('node:crypto')
+const { after, before, describe, test } = require('node:test')
+
+const { startHarness, rejection, SKU } = require('./support/harness')
+const { waitUntil } = require('./support/redis')
+
+describe('isTokenValid, refreshToken and the session index', () => {
+  let h
+  let auth
+  before(async () => {
+    h = await startHarness()
+    auth = h.create()
+  })
+  after(() => h.stop())
+
+  const login = (user, instance = auth) => {
+    const { code, encryptedData, iv } = h.wechat.login(user)
+    return instance.authorize(code, encryptedData, iv).then((reply) => reply.response)
+  }
+
+  test('isTokenValid resolves with nothing for a live token and rejects with 6007 otherwise', async () => {
+    const token = await login({ openId: 'oValid' })
+    assert.equal(await auth.isTokenValid(token), undefined)
+    const fake = `oValid|${SKU}|${'0'.repeat(64)}`
+    for (const bad of [fake, 'oValid', 'oValid|testsku', `${token}|x`, `mpauthx|index|${SKU}|oValid`]) {
+      const err = await rejection(auth.isTokenValid(bad))
+      assert.equal(err.code, 6007, bad)
+    }
+  })
+
+  test('isTokenValid rejects with 6001 for a missing or non-string token', async () => {
+    for (const bad of [undefined, null, '', 5, {}]) {
+      assert.equal((await rejection(auth.isTokenValid(bad))).code, 6001)
+    }
+  })
+
+  test('keys of the application that are not token hashes are never valid tokens', async () => {
+    h.redis.cli('SET', 'app|string|key', 'x')
+    h.redis.cli('HSET', 'app|hash|withoutctime', 'name', 'x')
+    assert.equal((await rejection(auth.isTokenValid('app|string|key'))).code, 6007)
+    assert.equal((await rejection(auth.isTokenValid('app|hash|withoutctime'))).code, 6007)
+  })
+
+  test('tokens written by mpauthx 1.3.2 keep validating', async () => {
+    const legacy = `oLegacy|${SKU}|${crypto.createHash('sha256').update('1700000000000abcdef').digest('hex')}`
+    h.redis.cli('HSET', legacy, 'ctime', '1700000000000')
+    h.redis.cli('EXPIRE', legacy, '600')
+    await auth.isTokenValid(legacy)
+    assert.equal(auth.extractOpenId(legacy), 'oLegacy')
+    assert.equal(auth.extractSku(legacy), SKU)
+  })
+
+  test('refreshToken replaces the live token: the old one stops validating', async () => {
+    const old = await login({ openId: 'oRefresh' })
+    const reply = await auth.refreshToken('oRefresh')
+    assert.equal(reply.status_code, 1)
+    assert.equal(reply.status_message, 'OK')
+    assert.notEqual(reply.response, old)
+    assert.equal(auth.extractOpenId(reply.response), 'oRefresh')
+    await auth.isTokenValid(reply.response)
+    assert.equal((await rejection(auth.isTokenValid(old))).code, 6007)
+    assert.equal(await login({ openId: 'oRefresh' }), reply.response, 'the next login reuses the new token')
+    const ttl = Number(h.redis.cli('TTL', reply.response))
+    assert.ok(ttl > 3590 && ttl <= 3600, `TTL ${ttl}`)
+  })
+
+  test('refreshToken works for a registered user without a live token', async () => {
+    h.sql("INSERT INTO user(openId) VALUES ('oRegisteredByApp')")
+    const reply = await auth.refreshToken('oRegisteredByApp')
+    await auth.isTokenValid(reply.response)
+  })
+
+  test('refreshToken of an unknown user rejects with 6010, matching exactly', async () => {
+    await login({ openId: 'oKnown_1' })
+    for (const userId of ['oUnknown', 'oKnown%', 'oKnown__', 'OKNOWN_1', "' OR '1'='1", 'oKnown*']) {
+      const err = await rejection(auth.refreshToken(userId))
+      assert.equal(err.code, 6010, userId)
+    }
+    assert.equal((await rejection(auth.refreshToken(undefined))).code, 6001)
+    assert.equal((await rejection(auth.refreshToken(12))).code, 6001)
+  })
+
+  test('refreshToken is per sku', async () => {
+    const other = h.create({ sku: 'sku2' })
+    const mine = await login({ openId: 'oPerSku' })
+    const theirs = await login({ openId: 'oPerSku' }, other)
+    await other.refreshToken('oPerSku')
+    await auth.isTokenValid(mine)
+    assert.equal((await rejection(auth.isTokenValid(theirs))).code, 6007)
+  })
+
+  test('a token expires after tokenTTL seconds, and the next login issues a new one', async () => {
+    const short = h.create({ ttl: 1 })
+    const token = await login({ openId: 'oExpires' }, short)
+    assert.ok(Number(h.redis.cli('PTTL', token)) <= 1000)
+    await waitUntil(
+      () => short.isTokenValid(token).then(() => false, (err) => err.code === 6007),
+      'the token to expire',
+    )
+    const next = await login({ openId: 'oExpires' }, short)
+    assert.notEqual(next, token)
+    await short.isTokenValid(next)
+  })
+
+  test('no key is ever left without a TTL', async () => {
+    await login({ openId: 'oTtlCheck' })
+    await auth.refreshToken('oTtlCheck')
+    const keys = h.redis.cli('KEYS', '*').split('\n').filter(Boolean)
+    const ours = keys.filter((key) => !key.startsWith('app|'))
+    assert.ok(ours.length > 0)
+    for (const key of ours) {
+      assert.ok(Number(h.redis.cli('TTL', key)) > 0, `${key} has no TTL`)
+    }
+  })
+
+  test('20 concurrent logins of one new user yield one token and one row', async () => {
+    const logins = Array.from({ length: 20 }, () => h.wechat.login({ openId: 'oDoubleTap' }))
+    const tokens = await Promise.all(
+      logins.map(({ code, encryptedData, iv }) => auth.authorize(code, encryptedData, iv).then((r) => r.response)),
+    )
+    assert.equal(new Set(tokens).size, 1)
+    assert.equal(h.sql("SELECT count(*) FROM user WHERE openId = 'oDoubleTap'"), '1')
+    const live = h.redis.cli('KEYS', `oDoubleTap|${SKU}|*`).split('\n').filter(Boolean)
+    assert.deepEqual(live, [tokens[0]])
+  })
+
+  test('concurrent refreshes leave exactly one live token, the indexed one', async () => {
+    await login({ openId: 'oManyRefreshes' })
+    await Promise.all(Array.from({ length: 10 }, () => auth.refreshToken('oManyRefreshes')))
+    const live = h.redis.cli('KEYS', `oManyRefreshes|${SKU}|*`).split('\n').filter(Boolean)
+    assert.equal(live.length, 1)
+    assert.equal(h.redis.cli('GET', `mpauthx|index|${SKU}|oManyRefreshes`), live[0])
+  })
+})
+
+describe('a password-protected Redis', () => {
+  let h
+  before(async () => {
+    h = await startHarness({ password: 'p@ss word' })
+  })
+  after(() => h.stop())
+
+  test('works with redisPass', async () => {
+    const auth = h.create()
+    const { code, encryptedData, iv } = h.wechat.login({ openId: 'oWithPass' })
+    const { response } = await auth.authorize(code, encryptedData, iv)
+    await auth.isTokenValid(response)
+  })
+
+  test('redisPass wins over a wrong password in the URL', async () => {
+    const redisUrl = h.redis.url.replace('redis://', 'redis://:wrong@')
+    const auth = h.create({ options: { redisUrl } })
+    const { response } = await auth.refreshToken('oWithPass')
+    await auth.isTokenValid(response)
+  })
+
+  test('a wrong or missing password rejects with 6000, never 6007', async () => {
+    for (const redisPass of ['wrong', null]) {
+      const auth = h.create({ redisPass })
+      const err = await rejection(auth.isTokenValid(`oWithPass|${SKU}|${'a'.repeat(64)}`))
+      assert.equal(err.code, 6000, String(redisPass))
+      assert.match(err.message, /Redis/)
+      assert.ok(!err.message.includes('p@ss word'))
+    }
+  })
+})
+
+describe('store failures and close()', () => {
+  let h
+  before(async () => {
+    h = await startHarness()
+  })
+  after(() => h.stop())
+
+  test('Redis unreachable: every call rejects with 6000', async () => {
+    const auth = h.create({ options: { redisUrl: 'redis://127.0.0.1:1' } })
+    assert.equal((await rejection(auth.isTokenValid(`o|${SKU}|${'b'.repeat(64)}`))).code, 6000)
+    h.sql("INSERT INTO user(openId) VALUES ('oNoRedis')")
+    assert.equal((await rejection(auth.refreshToken('oNoRedis'))).code, 6000)
+    const { code, encryptedData, iv } = h.wechat.login({ openId: 'oNoRedis' })
+    assert.equal((await rejection(auth.authorize(code, encryptedData, iv))).code, 6000)
+  })
+
+  test('a SQLite file in a missing directory rejects with 6000 and says so', async () => {
+    const auth = h.create({ db: '/nonexistent-mpauthx-dir/users.db' })
+    const err = await rejection(auth.refreshToken('oAnyone'))
+    assert.equal(err.code, 6000)
+    assert.match(err.message, /SQLite: cannot open/)
+  })
+
+  test('close() is idempotent and later calls reject with 6000', async () => {
+    const auth = h.create()
+    const { code, encryptedData, iv } = h.wechat.login({ openId: 'oClosing' })
+    const { response } = await auth.authorize(code, encryptedData, iv)
+    await auth.close()
+    await auth.close()
+    for (const call of [
+      () => auth.isTokenValid(response),
+      () => auth.refreshToken('oClosing'),
+      () => auth.authorize('c', encryptedData, iv),
+    ]) {
+      const err = await rejection(call())
+      assert.equal(err.code, 6000)
+      assert.match(err.message, /closed/)
+    }
+  })
+
+  test('after close() the Node process exits by itself', async () => {
+    const { execFile } = require('node:child_process')
+    h.sql("INSERT INTO user(openId) VALUES ('oChild')")
+    const script = `
+      const auth = require(${JSON.stringify(require.resolve('..'))})('wxChild', 'secret', 'sku', ${JSON.stringify(h.dbFile)}, null, 60, { redisUrl: ${JSON.stringify(h.redis.url)} })
+      auth.refreshToken('oChild').then(({ response }) => auth.isTokenValid(response)).then(() => auth.close()).then(() => console.log('closed'))
+    `
+    const { code, stdout } = await new Promise((resolve) => {
+      execFile(process.execPath, ['-e', script], { timeout: 20000 }, (err, stdout) =>
+        resolve({ code: err ? (err.code ?? err.signal) : 0, stdout }),
+      )
+    })
+    assert.equal(code, 0)
+    assert.equal(stdout.trim(), 'closed')
+  })
+})
