@@ -73,6 +73,24 @@ describe('authorize', () => {
     assert.equal((await login({ openId: 'oTwoSkus' }, other)).response, b.response)
   })
 
+  test('instances with different app ids keep their own credentials', async () => {
+    const mpauthx = require('..')
+    const other = mpauthx('wxOtherApp', 'other-secret', SKU, h.dbFile, null, 60, {
+      redisUrl: h.redis.url,
+      wechatApiBase: h.wechat.base,
+    })
+    const { code, encryptedData, iv } = h.wechat.login({ openId: 'oTwoApps' })
+    const seen = h.wechat.requests.length
+    const err = await rejection(other.authorize(code, encryptedData, iv))
+    assert.equal(err.code, 6008)
+    assert.equal(h.wechat.requests[seen].searchParams.get('appid'), 'wxOtherApp')
+    await other.close()
+    const reply = await auth.authorize(h.wechat.login({ openId: 'oTwoApps' }).code, encryptedData, iv).catch((e) => e)
+    assert.equal(reply.code, 6011, 'the first login data belongs to the other session key')
+    const fresh = h.wechat.login({ openId: 'oTwoApps' })
+    assert.equal(auth.extractOpenId((await auth.authorize(fresh.code, fresh.encryptedData, fresh.iv)).response), 'oTwoApps')
+  })
+
   test('the official WeChat test vector logs its unionId in', async () => {
     const vector = await startHarness({ appId: 'wx4f4bc4dec97d474b' })
     try {
