@@ -15,6 +15,8 @@ export declare class Mpauthx {
   authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
   refreshToken(userId?: string | undefined | null): Promise<Reply>
   isTokenValid(token?: string | undefined | null): Promise<Reply>
+  /** Panics inside an async call; only the test suite reaches it. */
+  panicForTesting(): Promise<Reply>
   close(): Promise<void>
 }
 

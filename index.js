@@ -106,7 +106,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
     httpTimeoutMs: optionalNumber('options.httpTimeoutMs', options.httpTimeoutMs),
   })
 
-  return {
+  const instance = {
     authorize: (code, encryptedData, iv) =>
       settle(native.authorize(stringOrUndefined(code), stringOrUndefined(encryptedData), stringOrUndefined(iv))),
     refreshToken: (userId) => settle(native.refreshToken(stringOrUndefined(userId))),
@@ -118,6 +118,11 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
     close: () => native.close(),
     constants,
   }
+  // Reached only by the test suite, to prove that a Rust panic becomes a rejection with 9999.
+  Object.defineProperty(instance, Symbol.for('mpauthx.testing'), {
+    value: Object.freeze({ panic: () => settle(native.panicForTesting()) }),
+  })
+  return instance
 }
 
 module.exports = mpauthx

@@ -117,6 +117,12 @@ fn decode(what: &str, text: &str) -> Result<Vec<u8>> {
 }
 
 fn decode_block(what: &str, text: &str) -> Result<[u8; BLOCK]> {
+    // Base64 of 16 bytes is 24 characters: anything far longer is refused undecoded.
+    if text.len() > 4 * BLOCK {
+        return Err(Error::Decryption(format!(
+            "{what} must decode to {BLOCK} bytes"
+        )));
+    }
     let bytes = decode(what, text)?;
     bytes.as_slice().try_into().map_err(|_| {
         Error::Decryption(format!(

@@ -124,6 +124,12 @@ impl Mpauthx {
         Ok(result.map(|()| String::new()).into())
     }
 
+    /// Panics inside an async call; only the test suite reaches it.
+    #[napi]
+    pub async fn panic_for_testing(&self) -> napi::Result<Reply> {
+        Ok(self.service.panic_for_testing().await.into())
+    }
+
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
         self.service.close().await;
@@ -132,13 +138,13 @@ impl Mpauthx {
 }
 
 /// The part of a token before the first `|`, or `""` when there is none.
-#[napi]
+#[napi(catch_unwind)]
 pub fn extract_open_id(token: String) -> String {
     token::user_id(&token).to_owned()
 }
 
 /// The middle part of a token of exactly three `|`-separated parts, else `null`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn extract_sku(token: String) -> Option<String> {
     token::sku(&token).map(str::to_owned)
 }

@@ -11,6 +11,9 @@ use crate::token;
 use crate::user_store::UserStore;
 use crate::wechat::WeChatClient;
 
+/// Longest login code accepted; WeChat's are 32 characters.
+pub const MAX_CODE_LEN: usize = 512;
+
 pub struct Service {
     app_id: String,
     sku: String,
@@ -50,6 +53,11 @@ impl Service {
         iv: Option<String>,
     ) -> Result<String> {
         let code = required("code", code)?;
+        if code.len() > MAX_CODE_LEN {
+            return Err(Error::InvalidParameter(format!(
+                "code is longer than {MAX_CODE_LEN} bytes"
+            )));
+        }
         let encrypted_data = required("encryptedData", encrypted_data)?;
         let iv = required("iv", iv)?;
         self.check_open()?;
@@ -92,6 +100,13 @@ impl Service {
         } else {
             Err(Error::InvalidToken)
         }
+    }
+
+    /// Panics inside a call, to prove that a panic reaches JavaScript as a rejection.
+    #[doc(hidden)]
+    pub async fn panic_for_testing(&self) -> Result<String> {
+        tokio::task::yield_now().await;
+        panic!("panic injected by a test")
     }
 
     /// Closes both stores; closing again does nothing.

@@ -25,6 +25,10 @@ const CTIME_FIELD: &str = "ctime";
 /// Each loss means another caller succeeded, so a few rounds always settle.
 const MAX_ATTEMPTS: usize = 8;
 
+/// Every public call fails with [`Error::Store`] past this, so a dead or hung Redis never
+/// stalls a caller: connecting and each reply are bounded more tightly still.
+pub const DEADLINE: Duration = Duration::from_millis(1_500);
+
 /// Replaces the index only when it still holds what the caller read (`""` for nothing).
 const COMPARE_AND_SET: &str = r"
 local current = redis.call('GET', KEYS[1]) or ''
@@ -65,8 +69,8 @@ impl SessionStore {
             info = info.set_redis_settings(settings);
         }
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(1_000)))
-            .set_response_timeout(Some(Duration::from_millis(1_000)))
+            .set_connection_timeout(Some(Duration::from_millis(700)))
+            .set_response_timeout(Some(Duration::from_millis(700)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         Ok(Self {
@@ -101,6 +105,21 @@ impl SessionStore {
 
     /// Whether `token` is a live token (a hash with `ctime`, as mpauthx 1.3.2 wrote too).
     pub async fn is_live(&self, token: &str) -> Result<bool> {
+        within_deadline(self.check_live(token)).await
+    }
+
+    /// The user's live token for `sku`, if any.
+    pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+        within_deadline(self.find_live_token(user_id, sku)).await
+    }
+
+    /// Issues a token for the user and sku and makes it the indexed one, or, with
+    /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
+    pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+        within_deadline(self.issue_token(user_id, sku, mode)).await
+    }
+
+    async fn check_live(&self, token: &str) -> Result<bool> {
         if !token::is_well_formed(token) {
             return Ok(false);
         }
@@ -113,18 +132,15 @@ impl SessionStore {
         }
     }
 
-    /// The user's live token for `sku`, if any.
-    pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+    async fn find_live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
         let indexed: Option<String> = self.connection()?.get(index_key(user_id, sku)).await?;
         match indexed {
-            Some(token) if self.is_live(&token).await? => Ok(Some(token)),
+            Some(token) if self.check_live(&token).await? => Ok(Some(token)),
             _ => Ok(None),
         }
     }
 
-    /// Issues a token for the user and sku and makes it the indexed one, or, with
-    /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
-    pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+    async fn issue_token(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
         let index = index_key(user_id, sku);
         let mut redis = self.connection()?;
         // What the index held when this caller last lost a compare-and-set.
@@ -138,7 +154,7 @@ impl SessionStore {
                 Issue::Replace => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
             };
             if let Some(current) = indexed.as_deref().filter(|_| reuse) {
-                if self.is_live(current).await? {
+                if self.check_live(current).await? {
                     return Ok(current.to_owned());
                 }
             }
@@ -179,6 +195,17 @@ impl SessionStore {
             .await?;
         Ok(())
     }
+}
+
+async fn within_deadline<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Store(format!(
+                "Redis did not answer within {} ms",
+                DEADLINE.as_millis()
+            )))
+        })
 }
 
 /// The session index key of a user and sku; neither may contain `|`.

@@ -5,6 +5,12 @@ use crate::error::{Error, Result};
 /// Separates the parts of a token; never allowed inside a sku or a user id.
 pub const SEPARATOR: char = '|';
 
+/// Longest user id accepted; WeChat's openid and unionid are 28 characters.
+pub const MAX_USER_ID_LEN: usize = 1024;
+
+/// Longer strings are never tokens: a user id, a sku and the random part fit well within.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
 /// Bytes of randomness in a token: 256 bits, written as 64 hex characters.
 const RANDOM_BYTES: usize = 32;
 
@@ -37,13 +43,18 @@ pub fn sku(token: &str) -> Option<&str> {
 /// Whether `token` has the shape of a token at all (three parts, a user id), so that
 /// other keys of the same Redis can never pass for one.
 pub fn is_well_formed(token: &str) -> bool {
-    sku(token).is_some() && !user_id(token).is_empty()
+    token.len() <= MAX_TOKEN_LEN && sku(token).is_some() && !user_id(token).is_empty()
 }
 
 /// A user id must be non-empty and free of the separator, or tokens could not be parsed back.
 pub fn check_user_id(user_id: &str) -> Result<()> {
     if user_id.is_empty() {
         return Err(Error::MissingParameter("userId"));
+    }
+    if user_id.len() > MAX_USER_ID_LEN {
+        return Err(Error::InvalidParameter(format!(
+            "userId is longer than {MAX_USER_ID_LEN} bytes"
+        )));
     }
     if user_id.contains(SEPARATOR) {
         return Err(Error::InvalidParameter(format!(
@@ -90,6 +101,14 @@ mod tests {
             Err(Error::InvalidParameter(_))
         ));
         assert_eq!(check_user_id("oGZUI0egBJY1zhBYw2KhdUfwVJJE"), Ok(()));
+        assert!(matches!(
+            check_user_id(&"a".repeat(MAX_USER_ID_LEN + 1)),
+            Err(Error::InvalidParameter(_))
+        ));
+        assert!(!is_well_formed(&format!(
+            "u|s|{}",
+            "a".repeat(MAX_TOKEN_LEN)
+        )));
     }
 
     proptest! {
