@@ -309,12 +309,9 @@ describe('SQLite shared with the application', () => {
   })
   after(() => h.stop())
 
-  // Open (issue 3): node-sqlite3 bundles its own SQLite. Two SQLite copies in one process take
-  // POSIX locks that never exclude each other, so concurrent writes corrupt the file; WAL and a
-  // busy timeout do not help. Planned fix: open-file-description locks in the addon's copy.
-  test('the addon and a node-sqlite3 handle write the same file at the same time', {
-    todo: 'two SQLite copies in one process do not lock each other out',
-  }, async () => {
+  // node-sqlite3 bundles its own SQLite: without the addon's OFD locks (src/sqlite_locks.rs)
+  // the two copies in this process would not exclude each other and this corrupts the file.
+  test('the addon and a node-sqlite3 handle write the same file at the same time', async () => {
     const sqlite3 = require('sqlite3')
     const app = new sqlite3.Database(h.dbFile)
     app.configure('busyTimeout', 5000)
@@ -322,17 +319,28 @@ describe('SQLite shared with the application', () => {
       new Promise((resolve, reject) => app.run(statement, params, (err) => (err ? reject(err) : resolve())))
     await run('CREATE TABLE IF NOT EXISTS orders(id integer primary key, openId text)')
     const auth = h.create({ db: app })
-    const appWrites = Array.from({ length: 200 }, (_, i) => run('INSERT INTO orders(openId) VALUES (?)', [`o${i}`]))
+    const second = h.create({ db: h.dbFile, sku: 'second' })
+    const appWrites = Array.from({ length: 200 }, (_, i) =>
+      run('INSERT INTO orders(openId) VALUES (?)', [`o${i}`]),
+    )
     const logins = Array.from({ length: 50 }, (_, i) => {
       const { code, encryptedData, iv } = h.wechat.login({ openId: `oShared${i}` })
-      return auth.authorize(code, encryptedData, iv)
+      return (i % 2 ? auth : second).authorize(code, encryptedData, iv)
     })
     const results = await Promise.allSettled([...appWrites, ...logins])
     assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason)), [])
     assert.equal(h.sql('SELECT count(*) FROM orders'), '200')
     assert.equal(h.sql("SELECT count(*) FROM user WHERE openId LIKE 'oShared%'"), '50')
     assert.equal(h.sql('PRAGMA journal_mode'), 'wal')
+    assert.equal(h.sql('PRAGMA integrity_check'), 'ok')
     await new Promise((resolve) => app.close(resolve))
+  })
+
+  test('a better-sqlite3-style handle and a path reach the same users', async () => {
+    const auth = h.create({ db: { name: h.dbFile }, sku: 'named' })
+    const { code, encryptedData, iv } = h.wechat.login({ openId: 'oNamed' })
+    await auth.authorize(code, encryptedData, iv)
+    assert.equal((await h.create({ db: h.dbFile }).refreshToken('oNamed')).status_code, 1)
   })
 
   test('a read-only database rejects with 6000 and says why', async () => {

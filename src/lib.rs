@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod error;
 pub mod service;
 pub mod session_store;
+pub mod sqlite_locks;
 pub mod token;
 pub mod user_store;
 pub mod wechat;

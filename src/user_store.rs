@@ -4,8 +4,9 @@
 //! used in WAL mode with a busy timeout, and every statement binds its parameters and
 //! matches user ids exactly.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -20,10 +21,41 @@ const CREATE_USER_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS user(openId text primary key not null, \
      city text, country text, gender integer, language text, nickName text, province text)";
 
+type SharedConnection = Arc<Mutex<Connection>>;
+
 enum Handle {
     NotYetOpened,
-    Open(Connection),
+    Open(SharedConnection),
     Closed,
+}
+
+/// One connection per database file in this process, shared by every instance: the OFD
+/// locks of `sqlite_locks` belong to one open file, so a second connection of this SQLite
+/// copy to the same file could leave a lock behind that only the first one could release.
+static CONNECTIONS: Mutex<Option<HashMap<PathBuf, Weak<Mutex<Connection>>>>> = Mutex::new(None);
+
+fn shared_connection(path: &Path) -> Result<SharedConnection> {
+    let key = connection_key(path);
+    let mut connections = CONNECTIONS.lock().unwrap_or_else(|e| e.into_inner());
+    let connections = connections.get_or_insert_with(HashMap::new);
+    if let Some(connection) = connections.get(&key).and_then(Weak::upgrade) {
+        return Ok(connection);
+    }
+    let connection = Arc::new(Mutex::new(open(path)?));
+    connections.retain(|_, weak| weak.strong_count() > 0);
+    connections.insert(key, Arc::downgrade(&connection));
+    Ok(connection)
+}
+
+/// The same file reached by different paths gets the same key.
+fn connection_key(path: &Path) -> PathBuf {
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    match (path.parent().map(Path::canonicalize), path.file_name()) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 #[derive(Clone)]
@@ -85,14 +117,18 @@ impl UserStore {
         let handle = self.handle.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut handle = handle.lock().unwrap_or_else(|e| e.into_inner());
-            if let Handle::NotYetOpened = *handle {
-                *handle = Handle::Open(open(&path)?);
-            }
-            match &*handle {
-                Handle::Open(db) => work(db),
-                _ => Err(Error::Closed),
-            }
+            let connection = {
+                let mut handle = handle.lock().unwrap_or_else(|e| e.into_inner());
+                if let Handle::NotYetOpened = *handle {
+                    *handle = Handle::Open(shared_connection(&path)?);
+                }
+                match &*handle {
+                    Handle::Open(connection) => connection.clone(),
+                    _ => return Err(Error::Closed),
+                }
+            };
+            let db = connection.lock().unwrap_or_else(|e| e.into_inner());
+            work(&db)
         })
         .await
         .map_err(|err| Error::Store(format!("SQLite task failed: {err}")))?
@@ -105,13 +141,14 @@ fn open(path: &Path) -> Result<Connection> {
 }
 
 fn prepare(path: &Path) -> rusqlite::Result<Connection> {
+    crate::sqlite_locks::install();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let db = Connection::open_with_flags(path, flags)?;
     db.busy_timeout(BUSY_TIMEOUT)?;
-    let _mode: String = db.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    switch_to_wal(&db)?;
     let has_user_table: bool = db.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user')",
         [],
@@ -121,6 +158,23 @@ fn prepare(path: &Path) -> rusqlite::Result<Connection> {
         db.execute(CREATE_USER_TABLE, [])?;
     }
     Ok(db)
+}
+
+/// Switching to WAL upgrades a read lock to an exclusive one, which SQLite refuses at once,
+/// without its busy handler, while another connection is writing: retry until the timeout.
+fn switch_to_wal(db: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match db.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(err, _))
+                if err.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result.map(drop),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +228,26 @@ mod tests {
         let err = users.exists("a").await.unwrap_err();
         assert_eq!(err.status_code(), 6000);
         assert!(err.to_string().contains("cannot open"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stores_of_one_file_share_a_connection_and_close_independently() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let first = UserStore::new(dir.path().join("users.db"));
+        let second = UserStore::new(dir.path().join(".").join("users.db"));
+        first.ensure("a").await?;
+        assert!(second.exists("a").await?);
+        let shared = |store: &UserStore| match &*store.handle.lock().unwrap() {
+            Handle::Open(connection) => Some(connection.clone()),
+            _ => None,
+        };
+        assert!(Arc::ptr_eq(
+            &shared(&first).unwrap(),
+            &shared(&second).unwrap()
+        ));
+        first.close().await;
+        assert!(second.exists("a").await?);
+        Ok(())
     }
 
     #[tokio::test]
