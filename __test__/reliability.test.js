@@ -262,7 +262,6 @@ describe('bad input', () => {
   })
 
   test('every kind of broken encrypted payload rejects with 6011', async () => {
-    const key = Buffer.alloc(16, 7)
     const cases = [
       { encryptedData: '%%%not base64%%%' },
       { iv: 'c2hvcnQ=' },
@@ -278,7 +277,6 @@ describe('bad input', () => {
       { user: { openId: 'oBad', plaintext: Buffer.from([0xff, 0xfe, 0x00, 0x01]) } },
       { user: { openId: 'oBad', watermarkAppId: '' } },
     ]
-    void key
     for (const { user = { openId: 'oBad' }, ...override } of cases) {
       const login = h.wechat.login(user)
       const err = await rejection(
