@@ -3,23 +3,18 @@
 const assert = require('node:assert/strict')
 const { after, before, describe, test } = require('node:test')
 
-const { startHarness, rejection, APP_ID, APP_SECRET, SKU } = require('./support/harness')
+const { startHarness, useHarness, rejection, APP_ID, APP_SECRET, SKU } = require('./support/harness')
 
 const TOKEN = /^([^|]+)\|([^|]*)\|([0-9a-f]{64})$/
 
 describe('authorize', () => {
-  let h
+  const h = useHarness()
   let auth
-  before(async () => {
-    h = await startHarness()
+  before(() => {
     auth = h.create()
   })
-  after(() => h.stop())
 
-  const login = (user, instance = auth) => {
-    const { code, encryptedData, iv } = h.wechat.login(user)
-    return instance.authorize(code, encryptedData, iv)
-  }
+  const login = (user, instance = auth) => h.login(user, instance)
 
   test('a new user gets a token, a user row, and a hash with ctime and TTL in Redis', async () => {
     const before = Date.now()

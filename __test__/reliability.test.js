@@ -7,7 +7,7 @@ const { execFile } = require('node:child_process')
 const path = require('node:path')
 const { after, before, describe, test } = require('node:test')
 
-const { startHarness, rejection, SKU, APP_SECRET } = require('./support/harness')
+const { useHarness, rejection, SKU, APP_SECRET } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
 
 const liveTokens = (h, userId) => h.redis.cli('KEYS', `${userId}|${SKU}|*`).split('\n').filter(Boolean)
@@ -20,11 +20,7 @@ async function timed(promise) {
 }
 
 describe('Redis down and back', () => {
-  let h
-  before(async () => {
-    h = await startHarness()
-  })
-  after(() => h.stop())
+  const h = useHarness()
 
   test('calls reject with 6000 within 2 s while Redis is down, and the same instance recovers', async () => {
     const auth = h.create()
@@ -71,13 +67,11 @@ describe('Redis down and back', () => {
 })
 
 describe('WeChat API slow or broken', () => {
-  let h
+  const h = useHarness()
   let auth
-  before(async () => {
-    h = await startHarness()
+  before(() => {
     auth = h.create({ options: { httpTimeoutMs: 500 } })
   })
-  after(() => h.stop())
 
   const cases = [
     ['a timeout', () => {}, /timed out after 500 ms/],
@@ -132,16 +126,14 @@ describe('WeChat API slow or broken', () => {
 })
 
 describe('races', () => {
-  let h
+  const h = useHarness()
   let auth
-  before(async () => {
-    h = await startHarness()
+  before(() => {
     auth = h.create()
   })
-  after(() => h.stop())
 
   test('authorize racing refreshToken leaves one live token, and the index points at it', async () => {
-    await auth.authorize(...Object.values(h.wechat.login({ openId: 'oRacer' })).slice(0, 3))
+    await h.login({ openId: 'oRacer' }, auth)
     for (let round = 0; round < 5; round++) {
       const calls = []
       for (let i = 0; i < 10; i++) {
@@ -172,11 +164,7 @@ describe('races', () => {
 })
 
 describe('no token without a TTL', () => {
-  let h
-  before(async () => {
-    h = await startHarness()
-  })
-  after(() => h.stop())
+  const h = useHarness()
 
   // A Redis user that may not run one command makes that step fail, as a crash there would.
   const restricted = (name, denied) => {
@@ -217,13 +205,11 @@ describe('no token without a TTL', () => {
 })
 
 describe('bad input', () => {
-  let h
+  const h = useHarness()
   let auth
-  before(async () => {
-    h = await startHarness()
+  before(() => {
     auth = h.create()
   })
-  after(() => h.stop())
 
   const huge = 'A'.repeat(8 * 1024 * 1024)
   const notStrings = [undefined, null, 0, 42, NaN, true, {}, [], () => {}, Symbol('s'), 10n, Buffer.from('x')]
@@ -287,9 +273,8 @@ describe('bad input', () => {
   })
 
   test('unicode in every field works or fails with its own code', async () => {
-    const reply = await auth.authorize(
-      ...Object.values(h.wechat.login({ openId: 'ö用户🙂', unionId: 'ü联合🙂', nickName: '😀'.repeat(100), city: 'Zürich' })).slice(0, 3),
-    )
+    const user = { openId: 'ö用户🙂', unionId: 'ü联合🙂', nickName: '😀'.repeat(100), city: 'Zürich' }
+    const reply = await h.login(user, auth)
     assert.equal(auth.extractOpenId(reply.response), 'ü联合🙂')
     assert.equal((await auth.refreshToken('ü联合🙂')).status_code, 1)
     assert.equal((await rejection(auth.refreshToken('用户不存在'))).code, 6010)
@@ -301,11 +286,7 @@ describe('bad input', () => {
 })
 
 describe('SQLite shared with the application', () => {
-  let h
-  before(async () => {
-    h = await startHarness()
-  })
-  after(() => h.stop())
+  const h = useHarness()
 
   // node-sqlite3 bundles its own SQLite: without the addon's OFD locks (src/sqlite_locks.rs)
   // the two copies in this process would not exclude each other and this corrupts the file.
@@ -358,11 +339,7 @@ describe('SQLite shared with the application', () => {
 })
 
 describe('panics and secrets', () => {
-  let h
-  before(async () => {
-    h = await startHarness()
-  })
-  after(() => h.stop())
+  const h = useHarness()
 
   test('a panic in Rust becomes a rejection with 9999, and the instance keeps working', async () => {
     const auth = h.create()

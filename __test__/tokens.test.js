@@ -4,22 +4,17 @@ const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
 const { after, before, describe, test } = require('node:test')
 
-const { startHarness, rejection, SKU } = require('./support/harness')
+const { useHarness, rejection, SKU } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
 
 describe('isTokenValid, refreshToken and the session index', () => {
-  let h
+  const h = useHarness()
   let auth
-  before(async () => {
-    h = await startHarness()
+  before(() => {
     auth = h.create()
   })
-  after(() => h.stop())
 
-  const login = (user, instance = auth) => {
-    const { code, encryptedData, iv } = h.wechat.login(user)
-    return instance.authorize(code, encryptedData, iv).then((reply) => reply.response)
-  }
+  const login = (user, instance = auth) => h.login(user, instance).then((reply) => reply.response)
 
   test('isTokenValid resolves with nothing for a live token and rejects with 6007 otherwise', async () => {
     const token = await login({ openId: 'oValid' })
@@ -137,11 +132,7 @@ describe('isTokenValid, refreshToken and the session index', () => {
 })
 
 describe('a password-protected Redis', () => {
-  let h
-  before(async () => {
-    h = await startHarness({ password: 'p@ss word' })
-  })
-  after(() => h.stop())
+  const h = useHarness({ password: 'p@ss word' })
 
   test('works with redisPass', async () => {
     const auth = h.create()
@@ -169,11 +160,7 @@ describe('a password-protected Redis', () => {
 })
 
 describe('store failures and close()', () => {
-  let h
-  before(async () => {
-    h = await startHarness()
-  })
-  after(() => h.stop())
+  const h = useHarness()
 
   test('Redis unreachable: every call rejects with 6000', async () => {
     const auth = h.create({ options: { redisUrl: 'redis://127.0.0.1:1' } })

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -32,12 +32,12 @@ enum Handle {
 /// One connection per database file in this process, shared by every instance: the OFD
 /// locks of `sqlite_locks` belong to one open file, so a second connection of this SQLite
 /// copy to the same file could leave a lock behind that only the first one could release.
-static CONNECTIONS: Mutex<Option<HashMap<PathBuf, Weak<Mutex<Connection>>>>> = Mutex::new(None);
+static CONNECTIONS: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Connection>>>>> =
+    LazyLock::new(Default::default);
 
 fn shared_connection(path: &Path) -> Result<SharedConnection> {
     let key = connection_key(path);
     let mut connections = CONNECTIONS.lock().unwrap_or_else(|e| e.into_inner());
-    let connections = connections.get_or_insert_with(HashMap::new);
     if let Some(connection) = connections.get(&key).and_then(Weak::upgrade) {
         return Ok(connection);
     }

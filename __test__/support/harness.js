@@ -8,6 +8,8 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
+const { after, before } = require('node:test')
+
 const mpauthx = require('../..')
 const { startRedis } = require('./redis')
 const { startWeChat } = require('./wechat')
@@ -52,6 +54,12 @@ async function startHarness({ password, appId = APP_ID, appSecret = APP_SECRET }
     return instance
   }
 
+  /** A user logging in on `instance`: the mini-program's login data, then `authorize`. */
+  function login(user, instance) {
+    const { code, encryptedData, iv } = wechat.login(user)
+    return instance.authorize(code, encryptedData, iv)
+  }
+
   async function stop() {
     await Promise.all(instances.map((instance) => instance.close()))
     await wechat.stop()
@@ -60,7 +68,15 @@ async function startHarness({ password, appId = APP_ID, appSecret = APP_SECRET }
     fs.rmSync(redis.dir, { recursive: true, force: true })
   }
 
-  return { redis, wechat, dbFile, dir, create, stop, sql: (statement) => sql(dbFile, statement) }
+  return { redis, wechat, dbFile, dir, create, login, stop, sql: (statement) => sql(dbFile, statement) }
+}
+
+/** A harness started before the enclosing suite's tests and stopped after them. */
+function useHarness(options) {
+  const h = {}
+  before(async () => Object.assign(h, await startHarness(options)))
+  after(() => h.stop())
+  return h
 }
 
 /** Resolves with the rejection of `promise`, failing when it resolves instead. */
@@ -73,4 +89,4 @@ async function rejection(promise) {
   throw new Error('expected a rejection, but the promise resolved')
 }
 
-module.exports = { startHarness, rejection, sql, APP_ID, APP_SECRET, SKU }
+module.exports = { startHarness, useHarness, rejection, sql, APP_ID, APP_SECRET, SKU }
