@@ -13,330 +13,326 @@ pub const ENV_WECHAT_API_BASE: &str = "MPAUTHX_WECHAT_API_BASE";
 /// What the factory was given, already checked for JavaScript types by `index.js`.
 #[derive(Clone, Default)]
 pub struct Options {
-    pub app_id: String,
-    pub app_secret: String,
-    pub sku: String,
-    pub db_path: String,
-    pub redis_pass: Option<String>,
-    pub ttl: Option<f64>,
-    pub redis_url: Option<String>,
-    pub wechat_api_base: Option<String>,
-    pub http_timeout_ms: Option<f64>,
+  pub app_id: String,
+  pub app_secret: String,
+  pub sku: String,
+  pub db_path: String,
+  pub redis_pass: Option<String>,
+  pub ttl: Option<f64>,
+  pub redis_url: Option<String>,
+  pub wechat_api_base: Option<String>,
+  pub http_timeout_ms: Option<f64>,
 }
 
 /// Validated settings an instance runs with.
 #[derive(Clone)]
 pub struct Settings {
-    pub app_id: String,
-    pub app_secret: String,
-    pub sku: String,
-    pub db_path: PathBuf,
-    pub redis_url: String,
-    pub redis_pass: Option<String>,
-    pub ttl: Duration,
-    pub wechat_api_base: String,
-    pub http_timeout: Duration,
+  pub app_id: String,
+  pub app_secret: String,
+  pub sku: String,
+  pub db_path: PathBuf,
+  pub redis_url: String,
+  pub redis_pass: Option<String>,
+  pub ttl: Duration,
+  pub wechat_api_base: String,
+  pub http_timeout: Duration,
 }
 
 // Hand-written so that the app secret and the Redis password never reach a log.
 impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("app_id", &self.app_id)
-            .field("sku", &self.sku)
-            .field("db_path", &self.db_path)
-            .field("ttl", &self.ttl)
-            .field("wechat_api_base", &self.wechat_api_base)
-            .field("http_timeout", &self.http_timeout)
-            .finish_non_exhaustive()
-    }
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Settings")
+      .field("app_id", &self.app_id)
+      .field("sku", &self.sku)
+      .field("db_path", &self.db_path)
+      .field("ttl", &self.ttl)
+      .field("wechat_api_base", &self.wechat_api_base)
+      .field("http_timeout", &self.http_timeout)
+      .finish_non_exhaustive()
+  }
 }
 
 /// Which JavaScript error class a rejected setting is thrown as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigErrorKind {
-    /// Missing or empty where a value is required: thrown as `TypeError`.
-    Type,
-    /// A value of the right type outside what is allowed: thrown as `RangeError`.
-    Range,
+  /// Missing or empty where a value is required: thrown as `TypeError`.
+  Type,
+  /// A value of the right type outside what is allowed: thrown as `RangeError`.
+  Range,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub kind: ConfigErrorKind,
-    pub message: String,
+  pub kind: ConfigErrorKind,
+  pub message: String,
 }
 
 impl ConfigError {
-    fn type_error(message: impl Into<String>) -> Self {
-        Self {
-            kind: ConfigErrorKind::Type,
-            message: message.into(),
-        }
+  fn type_error(message: impl Into<String>) -> Self {
+    Self {
+      kind: ConfigErrorKind::Type,
+      message: message.into(),
     }
+  }
 
-    fn range_error(message: impl Into<String>) -> Self {
-        Self {
-            kind: ConfigErrorKind::Range,
-            message: message.into(),
-        }
+  fn range_error(message: impl Into<String>) -> Self {
+    Self {
+      kind: ConfigErrorKind::Range,
+      message: message.into(),
     }
+  }
 }
 
 impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.write_str(&self.message)
+  }
 }
 
 impl std::error::Error for ConfigError {}
 
 impl Settings {
-    /// Validates `options`, filling what is unset from `env` and then the defaults.
-    pub fn new(
-        options: Options,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let app_id = non_empty("appId", options.app_id)?;
-        let app_secret = non_empty("appSecret", options.app_secret)?;
-        if options.sku.contains('|') {
-            return Err(ConfigError::range_error("sku must not contain '|'"));
-        }
-        let db_path = non_empty("db", options.db_path)?;
-        if db_path == ":memory:" {
-            return Err(ConfigError::range_error(
-                "db must be a SQLite file: an in-memory database cannot be shared with mpauthx",
-            ));
-        }
-        let ttl = positive_integer("tokenTTL", options.ttl.unwrap_or(DEFAULT_TTL_SECONDS))?;
-        let http_timeout_ms = positive_integer(
-            "options.httpTimeoutMs",
-            options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
-        )?;
-        let redis_url = options
-            .redis_url
-            .or_else(|| env(ENV_REDIS_URL))
-            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
-        // The URL may hold a password, so the message never repeats it.
-        redis::IntoConnectionInfo::into_connection_info(redis_url.as_str()).map_err(|_| {
-            ConfigError::range_error("options.redisUrl is not a valid redis:// URL")
-        })?;
-        let wechat_api_base = options
-            .wechat_api_base
-            .or_else(|| env(ENV_WECHAT_API_BASE))
-            .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned());
-        let wechat_api_base = wechat_api_base.trim_end_matches('/').to_owned();
-        match reqwest::Url::parse(&wechat_api_base) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(ConfigError::range_error(format!(
-                    "options.wechatApiBase must be an http(s) URL, got {wechat_api_base:?}"
-                )))
-            }
-        }
-        Ok(Self {
-            app_id,
-            app_secret,
-            sku: options.sku,
-            db_path: PathBuf::from(db_path),
-            redis_url,
-            redis_pass: options.redis_pass.filter(|pass| !pass.is_empty()),
-            ttl: Duration::from_secs(ttl),
-            wechat_api_base,
-            http_timeout: Duration::from_millis(http_timeout_ms),
-        })
+  /// Validates `options`, filling what is unset from `env` and then the defaults.
+  pub fn new(options: Options, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    let app_id = non_empty("appId", options.app_id)?;
+    let app_secret = non_empty("appSecret", options.app_secret)?;
+    if options.sku.contains('|') {
+      return Err(ConfigError::range_error("sku must not contain '|'"));
     }
+    let db_path = non_empty("db", options.db_path)?;
+    if db_path == ":memory:" {
+      return Err(ConfigError::range_error(
+        "db must be a SQLite file: an in-memory database cannot be shared with mpauthx",
+      ));
+    }
+    let ttl = positive_integer("tokenTTL", options.ttl.unwrap_or(DEFAULT_TTL_SECONDS))?;
+    let http_timeout_ms = positive_integer(
+      "options.httpTimeoutMs",
+      options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
+    )?;
+    let redis_url = options
+      .redis_url
+      .or_else(|| env(ENV_REDIS_URL))
+      .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
+    // The URL may hold a password, so the message never repeats it.
+    redis::IntoConnectionInfo::into_connection_info(redis_url.as_str())
+      .map_err(|_| ConfigError::range_error("options.redisUrl is not a valid redis:// URL"))?;
+    let wechat_api_base = options
+      .wechat_api_base
+      .or_else(|| env(ENV_WECHAT_API_BASE))
+      .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned());
+    let wechat_api_base = wechat_api_base.trim_end_matches('/').to_owned();
+    match reqwest::Url::parse(&wechat_api_base) {
+      Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+      _ => {
+        return Err(ConfigError::range_error(format!(
+          "options.wechatApiBase must be an http(s) URL, got {wechat_api_base:?}"
+        )))
+      }
+    }
+    Ok(Self {
+      app_id,
+      app_secret,
+      sku: options.sku,
+      db_path: PathBuf::from(db_path),
+      redis_url,
+      redis_pass: options.redis_pass.filter(|pass| !pass.is_empty()),
+      ttl: Duration::from_secs(ttl),
+      wechat_api_base,
+      http_timeout: Duration::from_millis(http_timeout_ms),
+    })
+  }
 }
 
 fn non_empty(name: &str, value: String) -> Result<String, ConfigError> {
-    if value.is_empty() {
-        return Err(ConfigError::type_error(format!(
-            "{name} must be a non-empty string"
-        )));
-    }
-    Ok(value)
+  if value.is_empty() {
+    return Err(ConfigError::type_error(format!(
+      "{name} must be a non-empty string"
+    )));
+  }
+  Ok(value)
 }
 
 fn positive_integer(name: &str, value: f64) -> Result<u64, ConfigError> {
-    if value.is_finite() && value.fract() == 0.0 && value >= 1.0 && value <= u32::MAX as f64 {
-        Ok(value as u64)
-    } else {
-        Err(ConfigError::range_error(format!(
-            "{name} must be a positive integer no larger than {}, got {value}",
-            u32::MAX
-        )))
-    }
+  if value.is_finite() && value.fract() == 0.0 && value >= 1.0 && value <= u32::MAX as f64 {
+    Ok(value as u64)
+  } else {
+    Err(ConfigError::range_error(format!(
+      "{name} must be a positive integer no larger than {}, got {value}",
+      u32::MAX
+    )))
+  }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+  use super::*;
 
-    fn options() -> Options {
+  fn options() -> Options {
+    Options {
+      app_id: "wx123".into(),
+      app_secret: "secret".into(),
+      sku: "app".into(),
+      db_path: "/tmp/users.db".into(),
+      ..Options::default()
+    }
+  }
+
+  fn no_env(_: &str) -> Option<String> {
+    None
+  }
+
+  #[test]
+  fn defaults_apply_when_nothing_is_set() {
+    let settings = Settings::new(options(), no_env).unwrap();
+    assert_eq!(settings.ttl, Duration::from_secs(259_200));
+    assert_eq!(settings.redis_url, DEFAULT_REDIS_URL);
+    assert_eq!(settings.wechat_api_base, DEFAULT_WECHAT_API_BASE);
+    assert_eq!(settings.http_timeout, Duration::from_millis(5_000));
+    assert_eq!(settings.redis_pass, None);
+  }
+
+  #[test]
+  fn environment_fills_unset_urls_and_options_win_over_it() {
+    let env = |name: &str| match name {
+      ENV_REDIS_URL => Some("redis://10.0.0.1:7000".to_owned()),
+      ENV_WECHAT_API_BASE => Some("http://127.0.0.1:9/".to_owned()),
+      _ => None,
+    };
+    let settings = Settings::new(options(), env).unwrap();
+    assert_eq!(settings.redis_url, "redis://10.0.0.1:7000");
+    assert_eq!(settings.wechat_api_base, "http://127.0.0.1:9");
+
+    let explicit = Options {
+      redis_url: Some("redis://127.0.0.1:1".into()),
+      ..options()
+    };
+    assert_eq!(
+      Settings::new(explicit, env).unwrap().redis_url,
+      "redis://127.0.0.1:1"
+    );
+  }
+
+  #[test]
+  fn rejects_bad_values_with_the_right_kind() {
+    let cases = [
+      (
         Options {
-            app_id: "wx123".into(),
-            app_secret: "secret".into(),
-            sku: "app".into(),
-            db_path: "/tmp/users.db".into(),
-            ..Options::default()
-        }
+          app_id: String::new(),
+          ..options()
+        },
+        ConfigErrorKind::Type,
+      ),
+      (
+        Options {
+          app_secret: String::new(),
+          ..options()
+        },
+        ConfigErrorKind::Type,
+      ),
+      (
+        Options {
+          db_path: String::new(),
+          ..options()
+        },
+        ConfigErrorKind::Type,
+      ),
+      (
+        Options {
+          sku: "a|b".into(),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          db_path: ":memory:".into(),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          ttl: Some(0.0),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          ttl: Some(1.5),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          ttl: Some(-3.0),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          ttl: Some(f64::NAN),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          ttl: Some(1e12),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          http_timeout_ms: Some(0.0),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          redis_url: Some("nope".into()),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          wechat_api_base: Some("ftp://x".into()),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+    ];
+    for (opts, kind) in cases {
+      let err = Settings::new(opts.clone(), no_env).unwrap_err();
+      assert_eq!(err.kind, kind, "{err}");
     }
+  }
 
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
+  #[test]
+  fn an_empty_redis_pass_means_no_password() {
+    let opts = Options {
+      redis_pass: Some(String::new()),
+      ..options()
+    };
+    assert_eq!(Settings::new(opts, no_env).unwrap().redis_pass, None);
+  }
 
-    #[test]
-    fn defaults_apply_when_nothing_is_set() {
-        let settings = Settings::new(options(), no_env).unwrap();
-        assert_eq!(settings.ttl, Duration::from_secs(259_200));
-        assert_eq!(settings.redis_url, DEFAULT_REDIS_URL);
-        assert_eq!(settings.wechat_api_base, DEFAULT_WECHAT_API_BASE);
-        assert_eq!(settings.http_timeout, Duration::from_millis(5_000));
-        assert_eq!(settings.redis_pass, None);
-    }
-
-    #[test]
-    fn environment_fills_unset_urls_and_options_win_over_it() {
-        let env = |name: &str| match name {
-            ENV_REDIS_URL => Some("redis://10.0.0.1:7000".to_owned()),
-            ENV_WECHAT_API_BASE => Some("http://127.0.0.1:9/".to_owned()),
-            _ => None,
-        };
-        let settings = Settings::new(options(), env).unwrap();
-        assert_eq!(settings.redis_url, "redis://10.0.0.1:7000");
-        assert_eq!(settings.wechat_api_base, "http://127.0.0.1:9");
-
-        let explicit = Options {
-            redis_url: Some("redis://127.0.0.1:1".into()),
-            ..options()
-        };
-        assert_eq!(
-            Settings::new(explicit, env).unwrap().redis_url,
-            "redis://127.0.0.1:1"
-        );
-    }
-
-    #[test]
-    fn rejects_bad_values_with_the_right_kind() {
-        let cases = [
-            (
-                Options {
-                    app_id: String::new(),
-                    ..options()
-                },
-                ConfigErrorKind::Type,
-            ),
-            (
-                Options {
-                    app_secret: String::new(),
-                    ..options()
-                },
-                ConfigErrorKind::Type,
-            ),
-            (
-                Options {
-                    db_path: String::new(),
-                    ..options()
-                },
-                ConfigErrorKind::Type,
-            ),
-            (
-                Options {
-                    sku: "a|b".into(),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    db_path: ":memory:".into(),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    ttl: Some(0.0),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    ttl: Some(1.5),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    ttl: Some(-3.0),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    ttl: Some(f64::NAN),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    ttl: Some(1e12),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    http_timeout_ms: Some(0.0),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    redis_url: Some("nope".into()),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-            (
-                Options {
-                    wechat_api_base: Some("ftp://x".into()),
-                    ..options()
-                },
-                ConfigErrorKind::Range,
-            ),
-        ];
-        for (opts, kind) in cases {
-            let err = Settings::new(opts.clone(), no_env).unwrap_err();
-            assert_eq!(err.kind, kind, "{err}");
-        }
-    }
-
-    #[test]
-    fn an_empty_redis_pass_means_no_password() {
-        let opts = Options {
-            redis_pass: Some(String::new()),
-            ..options()
-        };
-        assert_eq!(Settings::new(opts, no_env).unwrap().redis_pass, None);
-    }
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let opts = Options {
-            redis_pass: Some("hunter2".into()),
-            ..options()
-        };
-        let shown = format!("{:?}", Settings::new(opts, no_env).unwrap());
-        assert!(
-            !shown.contains("secret") && !shown.contains("hunter2"),
-            "{shown}"
-        );
-    }
+  #[test]
+  fn debug_output_hides_secrets() {
+    let opts = Options {
+      redis_pass: Some("hunter2".into()),
+      ..options()
+    };
+    let shown = format!("{:?}", Settings::new(opts, no_env).unwrap());
+    assert!(
+      !shown.contains("secret") && !shown.contains("hunter2"),
+      "{shown}"
+    );
+  }
 }

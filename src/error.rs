@@ -5,15 +5,15 @@ use std::fmt;
 /// Status codes of mpauthx 1.3.2, kept numerically identical so that backends
 /// switching packages see the same `code` on every rejection.
 pub mod status {
-    pub const SUCCESS: u32 = 1;
-    pub const DATABASE_RELATED_ERROR: u32 = 6000;
-    pub const REQUIRED_PARAMS_MISSING_ERROR: u32 = 6001;
-    pub const INVALID_ACCESS_TOKEN: u32 = 6007;
-    pub const SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR: u32 = 6008;
-    pub const OPEN_ID_OR_UNION_ID_NOT_MATCH: u32 = 6009;
-    pub const USER_NOT_EXIST_IN_DB: u32 = 6010;
-    pub const USER_INFO_DECRYPTION_ERROR: u32 = 6011;
-    pub const UNKNOWN_ERROR: u32 = 9999;
+  pub const SUCCESS: u32 = 1;
+  pub const DATABASE_RELATED_ERROR: u32 = 6000;
+  pub const REQUIRED_PARAMS_MISSING_ERROR: u32 = 6001;
+  pub const INVALID_ACCESS_TOKEN: u32 = 6007;
+  pub const SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR: u32 = 6008;
+  pub const OPEN_ID_OR_UNION_ID_NOT_MATCH: u32 = 6009;
+  pub const USER_NOT_EXIST_IN_DB: u32 = 6010;
+  pub const USER_INFO_DECRYPTION_ERROR: u32 = 6011;
+  pub const UNKNOWN_ERROR: u32 = 9999;
 }
 
 /// Everything that can go wrong in a call. Messages never carry secrets
@@ -21,105 +21,105 @@ pub mod status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// A required parameter is missing, empty or not a string; names the parameter.
-    MissingParameter(&'static str),
-    /// A parameter is a string but not an acceptable value (for example a user id containing `|`).
-    InvalidParameter(String),
-    /// The jscode2session exchange with WeChat failed: network, timeout, HTTP status, body or errcode.
-    WeChat(String),
-    /// The encrypted user data could not be decrypted or is not the expected JSON.
-    Decryption(String),
-    /// The openid from jscode2session differs from the one in the decrypted user data.
-    OpenIdMismatch,
-    /// `refreshToken` was asked for a user id that the `user` table does not hold.
-    UserNotFound,
-    /// The token is not live (unknown, expired or revoked).
-    InvalidToken,
-    /// Redis or SQLite failed or could not be reached.
-    Store(String),
-    /// The instance was closed with `close()`.
-    Closed,
+  /// A required parameter is missing, empty or not a string; names the parameter.
+  MissingParameter(&'static str),
+  /// A parameter is a string but not an acceptable value (for example a user id containing `|`).
+  InvalidParameter(String),
+  /// The jscode2session exchange with WeChat failed: network, timeout, HTTP status, body or errcode.
+  WeChat(String),
+  /// The encrypted user data could not be decrypted or is not the expected JSON.
+  Decryption(String),
+  /// The openid from jscode2session differs from the one in the decrypted user data.
+  OpenIdMismatch,
+  /// `refreshToken` was asked for a user id that the `user` table does not hold.
+  UserNotFound,
+  /// The token is not live (unknown, expired or revoked).
+  InvalidToken,
+  /// Redis or SQLite failed or could not be reached.
+  Store(String),
+  /// The instance was closed with `close()`.
+  Closed,
 }
 
 impl Error {
-    /// The mpauthx status code that JavaScript sees as the error's `code`.
-    pub fn status_code(&self) -> u32 {
-        match self {
-            Error::MissingParameter(_) | Error::InvalidParameter(_) => {
-                status::REQUIRED_PARAMS_MISSING_ERROR
-            }
-            Error::WeChat(_) => status::SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR,
-            Error::Decryption(_) => status::USER_INFO_DECRYPTION_ERROR,
-            Error::OpenIdMismatch => status::OPEN_ID_OR_UNION_ID_NOT_MATCH,
-            Error::UserNotFound => status::USER_NOT_EXIST_IN_DB,
-            Error::InvalidToken => status::INVALID_ACCESS_TOKEN,
-            Error::Store(_) | Error::Closed => status::DATABASE_RELATED_ERROR,
-        }
+  /// The mpauthx status code that JavaScript sees as the error's `code`.
+  pub fn status_code(&self) -> u32 {
+    match self {
+      Error::MissingParameter(_) | Error::InvalidParameter(_) => {
+        status::REQUIRED_PARAMS_MISSING_ERROR
+      }
+      Error::WeChat(_) => status::SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR,
+      Error::Decryption(_) => status::USER_INFO_DECRYPTION_ERROR,
+      Error::OpenIdMismatch => status::OPEN_ID_OR_UNION_ID_NOT_MATCH,
+      Error::UserNotFound => status::USER_NOT_EXIST_IN_DB,
+      Error::InvalidToken => status::INVALID_ACCESS_TOKEN,
+      Error::Store(_) | Error::Closed => status::DATABASE_RELATED_ERROR,
     }
+  }
 }
 
 impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::MissingParameter(name) => {
-                write!(f, "missing parameter: {name} must be a non-empty string")
-            }
-            Error::InvalidParameter(why) => write!(f, "invalid parameter: {why}"),
-            Error::WeChat(why) => write!(f, "jscode2session request failed: {why}"),
-            Error::Decryption(why) => write!(f, "cannot decrypt user data: {why}"),
-            Error::OpenIdMismatch => {
-                f.write_str("openid from jscode2session does not match the decrypted openId")
-            }
-            Error::UserNotFound => f.write_str("user does not exist in the user table"),
-            Error::InvalidToken => f.write_str("token is not valid (unknown, expired or revoked)"),
-            Error::Store(why) => write!(f, "store error: {why}"),
-            Error::Closed => f.write_str("this mpauthx instance is closed"),
-        }
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Error::MissingParameter(name) => {
+        write!(f, "missing parameter: {name} must be a non-empty string")
+      }
+      Error::InvalidParameter(why) => write!(f, "invalid parameter: {why}"),
+      Error::WeChat(why) => write!(f, "jscode2session request failed: {why}"),
+      Error::Decryption(why) => write!(f, "cannot decrypt user data: {why}"),
+      Error::OpenIdMismatch => {
+        f.write_str("openid from jscode2session does not match the decrypted openId")
+      }
+      Error::UserNotFound => f.write_str("user does not exist in the user table"),
+      Error::InvalidToken => f.write_str("token is not valid (unknown, expired or revoked)"),
+      Error::Store(why) => write!(f, "store error: {why}"),
+      Error::Closed => f.write_str("this mpauthx instance is closed"),
     }
+  }
 }
 
 impl std::error::Error for Error {}
 
 impl From<redis::RedisError> for Error {
-    fn from(err: redis::RedisError) -> Self {
-        Error::Store(format!("Redis: {err}"))
-    }
+  fn from(err: redis::RedisError) -> Self {
+    Error::Store(format!("Redis: {err}"))
+  }
 }
 
 impl From<rusqlite::Error> for Error {
-    fn from(err: rusqlite::Error) -> Self {
-        Error::Store(format!("SQLite: {err}"))
-    }
+  fn from(err: rusqlite::Error) -> Self {
+    Error::Store(format!("SQLite: {err}"))
+  }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+  use super::*;
 
-    #[test]
-    fn every_variant_maps_to_its_mpauthx_code() {
-        let cases = [
-            (Error::MissingParameter("code"), 6001),
-            (Error::InvalidParameter("x".into()), 6001),
-            (Error::WeChat("x".into()), 6008),
-            (Error::Decryption("x".into()), 6011),
-            (Error::OpenIdMismatch, 6009),
-            (Error::UserNotFound, 6010),
-            (Error::InvalidToken, 6007),
-            (Error::Store("x".into()), 6000),
-            (Error::Closed, 6000),
-        ];
-        for (err, code) in cases {
-            assert_eq!(err.status_code(), code, "{err}");
-        }
+  #[test]
+  fn every_variant_maps_to_its_mpauthx_code() {
+    let cases = [
+      (Error::MissingParameter("code"), 6001),
+      (Error::InvalidParameter("x".into()), 6001),
+      (Error::WeChat("x".into()), 6008),
+      (Error::Decryption("x".into()), 6011),
+      (Error::OpenIdMismatch, 6009),
+      (Error::UserNotFound, 6010),
+      (Error::InvalidToken, 6007),
+      (Error::Store("x".into()), 6000),
+      (Error::Closed, 6000),
+    ];
+    for (err, code) in cases {
+      assert_eq!(err.status_code(), code, "{err}");
     }
+  }
 
-    #[test]
-    fn missing_parameter_message_names_the_parameter() {
-        assert!(Error::MissingParameter("encryptedData")
-            .to_string()
-            .contains("encryptedData"));
-    }
+  #[test]
+  fn missing_parameter_message_names_the_parameter() {
+    assert!(Error::MissingParameter("encryptedData")
+      .to_string()
+      .contains("encryptedData"));
+  }
 }

@@ -25,127 +25,129 @@ use crate::service::Service;
 /// Factory arguments after `index.js` has checked their JavaScript types.
 #[napi(object)]
 pub struct NativeOptions {
-    pub app_id: String,
-    pub app_secret: String,
-    pub sku: String,
-    pub db_path: String,
-    pub redis_pass: Option<String>,
-    pub ttl: Option<f64>,
-    pub redis_url: Option<String>,
-    pub wechat_api_base: Option<String>,
-    pub http_timeout_ms: Option<f64>,
+  pub app_id: String,
+  pub app_secret: String,
+  pub sku: String,
+  pub db_path: String,
+  pub redis_pass: Option<String>,
+  pub ttl: Option<f64>,
+  pub redis_url: Option<String>,
+  pub wechat_api_base: Option<String>,
+  pub http_timeout_ms: Option<f64>,
 }
 
 /// The outcome of a call. Failures travel as values so that `index.js` can attach the
 /// numeric status `code`, which napi cannot put on an async rejection.
 #[napi(object)]
 pub struct Reply {
-    pub status_code: u32,
-    pub message: String,
-    pub response: Option<String>,
+  pub status_code: u32,
+  pub message: String,
+  pub response: Option<String>,
 }
 
 impl From<error::Result<String>> for Reply {
-    fn from(result: error::Result<String>) -> Self {
-        match result {
-            Ok(response) => Reply {
-                status_code: status::SUCCESS,
-                message: "OK".into(),
-                response: Some(response),
-            },
-            Err(err) => Reply {
-                status_code: err.status_code(),
-                message: err.to_string(),
-                response: None,
-            },
-        }
+  fn from(result: error::Result<String>) -> Self {
+    match result {
+      Ok(response) => Reply {
+        status_code: status::SUCCESS,
+        message: "OK".into(),
+        response: Some(response),
+      },
+      Err(err) => Reply {
+        status_code: err.status_code(),
+        message: err.to_string(),
+        response: None,
+      },
     }
+  }
 }
 
 #[napi]
 pub struct Mpauthx {
-    service: Arc<Service>,
+  service: Arc<Service>,
 }
 
 #[napi]
 impl Mpauthx {
-    /// Validates the settings (throwing `TypeError`/`RangeError`) without connecting.
-    #[napi(constructor)]
-    pub fn new(env: Env, options: NativeOptions) -> napi::Result<Self> {
-        let options = Options {
-            app_id: options.app_id,
-            app_secret: options.app_secret,
-            sku: options.sku,
-            db_path: options.db_path,
-            redis_pass: options.redis_pass,
-            ttl: options.ttl,
-            redis_url: options.redis_url,
-            wechat_api_base: options.wechat_api_base,
-            http_timeout_ms: options.http_timeout_ms,
-        };
-        let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
-            Ok(settings) => settings,
-            Err(err) => {
-                match err.kind {
-                    ConfigErrorKind::Type => env.throw_type_error(&err.message, None)?,
-                    ConfigErrorKind::Range => env.throw_range_error(&err.message, None)?,
-                }
-                return Err(napi::Error::new(Status::PendingException, err.message));
-            }
-        };
-        let service = Service::new(settings)
-            .map_err(|err| napi::Error::new(Status::GenericFailure, err.to_string()))?;
-        Ok(Self {
-            service: Arc::new(service),
-        })
-    }
+  /// Validates the settings (throwing `TypeError`/`RangeError`) without connecting.
+  #[napi(constructor)]
+  pub fn new(env: Env, options: NativeOptions) -> napi::Result<Self> {
+    let options = Options {
+      app_id: options.app_id,
+      app_secret: options.app_secret,
+      sku: options.sku,
+      db_path: options.db_path,
+      redis_pass: options.redis_pass,
+      ttl: options.ttl,
+      redis_url: options.redis_url,
+      wechat_api_base: options.wechat_api_base,
+      http_timeout_ms: options.http_timeout_ms,
+    };
+    let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
+      Ok(settings) => settings,
+      Err(err) => {
+        match err.kind {
+          ConfigErrorKind::Type => env.throw_type_error(&err.message, None)?,
+          ConfigErrorKind::Range => env.throw_range_error(&err.message, None)?,
+        }
+        return Err(napi::Error::new(Status::PendingException, err.message));
+      }
+    };
+    let service = Service::new(settings)
+      .map_err(|err| napi::Error::new(Status::GenericFailure, err.to_string()))?;
+    Ok(Self {
+      service: Arc::new(service),
+    })
+  }
 
-    #[napi]
-    pub async fn authorize(
-        &self,
-        code: Option<String>,
-        encrypted_data: Option<String>,
-        iv: Option<String>,
-    ) -> napi::Result<Reply> {
-        Ok(self
-            .service
-            .authorize(code, encrypted_data, iv)
-            .await
-            .into())
-    }
+  #[napi]
+  pub async fn authorize(
+    &self,
+    code: Option<String>,
+    encrypted_data: Option<String>,
+    iv: Option<String>,
+  ) -> napi::Result<Reply> {
+    Ok(
+      self
+        .service
+        .authorize(code, encrypted_data, iv)
+        .await
+        .into(),
+    )
+  }
 
-    #[napi]
-    pub async fn refresh_token(&self, user_id: Option<String>) -> napi::Result<Reply> {
-        Ok(self.service.refresh_token(user_id).await.into())
-    }
+  #[napi]
+  pub async fn refresh_token(&self, user_id: Option<String>) -> napi::Result<Reply> {
+    Ok(self.service.refresh_token(user_id).await.into())
+  }
 
-    #[napi]
-    pub async fn is_token_valid(&self, token: Option<String>) -> napi::Result<Reply> {
-        let result = self.service.is_token_valid(token).await;
-        Ok(result.map(|()| String::new()).into())
-    }
+  #[napi]
+  pub async fn is_token_valid(&self, token: Option<String>) -> napi::Result<Reply> {
+    let result = self.service.is_token_valid(token).await;
+    Ok(result.map(|()| String::new()).into())
+  }
 
-    /// Panics inside an async call; only the test suite reaches it.
-    #[napi]
-    pub async fn panic_for_testing(&self) -> napi::Result<Reply> {
-        Ok(self.service.panic_for_testing().await.into())
-    }
+  /// Panics inside an async call; only the test suite reaches it.
+  #[napi]
+  pub async fn panic_for_testing(&self) -> napi::Result<Reply> {
+    Ok(self.service.panic_for_testing().await.into())
+  }
 
-    #[napi]
-    pub async fn close(&self) -> napi::Result<()> {
-        self.service.close().await;
-        Ok(())
-    }
+  #[napi]
+  pub async fn close(&self) -> napi::Result<()> {
+    self.service.close().await;
+    Ok(())
+  }
 }
 
 /// The part of a token before the first `|`, or `""` when there is none.
 #[napi(catch_unwind)]
 pub fn extract_open_id(token: String) -> String {
-    token::user_id(&token).to_owned()
+  token::user_id(&token).to_owned()
 }
 
 /// The middle part of a token of exactly three `|`-separated parts, else `null`.
 #[napi(catch_unwind)]
 pub fn extract_sku(token: String) -> Option<String> {
-    token::sku(&token).map(str::to_owned)
+  token::sku(&token).map(str::to_owned)
 }

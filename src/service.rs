@@ -15,119 +15,120 @@ use crate::wechat::WeChatClient;
 pub const MAX_CODE_LEN: usize = 512;
 
 pub struct Service {
-    app_id: String,
-    sku: String,
-    wechat: WeChatClient,
-    sessions: SessionStore,
-    users: UserStore,
-    closed: AtomicBool,
+  app_id: String,
+  sku: String,
+  wechat: WeChatClient,
+  sessions: SessionStore,
+  users: UserStore,
+  closed: AtomicBool,
 }
 
 impl Service {
-    /// Sets up the instance without connecting to anything yet.
-    pub fn new(settings: Settings) -> Result<Self> {
-        Ok(Self {
-            wechat: WeChatClient::new(
-                &settings.wechat_api_base,
-                &settings.app_id,
-                &settings.app_secret,
-                settings.http_timeout,
-            )?,
-            sessions: SessionStore::new(
-                &settings.redis_url,
-                settings.redis_pass.as_deref(),
-                settings.ttl,
-            )?,
-            users: UserStore::new(settings.db_path),
-            app_id: settings.app_id,
-            sku: settings.sku,
-            closed: AtomicBool::new(false),
-        })
-    }
+  /// Sets up the instance without connecting to anything yet.
+  pub fn new(settings: Settings) -> Result<Self> {
+    Ok(Self {
+      wechat: WeChatClient::new(
+        &settings.wechat_api_base,
+        &settings.app_id,
+        &settings.app_secret,
+        settings.http_timeout,
+      )?,
+      sessions: SessionStore::new(
+        &settings.redis_url,
+        settings.redis_pass.as_deref(),
+        settings.ttl,
+      )?,
+      users: UserStore::new(settings.db_path),
+      app_id: settings.app_id,
+      sku: settings.sku,
+      closed: AtomicBool::new(false),
+    })
+  }
 
-    /// Logs a mini-program user in: the user's live token for this sku, or a new one.
-    pub async fn authorize(
-        &self,
-        code: Option<String>,
-        encrypted_data: Option<String>,
-        iv: Option<String>,
-    ) -> Result<String> {
-        let code = required("code", code)?;
-        if code.len() > MAX_CODE_LEN {
-            return Err(Error::InvalidParameter(format!(
-                "code is longer than {MAX_CODE_LEN} bytes"
-            )));
-        }
-        let encrypted_data = required("encryptedData", encrypted_data)?;
-        let iv = required("iv", iv)?;
-        self.check_open()?;
-        let session = self.wechat.code_to_session(&code).await?;
-        let user =
-            crypto::decrypt_user_info(&self.app_id, &session.session_key, &encrypted_data, &iv)?;
-        if user.open_id != session.open_id {
-            return Err(Error::OpenIdMismatch);
-        }
-        let user_id = user.user_id();
-        token::check_user_id(user_id)?;
-        if let Some(live) = self.sessions.live_token(user_id, &self.sku).await? {
-            return Ok(live);
-        }
-        self.users.ensure(user_id).await?;
-        self.sessions
-            .issue(user_id, &self.sku, Issue::ReuseLive)
-            .await
+  /// Logs a mini-program user in: the user's live token for this sku, or a new one.
+  pub async fn authorize(
+    &self,
+    code: Option<String>,
+    encrypted_data: Option<String>,
+    iv: Option<String>,
+  ) -> Result<String> {
+    let code = required("code", code)?;
+    if code.len() > MAX_CODE_LEN {
+      return Err(Error::InvalidParameter(format!(
+        "code is longer than {MAX_CODE_LEN} bytes"
+      )));
     }
+    let encrypted_data = required("encryptedData", encrypted_data)?;
+    let iv = required("iv", iv)?;
+    self.check_open()?;
+    let session = self.wechat.code_to_session(&code).await?;
+    let user = crypto::decrypt_user_info(&self.app_id, &session.session_key, &encrypted_data, &iv)?;
+    if user.open_id != session.open_id {
+      return Err(Error::OpenIdMismatch);
+    }
+    let user_id = user.user_id();
+    token::check_user_id(user_id)?;
+    if let Some(live) = self.sessions.live_token(user_id, &self.sku).await? {
+      return Ok(live);
+    }
+    self.users.ensure(user_id).await?;
+    self
+      .sessions
+      .issue(user_id, &self.sku, Issue::ReuseLive)
+      .await
+  }
 
-    /// Replaces the user's token for this sku with a new one; the user must be registered.
-    pub async fn refresh_token(&self, user_id: Option<String>) -> Result<String> {
-        let user_id = required("userId", user_id)?;
-        token::check_user_id(&user_id)?;
-        self.check_open()?;
-        if !self.users.exists(&user_id).await? {
-            return Err(Error::UserNotFound);
-        }
-        self.sessions
-            .issue(&user_id, &self.sku, Issue::Replace)
-            .await
+  /// Replaces the user's token for this sku with a new one; the user must be registered.
+  pub async fn refresh_token(&self, user_id: Option<String>) -> Result<String> {
+    let user_id = required("userId", user_id)?;
+    token::check_user_id(&user_id)?;
+    self.check_open()?;
+    if !self.users.exists(&user_id).await? {
+      return Err(Error::UserNotFound);
     }
+    self
+      .sessions
+      .issue(&user_id, &self.sku, Issue::Replace)
+      .await
+  }
 
-    /// Succeeds when the token is live; [`Error::InvalidToken`] when it is not.
-    pub async fn is_token_valid(&self, token: Option<String>) -> Result<()> {
-        let token = required("token", token)?;
-        self.check_open()?;
-        if self.sessions.is_live(&token).await? {
-            Ok(())
-        } else {
-            Err(Error::InvalidToken)
-        }
+  /// Succeeds when the token is live; [`Error::InvalidToken`] when it is not.
+  pub async fn is_token_valid(&self, token: Option<String>) -> Result<()> {
+    let token = required("token", token)?;
+    self.check_open()?;
+    if self.sessions.is_live(&token).await? {
+      Ok(())
+    } else {
+      Err(Error::InvalidToken)
     }
+  }
 
-    /// Panics inside a call, to prove that a panic reaches JavaScript as a rejection.
-    #[doc(hidden)]
-    pub async fn panic_for_testing(&self) -> Result<String> {
-        tokio::task::yield_now().await;
-        panic!("panic injected by a test")
-    }
+  /// Panics inside a call, to prove that a panic reaches JavaScript as a rejection.
+  #[doc(hidden)]
+  pub async fn panic_for_testing(&self) -> Result<String> {
+    tokio::task::yield_now().await;
+    panic!("panic injected by a test")
+  }
 
-    /// Closes both stores; closing again does nothing.
-    pub async fn close(&self) {
-        if !self.closed.swap(true, Ordering::SeqCst) {
-            self.sessions.close();
-            self.users.close().await;
-        }
+  /// Closes both stores; closing again does nothing.
+  pub async fn close(&self) {
+    if !self.closed.swap(true, Ordering::SeqCst) {
+      self.sessions.close();
+      self.users.close().await;
     }
+  }
 
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::Closed);
-        }
-        Ok(())
+  fn check_open(&self) -> Result<()> {
+    if self.closed.load(Ordering::SeqCst) {
+      return Err(Error::Closed);
     }
+    Ok(())
+  }
 }
 
 /// A parameter that must be a non-empty string (`index.js` passes non-strings as `None`).
 fn required(name: &'static str, value: Option<String>) -> Result<String> {
-    value
-        .filter(|value| !value.is_empty())
-        .ok_or(Error::MissingParameter(name))
+  value
+    .filter(|value| !value.is_empty())
+    .ok_or(Error::MissingParameter(name))
 }

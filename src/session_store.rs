@@ -40,201 +40,199 @@ return 1
 /// Whether an existing live token is handed back or always replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Issue {
-    /// `authorize`: return the user's live token when there is one.
-    ReuseLive,
-    /// `refreshToken`: always issue a new token and delete the old one.
-    Replace,
+  /// `authorize`: return the user's live token when there is one.
+  ReuseLive,
+  /// `refreshToken`: always issue a new token and delete the old one.
+  Replace,
 }
 
 enum Connection {
-    NotYetOpened,
-    Open(ConnectionManager),
-    Closed,
+  NotYetOpened,
+  Open(ConnectionManager),
+  Closed,
 }
 
 pub struct SessionStore {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    connection: Mutex<Connection>,
-    compare_and_set: Script,
-    ttl: Duration,
+  client: redis::Client,
+  config: ConnectionManagerConfig,
+  connection: Mutex<Connection>,
+  compare_and_set: Script,
+  ttl: Duration,
 }
 
 impl SessionStore {
-    /// Prepares the store; the connection is made on first use and re-made after failures.
-    pub fn new(redis_url: &str, redis_pass: Option<&str>, ttl: Duration) -> Result<Self> {
-        let mut info = redis_url.into_connection_info()?;
-        if let Some(pass) = redis_pass {
-            let settings = info.redis_settings().clone().set_password(pass);
-            info = info.set_redis_settings(settings);
+  /// Prepares the store; the connection is made on first use and re-made after failures.
+  pub fn new(redis_url: &str, redis_pass: Option<&str>, ttl: Duration) -> Result<Self> {
+    let mut info = redis_url.into_connection_info()?;
+    if let Some(pass) = redis_pass {
+      let settings = info.redis_settings().clone().set_password(pass);
+      info = info.set_redis_settings(settings);
+    }
+    let config = ConnectionManagerConfig::new()
+      .set_connection_timeout(Some(Duration::from_millis(700)))
+      .set_response_timeout(Some(Duration::from_millis(700)))
+      .set_number_of_retries(1)
+      .set_max_delay(Duration::from_millis(500));
+    Ok(Self {
+      client: redis::Client::open(info)?,
+      config,
+      connection: Mutex::new(Connection::NotYetOpened),
+      compare_and_set: Script::new(COMPARE_AND_SET),
+      ttl,
+    })
+  }
+
+  fn connection(&self) -> Result<ConnectionManager> {
+    let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+    match &*connection {
+      Connection::Open(manager) => Ok(manager.clone()),
+      Connection::Closed => Err(Error::Closed),
+      Connection::NotYetOpened => {
+        let manager =
+          ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
+        *connection = Connection::Open(manager.clone());
+        Ok(manager)
+      }
+    }
+  }
+
+  /// Drops the connection; later calls fail with [`Error::Closed`].
+  pub fn close(&self) {
+    *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = Connection::Closed;
+  }
+
+  /// Whether `token` is a live token (a hash with `ctime`, as mpauthx 1.3.2 wrote too).
+  pub async fn is_live(&self, token: &str) -> Result<bool> {
+    within_deadline(self.check_live(token)).await
+  }
+
+  /// The user's live token for `sku`, if any.
+  pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+    within_deadline(self.find_live_token(user_id, sku)).await
+  }
+
+  /// Issues a token for the user and sku and makes it the indexed one, or, with
+  /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
+  pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+    within_deadline(self.issue_token(user_id, sku, mode)).await
+  }
+
+  async fn check_live(&self, token: &str) -> Result<bool> {
+    if !token::is_well_formed(token) {
+      return Ok(false);
+    }
+    let mut redis = self.connection()?;
+    match redis.hexists(token, CTIME_FIELD).await {
+      Ok(live) => Ok(live),
+      // Some other kind of key of the application's own: not a token.
+      Err(err) if err.code() == Some("WRONGTYPE") => Ok(false),
+      Err(err) => Err(err.into()),
+    }
+  }
+
+  async fn find_live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+    let indexed: Option<String> = self.connection()?.get(index_key(user_id, sku)).await?;
+    match indexed {
+      Some(token) if self.check_live(&token).await? => Ok(Some(token)),
+      _ => Ok(None),
+    }
+  }
+
+  async fn issue_token(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+    let index = index_key(user_id, sku);
+    let mut redis = self.connection()?;
+    // What the index held when this caller last lost a compare-and-set.
+    let mut lost_to: Option<Option<String>> = None;
+    for _ in 0..MAX_ATTEMPTS {
+      let indexed: Option<String> = redis.get(&index).await?;
+      // A refresh that lost to a concurrent refresh takes the winner's token: it was
+      // issued after this call began, so "a new token" holds, and only one stays live.
+      let reuse = match mode {
+        Issue::ReuseLive => true,
+        Issue::Replace => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
+      };
+      if let Some(current) = indexed.as_deref().filter(|_| reuse) {
+        if self.check_live(current).await? {
+          return Ok(current.to_owned());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(700)))
-            .set_response_timeout(Some(Duration::from_millis(700)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        Ok(Self {
-            client: redis::Client::open(info)?,
-            config,
-            connection: Mutex::new(Connection::NotYetOpened),
-            compare_and_set: Script::new(COMPARE_AND_SET),
-            ttl,
-        })
-    }
-
-    fn connection(&self) -> Result<ConnectionManager> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        match &*connection {
-            Connection::Open(manager) => Ok(manager.clone()),
-            Connection::Closed => Err(Error::Closed),
-            Connection::NotYetOpened => {
-                let manager = ConnectionManager::new_lazy_with_config(
-                    self.client.clone(),
-                    self.config.clone(),
-                )?;
-                *connection = Connection::Open(manager.clone());
-                Ok(manager)
-            }
+      }
+      let token = token::generate(user_id, sku)?;
+      self.create(&mut redis, &token).await?;
+      let expected = indexed.as_deref().unwrap_or("");
+      let swapped: bool = self
+        .compare_and_set
+        .key(&index)
+        .arg(expected)
+        .arg(&token)
+        .arg(self.ttl.as_secs())
+        .invoke_async(&mut redis)
+        .await?;
+      if swapped {
+        if let Some(old) = indexed {
+          let _: () = redis.del(old).await?;
         }
+        return Ok(token);
+      }
+      // Another caller indexed its token first: ours was never handed out.
+      let _: () = redis.del(&token).await?;
+      lost_to = Some(indexed);
     }
+    Err(Error::Store(format!(
+      "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same session"
+    )))
+  }
 
-    /// Drops the connection; later calls fail with [`Error::Closed`].
-    pub fn close(&self) {
-        *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = Connection::Closed;
-    }
-
-    /// Whether `token` is a live token (a hash with `ctime`, as mpauthx 1.3.2 wrote too).
-    pub async fn is_live(&self, token: &str) -> Result<bool> {
-        within_deadline(self.check_live(token)).await
-    }
-
-    /// The user's live token for `sku`, if any.
-    pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
-        within_deadline(self.find_live_token(user_id, sku)).await
-    }
-
-    /// Issues a token for the user and sku and makes it the indexed one, or, with
-    /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
-    pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
-        within_deadline(self.issue_token(user_id, sku, mode)).await
-    }
-
-    async fn check_live(&self, token: &str) -> Result<bool> {
-        if !token::is_well_formed(token) {
-            return Ok(false);
-        }
-        let mut redis = self.connection()?;
-        match redis.hexists(token, CTIME_FIELD).await {
-            Ok(live) => Ok(live),
-            // Some other kind of key of the application's own: not a token.
-            Err(err) if err.code() == Some("WRONGTYPE") => Ok(false),
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    async fn find_live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
-        let indexed: Option<String> = self.connection()?.get(index_key(user_id, sku)).await?;
-        match indexed {
-            Some(token) if self.check_live(&token).await? => Ok(Some(token)),
-            _ => Ok(None),
-        }
-    }
-
-    async fn issue_token(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
-        let index = index_key(user_id, sku);
-        let mut redis = self.connection()?;
-        // What the index held when this caller last lost a compare-and-set.
-        let mut lost_to: Option<Option<String>> = None;
-        for _ in 0..MAX_ATTEMPTS {
-            let indexed: Option<String> = redis.get(&index).await?;
-            // A refresh that lost to a concurrent refresh takes the winner's token: it was
-            // issued after this call began, so "a new token" holds, and only one stays live.
-            let reuse = match mode {
-                Issue::ReuseLive => true,
-                Issue::Replace => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
-            };
-            if let Some(current) = indexed.as_deref().filter(|_| reuse) {
-                if self.check_live(current).await? {
-                    return Ok(current.to_owned());
-                }
-            }
-            let token = token::generate(user_id, sku)?;
-            self.create(&mut redis, &token).await?;
-            let expected = indexed.as_deref().unwrap_or("");
-            let swapped: bool = self
-                .compare_and_set
-                .key(&index)
-                .arg(expected)
-                .arg(&token)
-                .arg(self.ttl.as_secs())
-                .invoke_async(&mut redis)
-                .await?;
-            if swapped {
-                if let Some(old) = indexed {
-                    let _: () = redis.del(old).await?;
-                }
-                return Ok(token);
-            }
-            // Another caller indexed its token first: ours was never handed out.
-            let _: () = redis.del(&token).await?;
-            lost_to = Some(indexed);
-        }
-        Err(Error::Store(format!(
-            "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same session"
-        )))
-    }
-
-    async fn create(&self, redis: &mut ConnectionManager, token: &str) -> Result<()> {
-        let () = redis::pipe()
-            .atomic()
-            .hset(token, CTIME_FIELD, now_ms())
-            .ignore()
-            .expire(token, self.ttl.as_secs() as i64)
-            .ignore()
-            .query_async(redis)
-            .await?;
-        Ok(())
-    }
+  async fn create(&self, redis: &mut ConnectionManager, token: &str) -> Result<()> {
+    let () = redis::pipe()
+      .atomic()
+      .hset(token, CTIME_FIELD, now_ms())
+      .ignore()
+      .expire(token, self.ttl.as_secs() as i64)
+      .ignore()
+      .query_async(redis)
+      .await?;
+    Ok(())
+  }
 }
 
 async fn within_deadline<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(DEADLINE, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::Store(format!(
-                "Redis did not answer within {} ms",
-                DEADLINE.as_millis()
-            )))
-        })
+  tokio::time::timeout(DEADLINE, call)
+    .await
+    .unwrap_or_else(|_| {
+      Err(Error::Store(format!(
+        "Redis did not answer within {} ms",
+        DEADLINE.as_millis()
+      )))
+    })
 }
 
 /// The session index key of a user and sku; neither may contain `|`.
 pub fn index_key(user_id: &str, sku: &str) -> String {
-    format!("mpauthx|index|{sku}|{user_id}")
+  format!("mpauthx|index|{sku}|{user_id}")
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
+  SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map_or(0, |since| since.as_millis() as u64)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+  use super::*;
 
-    #[test]
-    fn index_keys_are_never_tokens() {
-        let key = index_key("oUser", "sku");
-        assert!(!token::is_well_formed(&key));
-        assert_eq!(key, "mpauthx|index|sku|oUser");
-    }
+  #[test]
+  fn index_keys_are_never_tokens() {
+    let key = index_key("oUser", "sku");
+    assert!(!token::is_well_formed(&key));
+    assert_eq!(key, "mpauthx|index|sku|oUser");
+  }
 
-    #[test]
-    fn a_password_is_accepted_and_bad_urls_are_not() {
-        assert!(
-            SessionStore::new("redis://127.0.0.1:6379", Some("pw"), Duration::from_secs(5)).is_ok()
-        );
-        assert!(SessionStore::new("http://x", None, Duration::from_secs(5)).is_err());
-    }
+  #[test]
+  fn a_password_is_accepted_and_bad_urls_are_not() {
+    assert!(
+      SessionStore::new("redis://127.0.0.1:6379", Some("pw"), Duration::from_secs(5)).is_ok()
+    );
+    assert!(SessionStore::new("http://x", None, Duration::from_secs(5)).is_err());
+  }
 }

@@ -10,53 +10,53 @@
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::ffi::{c_int, c_void};
-    use std::sync::OnceLock;
+  use std::ffi::{c_int, c_void};
+  use std::sync::OnceLock;
 
-    use rusqlite::ffi;
+  use rusqlite::ffi;
 
-    /// SQLite calls its `fcntl` through a variadic pointer, always with one third argument,
-    /// which sits where a fixed third parameter does on Linux's calling conventions.
-    unsafe extern "C" fn ofd_fcntl(fd: c_int, op: c_int, arg: *mut c_void) -> c_int {
-        let ofd_op = match op {
-            libc::F_SETLK => libc::F_OFD_SETLK,
-            libc::F_SETLKW => libc::F_OFD_SETLKW,
-            libc::F_GETLK => libc::F_OFD_GETLK,
-            other => return unsafe { libc::fcntl(fd, other, arg) },
-        };
-        // OFD locks require l_pid to be zero on the way in.
-        unsafe {
-            (*arg.cast::<libc::flock>()).l_pid = 0;
-            libc::fcntl(fd, ofd_op, arg)
-        }
+  /// SQLite calls its `fcntl` through a variadic pointer, always with one third argument,
+  /// which sits where a fixed third parameter does on Linux's calling conventions.
+  unsafe extern "C" fn ofd_fcntl(fd: c_int, op: c_int, arg: *mut c_void) -> c_int {
+    let ofd_op = match op {
+      libc::F_SETLK => libc::F_OFD_SETLK,
+      libc::F_SETLKW => libc::F_OFD_SETLKW,
+      libc::F_GETLK => libc::F_OFD_GETLK,
+      other => return unsafe { libc::fcntl(fd, other, arg) },
+    };
+    // OFD locks require l_pid to be zero on the way in.
+    unsafe {
+      (*arg.cast::<libc::flock>()).l_pid = 0;
+      libc::fcntl(fd, ofd_op, arg)
     }
+  }
 
-    /// Installs the OFD `fcntl` in the default VFS once per process; `false` when SQLite refused.
-    pub fn install() -> bool {
-        static INSTALLED: OnceLock<bool> = OnceLock::new();
-        *INSTALLED.get_or_init(|| unsafe {
-            let vfs = ffi::sqlite3_vfs_find(std::ptr::null());
-            let Some(set) = vfs.as_ref().and_then(|vfs| vfs.xSetSystemCall) else {
-                return false;
-            };
-            let replacement: unsafe extern "C" fn(c_int, c_int, *mut c_void) -> c_int = ofd_fcntl;
-            let pointer: ffi::sqlite3_syscall_ptr = Some(std::mem::transmute::<
-                unsafe extern "C" fn(c_int, c_int, *mut c_void) -> c_int,
-                unsafe extern "C" fn(),
-            >(replacement));
-            set(vfs, c"fcntl".as_ptr(), pointer) == ffi::SQLITE_OK
-        })
-    }
+  /// Installs the OFD `fcntl` in the default VFS once per process; `false` when SQLite refused.
+  pub fn install() -> bool {
+    static INSTALLED: OnceLock<bool> = OnceLock::new();
+    *INSTALLED.get_or_init(|| unsafe {
+      let vfs = ffi::sqlite3_vfs_find(std::ptr::null());
+      let Some(set) = vfs.as_ref().and_then(|vfs| vfs.xSetSystemCall) else {
+        return false;
+      };
+      let replacement: unsafe extern "C" fn(c_int, c_int, *mut c_void) -> c_int = ofd_fcntl;
+      let pointer: ffi::sqlite3_syscall_ptr = Some(std::mem::transmute::<
+        unsafe extern "C" fn(c_int, c_int, *mut c_void) -> c_int,
+        unsafe extern "C" fn(),
+      >(replacement));
+      set(vfs, c"fcntl".as_ptr(), pointer) == ffi::SQLITE_OK
+    })
+  }
 }
 
 /// Switches this process's copy of SQLite to OFD locks where the platform has them.
 pub fn install() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        linux::install()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
+  #[cfg(target_os = "linux")]
+  {
+    linux::install()
+  }
+  #[cfg(not(target_os = "linux"))]
+  {
+    false
+  }
 }

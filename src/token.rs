@@ -16,116 +16,116 @@ const RANDOM_BYTES: usize = 32;
 
 /// A new token for `user_id` and `sku`, its secret part from the operating system's CSPRNG.
 pub fn generate(user_id: &str, sku: &str) -> Result<String> {
-    let mut random = [0u8; RANDOM_BYTES];
-    getrandom::fill(&mut random)
-        .map_err(|err| Error::Store(format!("no secure random numbers available: {err}")))?;
-    Ok(format!(
-        "{user_id}{SEPARATOR}{sku}{SEPARATOR}{}",
-        hex::encode(random)
-    ))
+  let mut random = [0u8; RANDOM_BYTES];
+  getrandom::fill(&mut random)
+    .map_err(|err| Error::Store(format!("no secure random numbers available: {err}")))?;
+  Ok(format!(
+    "{user_id}{SEPARATOR}{sku}{SEPARATOR}{}",
+    hex::encode(random)
+  ))
 }
 
 /// The user id part: everything before the first separator, or `""` when there is none
 /// (what mpauthx 1.3.2's `extractOpenId` returned).
 pub fn user_id(token: &str) -> &str {
-    token
-        .split_once(SEPARATOR)
-        .map_or("", |(user_id, _)| user_id)
+  token
+    .split_once(SEPARATOR)
+    .map_or("", |(user_id, _)| user_id)
 }
 
 /// The sku part when the token has exactly three parts, else `None`.
 pub fn sku(token: &str) -> Option<&str> {
-    let mut parts = token.split(SEPARATOR);
-    let (_, sku, _) = (parts.next()?, parts.next()?, parts.next()?);
-    parts.next().is_none().then_some(sku)
+  let mut parts = token.split(SEPARATOR);
+  let (_, sku, _) = (parts.next()?, parts.next()?, parts.next()?);
+  parts.next().is_none().then_some(sku)
 }
 
 /// Whether `token` has the shape of a token at all (three parts, a user id), so that
 /// other keys of the same Redis can never pass for one.
 pub fn is_well_formed(token: &str) -> bool {
-    token.len() <= MAX_TOKEN_LEN && sku(token).is_some() && !user_id(token).is_empty()
+  token.len() <= MAX_TOKEN_LEN && sku(token).is_some() && !user_id(token).is_empty()
 }
 
 /// A user id must be non-empty and free of the separator, or tokens could not be parsed back.
 pub fn check_user_id(user_id: &str) -> Result<()> {
-    if user_id.is_empty() {
-        return Err(Error::MissingParameter("userId"));
-    }
-    if user_id.len() > MAX_USER_ID_LEN {
-        return Err(Error::InvalidParameter(format!(
-            "userId is longer than {MAX_USER_ID_LEN} bytes"
-        )));
-    }
-    if user_id.contains(SEPARATOR) {
-        return Err(Error::InvalidParameter(format!(
-            "userId must not contain '{SEPARATOR}'"
-        )));
-    }
-    Ok(())
+  if user_id.is_empty() {
+    return Err(Error::MissingParameter("userId"));
+  }
+  if user_id.len() > MAX_USER_ID_LEN {
+    return Err(Error::InvalidParameter(format!(
+      "userId is longer than {MAX_USER_ID_LEN} bytes"
+    )));
+  }
+  if user_id.contains(SEPARATOR) {
+    return Err(Error::InvalidParameter(format!(
+      "userId must not contain '{SEPARATOR}'"
+    )));
+  }
+  Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use proptest::prelude::*;
+  use super::*;
+  use proptest::prelude::*;
 
-    #[test]
-    fn generated_tokens_have_the_stored_layout() {
-        let token = generate("oUser", "sku1").unwrap();
-        let (prefix, random) = token.rsplit_once(SEPARATOR).unwrap();
-        assert_eq!(prefix, "oUser|sku1");
-        assert_eq!(random.len(), 64);
-        assert!(random
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-        assert_ne!(token, generate("oUser", "sku1").unwrap());
-    }
+  #[test]
+  fn generated_tokens_have_the_stored_layout() {
+    let token = generate("oUser", "sku1").unwrap();
+    let (prefix, random) = token.rsplit_once(SEPARATOR).unwrap();
+    assert_eq!(prefix, "oUser|sku1");
+    assert_eq!(random.len(), 64);
+    assert!(random
+      .bytes()
+      .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert_ne!(token, generate("oUser", "sku1").unwrap());
+  }
 
-    #[test]
-    fn extraction_matches_mpauthx_1_3_2() {
-        assert_eq!(user_id("u|s|x"), "u");
-        assert_eq!(user_id("no-separator"), "");
-        assert_eq!(user_id("|s|x"), "");
-        assert_eq!(sku("u|s|x"), Some("s"));
-        assert_eq!(sku("u||x"), Some(""));
-        assert_eq!(sku("u|s"), None);
-        assert_eq!(sku("u|s|x|y"), None);
-        assert_eq!(sku(""), None);
-    }
+  #[test]
+  fn extraction_matches_mpauthx_1_3_2() {
+    assert_eq!(user_id("u|s|x"), "u");
+    assert_eq!(user_id("no-separator"), "");
+    assert_eq!(user_id("|s|x"), "");
+    assert_eq!(sku("u|s|x"), Some("s"));
+    assert_eq!(sku("u||x"), Some(""));
+    assert_eq!(sku("u|s"), None);
+    assert_eq!(sku("u|s|x|y"), None);
+    assert_eq!(sku(""), None);
+  }
 
-    #[test]
-    fn user_ids_with_the_separator_are_refused() {
-        assert_eq!(check_user_id(""), Err(Error::MissingParameter("userId")));
-        assert!(matches!(
-            check_user_id("a|b"),
-            Err(Error::InvalidParameter(_))
-        ));
-        assert_eq!(check_user_id("oGZUI0egBJY1zhBYw2KhdUfwVJJE"), Ok(()));
-        assert!(matches!(
-            check_user_id(&"a".repeat(MAX_USER_ID_LEN + 1)),
-            Err(Error::InvalidParameter(_))
-        ));
-        assert!(!is_well_formed(&format!(
-            "u|s|{}",
-            "a".repeat(MAX_TOKEN_LEN)
-        )));
-    }
+  #[test]
+  fn user_ids_with_the_separator_are_refused() {
+    assert_eq!(check_user_id(""), Err(Error::MissingParameter("userId")));
+    assert!(matches!(
+      check_user_id("a|b"),
+      Err(Error::InvalidParameter(_))
+    ));
+    assert_eq!(check_user_id("oGZUI0egBJY1zhBYw2KhdUfwVJJE"), Ok(()));
+    assert!(matches!(
+      check_user_id(&"a".repeat(MAX_USER_ID_LEN + 1)),
+      Err(Error::InvalidParameter(_))
+    ));
+    assert!(!is_well_formed(&format!(
+      "u|s|{}",
+      "a".repeat(MAX_TOKEN_LEN)
+    )));
+  }
 
-    proptest! {
-        #[test]
-        fn generated_tokens_parse_back(user in "[^|]{1,40}", sku_part in "[^|]{0,20}") {
-            let token = generate(&user, &sku_part).unwrap();
-            prop_assert_eq!(user_id(&token), user.as_str());
-            prop_assert_eq!(sku(&token), Some(sku_part.as_str()));
-            prop_assert!(is_well_formed(&token));
-        }
+  proptest! {
+      #[test]
+      fn generated_tokens_parse_back(user in "[^|]{1,40}", sku_part in "[^|]{0,20}") {
+          let token = generate(&user, &sku_part).unwrap();
+          prop_assert_eq!(user_id(&token), user.as_str());
+          prop_assert_eq!(sku(&token), Some(sku_part.as_str()));
+          prop_assert!(is_well_formed(&token));
+      }
 
-        #[test]
-        fn parsing_any_string_agrees_with_split(input in ".{0,200}") {
-            let parts: Vec<&str> = input.split('|').collect();
-            prop_assert_eq!(sku(&input), (parts.len() == 3).then(|| parts[1]));
-            let expected_user = if parts.len() > 1 { parts[0] } else { "" };
-            prop_assert_eq!(user_id(&input), expected_user);
-        }
-    }
+      #[test]
+      fn parsing_any_string_agrees_with_split(input in ".{0,200}") {
+          let parts: Vec<&str> = input.split('|').collect();
+          prop_assert_eq!(sku(&input), (parts.len() == 3).then(|| parts[1]));
+          let expected_user = if parts.len() > 1 { parts[0] } else { "" };
+          prop_assert_eq!(user_id(&input), expected_user);
+      }
+  }
 }

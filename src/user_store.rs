@@ -18,66 +18,66 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The table mpauthx 1.3.2's README asks for, created when the file has no `user` table.
 const CREATE_USER_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS user(openId text primary key not null, \
+  "CREATE TABLE IF NOT EXISTS user(openId text primary key not null, \
      city text, country text, gender integer, language text, nickName text, province text)";
 
 type SharedConnection = Arc<Mutex<Connection>>;
 
 enum Handle {
-    NotYetOpened,
-    Open(SharedConnection),
-    Closed,
+  NotYetOpened,
+  Open(SharedConnection),
+  Closed,
 }
 
 /// One connection per database file in this process, shared by every instance: the OFD
 /// locks of `sqlite_locks` belong to one open file, so a second connection of this SQLite
 /// copy to the same file could leave a lock behind that only the first one could release.
 static CONNECTIONS: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Connection>>>>> =
-    LazyLock::new(Default::default);
+  LazyLock::new(Default::default);
 
 fn shared_connection(path: &Path) -> Result<SharedConnection> {
-    let key = connection_key(path);
-    let mut connections = CONNECTIONS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(connection) = connections.get(&key).and_then(Weak::upgrade) {
-        return Ok(connection);
-    }
-    let connection = Arc::new(Mutex::new(open(path)?));
-    connections.retain(|_, weak| weak.strong_count() > 0);
-    connections.insert(key, Arc::downgrade(&connection));
-    Ok(connection)
+  let key = connection_key(path);
+  let mut connections = CONNECTIONS.lock().unwrap_or_else(|e| e.into_inner());
+  if let Some(connection) = connections.get(&key).and_then(Weak::upgrade) {
+    return Ok(connection);
+  }
+  let connection = Arc::new(Mutex::new(open(path)?));
+  connections.retain(|_, weak| weak.strong_count() > 0);
+  connections.insert(key, Arc::downgrade(&connection));
+  Ok(connection)
 }
 
 /// The same file reached by different paths gets the same key.
 fn connection_key(path: &Path) -> PathBuf {
-    if let Ok(canonical) = path.canonicalize() {
-        return canonical;
-    }
-    match (path.parent().map(Path::canonicalize), path.file_name()) {
-        (Some(Ok(dir)), Some(name)) => dir.join(name),
-        _ => path.to_path_buf(),
-    }
+  if let Ok(canonical) = path.canonicalize() {
+    return canonical;
+  }
+  match (path.parent().map(Path::canonicalize), path.file_name()) {
+    (Some(Ok(dir)), Some(name)) => dir.join(name),
+    _ => path.to_path_buf(),
+  }
 }
 
 #[derive(Clone)]
 pub struct UserStore {
-    path: PathBuf,
-    handle: Arc<Mutex<Handle>>,
+  path: PathBuf,
+  handle: Arc<Mutex<Handle>>,
 }
 
 impl UserStore {
-    /// Prepares the store; the file is opened on first use, off the JavaScript thread.
-    pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            handle: Arc::new(Mutex::new(Handle::NotYetOpened)),
-        }
+  /// Prepares the store; the file is opened on first use, off the JavaScript thread.
+  pub fn new(path: PathBuf) -> Self {
+    Self {
+      path,
+      handle: Arc::new(Mutex::new(Handle::NotYetOpened)),
     }
+  }
 
-    /// Adds the user unless a row with this exact `openId` exists; safe under concurrency
-    /// and whether or not the table declares `openId` a primary key.
-    pub async fn ensure(&self, user_id: &str) -> Result<()> {
-        let user_id = user_id.to_owned();
-        self.run(move |db| {
+  /// Adds the user unless a row with this exact `openId` exists; safe under concurrency
+  /// and whether or not the table declares `openId` a primary key.
+  pub async fn ensure(&self, user_id: &str) -> Result<()> {
+    let user_id = user_id.to_owned();
+    self.run(move |db| {
             db.prepare_cached(
                 "INSERT INTO user(openId) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM user WHERE openId = ?1)",
             )?
@@ -85,176 +85,177 @@ impl UserStore {
             Ok(())
         })
         .await
-    }
+  }
 
-    /// Whether the `user` table holds exactly this `openId`.
-    pub async fn exists(&self, user_id: &str) -> Result<bool> {
-        let user_id = user_id.to_owned();
-        self.run(move |db| {
-            let found = db
-                .prepare_cached("SELECT 1 FROM user WHERE openId = ?1 LIMIT 1")?
-                .query_row([&user_id], |_| Ok(()))
-                .optional()?;
-            Ok(found.is_some())
-        })
-        .await
-    }
+  /// Whether the `user` table holds exactly this `openId`.
+  pub async fn exists(&self, user_id: &str) -> Result<bool> {
+    let user_id = user_id.to_owned();
+    self
+      .run(move |db| {
+        let found = db
+          .prepare_cached("SELECT 1 FROM user WHERE openId = ?1 LIMIT 1")?
+          .query_row([&user_id], |_| Ok(()))
+          .optional()?;
+        Ok(found.is_some())
+      })
+      .await
+  }
 
-    /// Closes the file; later calls fail with [`Error::Closed`].
-    pub async fn close(&self) {
-        let handle = self.handle.clone();
-        // Closing may wait on an in-flight statement: not on the JavaScript thread.
-        let _ = tokio::task::spawn_blocking(move || {
-            *handle.lock().unwrap_or_else(|e| e.into_inner()) = Handle::Closed;
-        })
-        .await;
-    }
+  /// Closes the file; later calls fail with [`Error::Closed`].
+  pub async fn close(&self) {
+    let handle = self.handle.clone();
+    // Closing may wait on an in-flight statement: not on the JavaScript thread.
+    let _ = tokio::task::spawn_blocking(move || {
+      *handle.lock().unwrap_or_else(|e| e.into_inner()) = Handle::Closed;
+    })
+    .await;
+  }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let handle = self.handle.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = {
-                let mut handle = handle.lock().unwrap_or_else(|e| e.into_inner());
-                if let Handle::NotYetOpened = *handle {
-                    *handle = Handle::Open(shared_connection(&path)?);
-                }
-                match &*handle {
-                    Handle::Open(connection) => connection.clone(),
-                    _ => return Err(Error::Closed),
-                }
-            };
-            let db = connection.lock().unwrap_or_else(|e| e.into_inner());
-            work(&db)
-        })
-        .await
-        .map_err(|err| Error::Store(format!("SQLite task failed: {err}")))?
-    }
+  async fn run<T: Send + 'static>(
+    &self,
+    work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+  ) -> Result<T> {
+    let handle = self.handle.clone();
+    let path = self.path.clone();
+    tokio::task::spawn_blocking(move || {
+      let connection = {
+        let mut handle = handle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Handle::NotYetOpened = *handle {
+          *handle = Handle::Open(shared_connection(&path)?);
+        }
+        match &*handle {
+          Handle::Open(connection) => connection.clone(),
+          _ => return Err(Error::Closed),
+        }
+      };
+      let db = connection.lock().unwrap_or_else(|e| e.into_inner());
+      work(&db)
+    })
+    .await
+    .map_err(|err| Error::Store(format!("SQLite task failed: {err}")))?
+  }
 }
 
 fn open(path: &Path) -> Result<Connection> {
-    prepare(path)
-        .map_err(|err| Error::Store(format!("SQLite: cannot open {}: {err}", path.display())))
+  prepare(path)
+    .map_err(|err| Error::Store(format!("SQLite: cannot open {}: {err}", path.display())))
 }
 
 fn prepare(path: &Path) -> rusqlite::Result<Connection> {
-    crate::sqlite_locks::install();
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let db = Connection::open_with_flags(path, flags)?;
-    db.busy_timeout(BUSY_TIMEOUT)?;
-    switch_to_wal(&db)?;
-    let has_user_table: bool = db.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user')",
-        [],
-        |row| row.get(0),
-    )?;
-    if !has_user_table {
-        db.execute(CREATE_USER_TABLE, [])?;
-    }
-    Ok(db)
+  crate::sqlite_locks::install();
+  let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+    | OpenFlags::SQLITE_OPEN_CREATE
+    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    | OpenFlags::SQLITE_OPEN_URI;
+  let db = Connection::open_with_flags(path, flags)?;
+  db.busy_timeout(BUSY_TIMEOUT)?;
+  switch_to_wal(&db)?;
+  let has_user_table: bool = db.query_row(
+    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user')",
+    [],
+    |row| row.get(0),
+  )?;
+  if !has_user_table {
+    db.execute(CREATE_USER_TABLE, [])?;
+  }
+  Ok(db)
 }
 
 /// Switching to WAL upgrades a read lock to an exclusive one, which SQLite refuses at once,
 /// without its busy handler, while another connection is writing: retry until the timeout.
 fn switch_to_wal(db: &Connection) -> rusqlite::Result<()> {
-    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-    loop {
-        match db.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0)) {
-            Err(rusqlite::Error::SqliteFailure(err, _))
-                if err.code == rusqlite::ErrorCode::DatabaseBusy
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            result => return result.map(drop),
-        }
+  let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+  loop {
+    match db.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0)) {
+      Err(rusqlite::Error::SqliteFailure(err, _))
+        if err.code == rusqlite::ErrorCode::DatabaseBusy
+          && std::time::Instant::now() < deadline =>
+      {
+        std::thread::sleep(Duration::from_millis(10));
+      }
+      result => return result.map(drop),
     }
+  }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+  use super::*;
 
-    fn count(path: &std::path::Path, user_id: &str) -> i64 {
-        Connection::open(path)
-            .unwrap()
-            .query_row(
-                "SELECT count(*) FROM user WHERE openId = ?1",
-                [user_id],
-                |row| row.get(0),
-            )
-            .unwrap()
-    }
+  fn count(path: &std::path::Path, user_id: &str) -> i64 {
+    Connection::open(path)
+      .unwrap()
+      .query_row(
+        "SELECT count(*) FROM user WHERE openId = ?1",
+        [user_id],
+        |row| row.get(0),
+      )
+      .unwrap()
+  }
 
-    #[tokio::test]
-    async fn registers_each_user_once_and_finds_exact_matches_only() -> Result<()> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users.db");
-        let users = UserStore::new(path.clone());
-        users.ensure("o_1%").await?;
-        users.ensure("o_1%").await?;
-        assert_eq!(count(&path, "o_1%"), 1);
-        assert!(users.exists("o_1%").await?);
-        assert!(!users.exists("o%").await?);
-        assert!(!users.exists("o_1_").await?);
-        assert!(!users.exists("' OR '1'='1").await?);
-        Ok(())
-    }
+  #[tokio::test]
+  async fn registers_each_user_once_and_finds_exact_matches_only() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    let users = UserStore::new(path.clone());
+    users.ensure("o_1%").await?;
+    users.ensure("o_1%").await?;
+    assert_eq!(count(&path, "o_1%"), 1);
+    assert!(users.exists("o_1%").await?);
+    assert!(!users.exists("o%").await?);
+    assert!(!users.exists("o_1_").await?);
+    assert!(!users.exists("' OR '1'='1").await?);
+    Ok(())
+  }
 
-    #[tokio::test]
-    async fn works_with_a_table_that_has_only_open_id_and_no_key() -> Result<()> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute("CREATE TABLE user(openId text)", [])
-            .unwrap();
-        let users = UserStore::new(path.clone());
-        users.ensure("a").await?;
-        users.ensure("a").await?;
-        assert_eq!(count(&path, "a"), 1);
-        Ok(())
-    }
+  #[tokio::test]
+  async fn works_with_a_table_that_has_only_open_id_and_no_key() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    Connection::open(&path)
+      .unwrap()
+      .execute("CREATE TABLE user(openId text)", [])
+      .unwrap();
+    let users = UserStore::new(path.clone());
+    users.ensure("a").await?;
+    users.ensure("a").await?;
+    assert_eq!(count(&path, "a"), 1);
+    Ok(())
+  }
 
-    #[tokio::test]
-    async fn a_missing_directory_is_a_store_error() {
-        let users = UserStore::new("/nonexistent-dir-mpauthx/users.db".into());
-        let err = users.exists("a").await.unwrap_err();
-        assert_eq!(err.status_code(), 6000);
-        assert!(err.to_string().contains("cannot open"), "{err}");
-    }
+  #[tokio::test]
+  async fn a_missing_directory_is_a_store_error() {
+    let users = UserStore::new("/nonexistent-dir-mpauthx/users.db".into());
+    let err = users.exists("a").await.unwrap_err();
+    assert_eq!(err.status_code(), 6000);
+    assert!(err.to_string().contains("cannot open"), "{err}");
+  }
 
-    #[tokio::test]
-    async fn stores_of_one_file_share_a_connection_and_close_independently() -> Result<()> {
-        let dir = tempfile::tempdir().unwrap();
-        let first = UserStore::new(dir.path().join("users.db"));
-        let second = UserStore::new(dir.path().join(".").join("users.db"));
-        first.ensure("a").await?;
-        assert!(second.exists("a").await?);
-        let shared = |store: &UserStore| match &*store.handle.lock().unwrap() {
-            Handle::Open(connection) => Some(connection.clone()),
-            _ => None,
-        };
-        assert!(Arc::ptr_eq(
-            &shared(&first).unwrap(),
-            &shared(&second).unwrap()
-        ));
-        first.close().await;
-        assert!(second.exists("a").await?);
-        Ok(())
-    }
+  #[tokio::test]
+  async fn stores_of_one_file_share_a_connection_and_close_independently() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let first = UserStore::new(dir.path().join("users.db"));
+    let second = UserStore::new(dir.path().join(".").join("users.db"));
+    first.ensure("a").await?;
+    assert!(second.exists("a").await?);
+    let shared = |store: &UserStore| match &*store.handle.lock().unwrap() {
+      Handle::Open(connection) => Some(connection.clone()),
+      _ => None,
+    };
+    assert!(Arc::ptr_eq(
+      &shared(&first).unwrap(),
+      &shared(&second).unwrap()
+    ));
+    first.close().await;
+    assert!(second.exists("a").await?);
+    Ok(())
+  }
 
-    #[tokio::test]
-    async fn calls_after_close_fail_cleanly() {
-        let dir = tempfile::tempdir().unwrap();
-        let users = UserStore::new(dir.path().join("users.db"));
-        users.close().await;
-        assert_eq!(users.exists("a").await.unwrap_err(), Error::Closed);
-    }
+  #[tokio::test]
+  async fn calls_after_close_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = UserStore::new(dir.path().join("users.db"));
+    users.close().await;
+    assert_eq!(users.exists("a").await.unwrap_err(), Error::Closed);
+  }
 }

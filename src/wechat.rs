@@ -12,211 +12,209 @@ pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// What jscode2session answers for a valid code.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
-    pub open_id: String,
-    pub session_key: String,
-    pub union_id: Option<String>,
+  pub open_id: String,
+  pub session_key: String,
+  pub union_id: Option<String>,
 }
 
 // The session key is a secret: it never reaches a log.
 impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("open_id", &self.open_id)
-            .field("union_id", &self.union_id)
-            .finish_non_exhaustive()
-    }
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Session")
+      .field("open_id", &self.open_id)
+      .field("union_id", &self.union_id)
+      .finish_non_exhaustive()
+  }
 }
 
 #[derive(Deserialize)]
 struct Reply {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
-    openid: Option<String>,
-    session_key: Option<String>,
-    unionid: Option<String>,
+  #[serde(default)]
+  errcode: i64,
+  #[serde(default)]
+  errmsg: String,
+  openid: Option<String>,
+  session_key: Option<String>,
+  unionid: Option<String>,
 }
 
 /// A client for one app id, sharing its HTTP connections between calls.
 pub struct WeChatClient {
-    http: reqwest::Client,
-    api_base: String,
-    app_id: String,
-    app_secret: String,
-    timeout: Duration,
+  http: reqwest::Client,
+  api_base: String,
+  app_id: String,
+  app_secret: String,
+  timeout: Duration,
 }
 
 impl WeChatClient {
-    pub fn new(api_base: &str, app_id: &str, app_secret: &str, timeout: Duration) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|err| Error::WeChat(format!("cannot set up the HTTP client: {err}")))?;
-        Ok(Self {
-            http,
-            api_base: api_base.to_owned(),
-            app_id: app_id.to_owned(),
-            app_secret: app_secret.to_owned(),
-            timeout,
-        })
-    }
+  pub fn new(api_base: &str, app_id: &str, app_secret: &str, timeout: Duration) -> Result<Self> {
+    let http = reqwest::Client::builder()
+      .connect_timeout(timeout)
+      .redirect(reqwest::redirect::Policy::none())
+      .build()
+      .map_err(|err| Error::WeChat(format!("cannot set up the HTTP client: {err}")))?;
+    Ok(Self {
+      http,
+      api_base: api_base.to_owned(),
+      app_id: app_id.to_owned(),
+      app_secret: app_secret.to_owned(),
+      timeout,
+    })
+  }
 
-    /// Exchanges `code`; the whole exchange, body included, is bounded by the timeout.
-    pub async fn code_to_session(&self, code: &str) -> Result<Session> {
-        let body = tokio::time::timeout(self.timeout, self.fetch(code))
-            .await
-            .map_err(|_| {
-                Error::WeChat(format!("timed out after {} ms", self.timeout.as_millis()))
-            })??;
-        parse_reply(&body)
-    }
+  /// Exchanges `code`; the whole exchange, body included, is bounded by the timeout.
+  pub async fn code_to_session(&self, code: &str) -> Result<Session> {
+    let body = tokio::time::timeout(self.timeout, self.fetch(code))
+      .await
+      .map_err(|_| Error::WeChat(format!("timed out after {} ms", self.timeout.as_millis())))??;
+    parse_reply(&body)
+  }
 
-    async fn fetch(&self, code: &str) -> Result<Vec<u8>> {
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/sns/jscode2session", self.api_base),
-            [
-                ("appid", self.app_id.as_str()),
-                ("secret", self.app_secret.as_str()),
-                ("js_code", code),
-                ("grant_type", "authorization_code"),
-            ],
-        )
-        .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
-        // `without_url` everywhere: the URL carries the app secret.
-        let mut response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| Error::WeChat(describe(&err.without_url())))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(Error::WeChat(format!("HTTP status {status}")));
-        }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_REPLY_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| Error::WeChat(describe(&err.without_url())))?
-        {
-            if body.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+  async fn fetch(&self, code: &str) -> Result<Vec<u8>> {
+    let url = reqwest::Url::parse_with_params(
+      &format!("{}/sns/jscode2session", self.api_base),
+      [
+        ("appid", self.app_id.as_str()),
+        ("secret", self.app_secret.as_str()),
+        ("js_code", code),
+        ("grant_type", "authorization_code"),
+      ],
+    )
+    .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
+    // `without_url` everywhere: the URL carries the app secret.
+    let mut response = self
+      .http
+      .get(url)
+      .send()
+      .await
+      .map_err(|err| Error::WeChat(describe(&err.without_url())))?;
+    let status = response.status();
+    if !status.is_success() {
+      return Err(Error::WeChat(format!("HTTP status {status}")));
     }
+    if response
+      .content_length()
+      .is_some_and(|len| len > MAX_REPLY_BYTES as u64)
+    {
+      return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+      .chunk()
+      .await
+      .map_err(|err| Error::WeChat(describe(&err.without_url())))?
+    {
+      if body.len() + chunk.len() > MAX_REPLY_BYTES {
+        return Err(too_large());
+      }
+      body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+  }
 }
 
 fn too_large() -> Error {
-    Error::WeChat(format!("reply is larger than {MAX_REPLY_BYTES} bytes"))
+  Error::WeChat(format!("reply is larger than {MAX_REPLY_BYTES} bytes"))
 }
 
 /// Names the kind of failure and its innermost cause (for example "connection refused").
 fn describe(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_body() || err.is_decode() {
-        "reading the reply failed"
-    } else {
-        "request failed"
-    };
-    let mut cause: &dyn std::error::Error = err;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    format!("{kind}: {cause}")
+  let kind = if err.is_timeout() {
+    "timed out"
+  } else if err.is_connect() {
+    "connection failed"
+  } else if err.is_body() || err.is_decode() {
+    "reading the reply failed"
+  } else {
+    "request failed"
+  };
+  let mut cause: &dyn std::error::Error = err;
+  while let Some(source) = cause.source() {
+    cause = source;
+  }
+  format!("{kind}: {cause}")
 }
 
 /// Reads a jscode2session reply: any non-zero `errcode` is a failure, whatever the HTTP status.
 fn parse_reply(body: &[u8]) -> Result<Session> {
-    let reply: Reply = serde_json::from_slice(body)
-        .map_err(|err| Error::WeChat(format!("reply is not the expected JSON ({err})")))?;
-    if reply.errcode != 0 {
-        return Err(Error::WeChat(format!(
-            "WeChat errcode {}: {}",
-            reply.errcode, reply.errmsg
-        )));
-    }
-    let non_empty = |field: Option<String>| field.filter(|value| !value.is_empty());
-    match (non_empty(reply.openid), non_empty(reply.session_key)) {
-        (Some(open_id), Some(session_key)) => Ok(Session {
-            open_id,
-            session_key,
-            union_id: non_empty(reply.unionid),
-        }),
-        _ => Err(Error::WeChat(
-            "reply has no openid or no session_key".into(),
-        )),
-    }
+  let reply: Reply = serde_json::from_slice(body)
+    .map_err(|err| Error::WeChat(format!("reply is not the expected JSON ({err})")))?;
+  if reply.errcode != 0 {
+    return Err(Error::WeChat(format!(
+      "WeChat errcode {}: {}",
+      reply.errcode, reply.errmsg
+    )));
+  }
+  let non_empty = |field: Option<String>| field.filter(|value| !value.is_empty());
+  match (non_empty(reply.openid), non_empty(reply.session_key)) {
+    (Some(open_id), Some(session_key)) => Ok(Session {
+      open_id,
+      session_key,
+      union_id: non_empty(reply.unionid),
+    }),
+    _ => Err(Error::WeChat(
+      "reply has no openid or no session_key".into(),
+    )),
+  }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use proptest::prelude::*;
+  use super::*;
+  use proptest::prelude::*;
 
-    #[test]
-    fn reads_a_successful_reply_with_or_without_errcode() -> Result<()> {
-        let session = parse_reply(br#"{"openid":"o1","session_key":"k","unionid":"u1"}"#)?;
-        assert_eq!(session.open_id, "o1");
-        assert_eq!(session.union_id.as_deref(), Some("u1"));
-        let session =
-            parse_reply(br#"{"errcode":0,"openid":"o1","session_key":"k","expires_in":7200}"#)?;
-        assert_eq!(session.union_id, None);
-        Ok(())
-    }
+  #[test]
+  fn reads_a_successful_reply_with_or_without_errcode() -> Result<()> {
+    let session = parse_reply(br#"{"openid":"o1","session_key":"k","unionid":"u1"}"#)?;
+    assert_eq!(session.open_id, "o1");
+    assert_eq!(session.union_id.as_deref(), Some("u1"));
+    let session =
+      parse_reply(br#"{"errcode":0,"openid":"o1","session_key":"k","expires_in":7200}"#)?;
+    assert_eq!(session.union_id, None);
+    Ok(())
+  }
 
-    #[test]
-    fn errcode_replies_name_the_code_and_message() {
-        let err = parse_reply(br#"{"errcode":40029,"errmsg":"invalid code"}"#).unwrap_err();
-        assert_eq!(err.status_code(), 6008);
-        let message = err.to_string();
-        assert!(
-            message.contains("40029") && message.contains("invalid code"),
-            "{message}"
-        );
-        let err = parse_reply(br#"{"errcode":-1,"errmsg":"system error"}"#).unwrap_err();
-        assert!(err.to_string().contains("-1"));
-    }
+  #[test]
+  fn errcode_replies_name_the_code_and_message() {
+    let err = parse_reply(br#"{"errcode":40029,"errmsg":"invalid code"}"#).unwrap_err();
+    assert_eq!(err.status_code(), 6008);
+    let message = err.to_string();
+    assert!(
+      message.contains("40029") && message.contains("invalid code"),
+      "{message}"
+    );
+    let err = parse_reply(br#"{"errcode":-1,"errmsg":"system error"}"#).unwrap_err();
+    assert!(err.to_string().contains("-1"));
+  }
 
-    #[test]
-    fn incomplete_or_garbled_replies_fail() {
-        for body in [
-            &b"<html>"[..],
-            b"{\"openid\":\"o1\"",
-            b"[]",
-            b"{\"openid\":\"o1\"}",
-            b"{}",
-        ] {
-            assert_eq!(parse_reply(body).unwrap_err().status_code(), 6008);
-        }
+  #[test]
+  fn incomplete_or_garbled_replies_fail() {
+    for body in [
+      &b"<html>"[..],
+      b"{\"openid\":\"o1\"",
+      b"[]",
+      b"{\"openid\":\"o1\"}",
+      b"{}",
+    ] {
+      assert_eq!(parse_reply(body).unwrap_err().status_code(), 6008);
     }
+  }
 
-    #[test]
-    fn debug_output_hides_the_session_key() {
-        let session = Session {
-            open_id: "o".into(),
-            session_key: "SECRETKEY".into(),
-            union_id: None,
-        };
-        assert!(!format!("{session:?}").contains("SECRETKEY"));
-    }
+  #[test]
+  fn debug_output_hides_the_session_key() {
+    let session = Session {
+      open_id: "o".into(),
+      session_key: "SECRETKEY".into(),
+      union_id: None,
+    };
+    assert!(!format!("{session:?}").contains("SECRETKEY"));
+  }
 
-    proptest! {
-        #[test]
-        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = parse_reply(&body);
-        }
-    }
+  proptest! {
+      #[test]
+      fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+          let _ = parse_reply(&body);
+      }
+  }
 }
