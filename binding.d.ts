@@ -37,6 +37,8 @@ export interface NativeOptions {
   redisUrl?: string
   wechatApiBase?: string
   httpTimeoutMs?: number
+  /** Whether calls report their steps in `Reply.steps`. */
+  diagnostics?: boolean
 }
 
 /**
@@ -47,4 +49,14 @@ export interface Reply {
   statusCode: number
   message: string
   response?: string
+  /** The steps of the call, when diagnostics are on. */
+  steps?: Array<Step>
+}
+
+/** One step of a call for diagnostics. */
+export interface Step {
+  name: string
+  /** Milliseconds from the start of the native call. */
+  elapsedMs: number
+  detail: string
 }

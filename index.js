@@ -5,6 +5,8 @@
 // no other logic.
 
 const { Mpauthx, extractOpenId, extractSku } = require('./binding.js')
+const { createLogger, reportCall } = require('./diagnostics.js')
+const middleware = require('./middleware.js')
 
 const constants = Object.freeze({
   statusCode: Object.freeze({
@@ -36,14 +38,18 @@ class MpauthxError extends Error {
 }
 
 // The one place where native replies become what mpauthx 1.3.2 resolved or rejected with.
-async function settle(pending) {
+// `log` is the instance's diagnostics logger, or null.
+async function settle(log, method, pending) {
+  const started = log && performance.now()
   let reply
   try {
     reply = await pending
   } catch (cause) {
     // Only a panic or a binding failure lands here; the native side reports all else as replies.
+    if (log) reportCall(log, method, started, undefined)
     throw new MpauthxError(constants.statusCode.unknownError, 'internal error in mpauthx', { cause })
   }
+  if (log) reportCall(log, method, started, reply)
   if (reply.statusCode !== constants.statusCode.success) {
     throw new MpauthxError(reply.statusCode, reply.message)
   }
@@ -68,6 +74,18 @@ function optionalNumber(name, value) {
   return value
 }
 
+function optionalFunction(name, value) {
+  if (value == null) return undefined
+  if (typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${describe(value)}`)
+  return value
+}
+
+function optionalBoolean(name, value) {
+  if (value == null) return undefined
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`)
+  return value
+}
+
 function describe(value) {
   return value === null ? 'null' : typeof value
 }
@@ -88,12 +106,39 @@ function checkToken(token) {
   return expectString('token', token)
 }
 
+// Each option of the factory (see `Options` in index.d.ts) and how its type is checked.
+const optionTypes = {
+  redisUrl: optionalString,
+  wechatApiBase: optionalString,
+  httpTimeoutMs: optionalNumber,
+  logger: optionalFunction,
+}
+
+// Each option of `middleware()` and `koaMiddleware()` (`MiddlewareOptions` in index.d.ts).
+const middlewareOptionTypes = {
+  anySku: optionalBoolean,
+}
+
+// Checks an options object against its table: a misspelt option is an error, not a no-op.
+function readOptions(what, options, types) {
+  if (options === null || options === undefined) options = {}
+  if (typeof options !== 'object') throw new TypeError(`${what} must be an object, got ${describe(options)}`)
+  for (const name of Object.keys(options)) {
+    if (!Object.hasOwn(types, name)) {
+      throw new TypeError(`${what} has an unknown key '${name}'; known keys: ${Object.keys(types).join(', ')}`)
+    }
+  }
+  const checked = {}
+  for (const [name, check] of Object.entries(types)) checked[name] = check(`${what}.${name}`, options[name])
+  return checked
+}
+
 /**
  * Creates an independent mpauthx instance; see index.d.ts and README.md.
  */
 function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200, options = {}) {
-  if (options === null || options === undefined) options = {}
-  if (typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`)
+  const { logger, ...nativeOptions } = readOptions('options', options, optionTypes)
+  const log = createLogger(logger, process.env.DEBUG)
   const native = new Mpauthx({
     appId: expectString('appId', appId),
     appSecret: expectString('appSecret', appSecret),
@@ -101,26 +146,54 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
     dbPath: dbPath(db),
     redisPass: optionalString('redisPass', redisPass),
     ttl: optionalNumber('tokenTTL', tokenTTL),
-    redisUrl: optionalString('options.redisUrl', options.redisUrl),
-    wechatApiBase: optionalString('options.wechatApiBase', options.wechatApiBase),
-    httpTimeoutMs: optionalNumber('options.httpTimeoutMs', options.httpTimeoutMs),
+    ...nativeOptions,
+    diagnostics: log !== null,
   })
+
+  const isTokenValid = async (token) => {
+    await settle(log, 'isTokenValid', native.isTokenValid(stringOrUndefined(token)))
+  }
+
+  // What the middleware puts on the request: rejects like `isTokenValid`, with 6007 for a
+  // missing token and, unless `anySku`, for a token of another sku.
+  const authenticator = (middlewareOptions) => {
+    const { anySku } = readOptions('middlewareOptions', middlewareOptions, middlewareOptionTypes)
+    return async (headers) => {
+      const token = middleware.requestToken(headers)
+      if (token === undefined) {
+        throw new MpauthxError(
+          constants.statusCode.invalidAccessToken,
+          'access token is missing: send "Authorization: Bearer <token>" or "x-access-token"',
+        )
+      }
+      const tokenSku = extractSku(token)
+      if (!anySku && tokenSku !== sku) {
+        throw new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku')
+      }
+      await isTokenValid(token)
+      return { token, openId: extractOpenId(token), sku: tokenSku }
+    }
+  }
 
   const instance = {
     authorize: (code, encryptedData, iv) =>
-      settle(native.authorize(stringOrUndefined(code), stringOrUndefined(encryptedData), stringOrUndefined(iv))),
-    refreshToken: (userId) => settle(native.refreshToken(stringOrUndefined(userId))),
-    isTokenValid: async (token) => {
-      await settle(native.isTokenValid(stringOrUndefined(token)))
-    },
+      settle(
+        log,
+        'authorize',
+        native.authorize(stringOrUndefined(code), stringOrUndefined(encryptedData), stringOrUndefined(iv)),
+      ),
+    refreshToken: (userId) => settle(log, 'refreshToken', native.refreshToken(stringOrUndefined(userId))),
+    isTokenValid,
     extractOpenId: (token) => extractOpenId(checkToken(token)),
     extractSku: (token) => extractSku(checkToken(token)),
+    middleware: (middlewareOptions) => middleware.connectMiddleware(authenticator(middlewareOptions)),
+    koaMiddleware: (middlewareOptions) => middleware.koaMiddleware(authenticator(middlewareOptions)),
     close: () => native.close(),
     constants,
   }
   // Reached only by the test suite, to prove that a Rust panic becomes a rejection with 9999.
   Object.defineProperty(instance, Symbol.for('mpauthx.testing'), {
-    value: Object.freeze({ panic: () => settle(native.panicForTesting()) }),
+    value: Object.freeze({ panic: () => settle(log, 'panic', native.panicForTesting()) }),
   })
   return instance
 }

@@ -10,6 +10,7 @@ pub mod service;
 pub mod session_store;
 pub mod sqlite_locks;
 pub mod token;
+pub mod trace;
 pub mod user_store;
 pub mod wechat;
 
@@ -21,6 +22,7 @@ use napi_derive::napi;
 use crate::config::{ConfigErrorKind, Options, Settings};
 use crate::error::status;
 use crate::service::Service;
+use crate::trace::Trace;
 
 /// Factory arguments after `index.js` has checked their JavaScript types.
 #[napi(object)]
@@ -34,6 +36,8 @@ pub struct NativeOptions {
   pub redis_url: Option<String>,
   pub wechat_api_base: Option<String>,
   pub http_timeout_ms: Option<f64>,
+  /// Whether calls report their steps in `Reply.steps`.
+  pub diagnostics: Option<bool>,
 }
 
 /// The outcome of a call. Failures travel as values so that `index.js` can attach the
@@ -43,20 +47,43 @@ pub struct Reply {
   pub status_code: u32,
   pub message: String,
   pub response: Option<String>,
+  /// The steps of the call, when diagnostics are on.
+  pub steps: Option<Vec<Step>>,
 }
 
-impl From<error::Result<String>> for Reply {
-  fn from(result: error::Result<String>) -> Self {
+/// One step of a call for diagnostics.
+#[napi(object)]
+pub struct Step {
+  pub name: String,
+  /// Milliseconds from the start of the native call.
+  pub elapsed_ms: f64,
+  pub detail: String,
+}
+
+impl Reply {
+  fn new(result: error::Result<String>, trace: Trace) -> Self {
+    let steps = trace.into_steps().map(|steps| {
+      steps
+        .into_iter()
+        .map(|step| Step {
+          name: step.name.to_owned(),
+          elapsed_ms: step.elapsed.as_secs_f64() * 1000.0,
+          detail: step.detail,
+        })
+        .collect()
+    });
     match result {
       Ok(response) => Reply {
         status_code: status::SUCCESS,
         message: "OK".into(),
         response: Some(response),
+        steps,
       },
       Err(err) => Reply {
         status_code: err.status_code(),
         message: err.to_string(),
         response: None,
+        steps,
       },
     }
   }
@@ -65,6 +92,7 @@ impl From<error::Result<String>> for Reply {
 #[napi]
 pub struct Mpauthx {
   service: Arc<Service>,
+  diagnostics: bool,
 }
 
 #[napi]
@@ -72,6 +100,7 @@ impl Mpauthx {
   /// Validates the settings (throwing `TypeError`/`RangeError`) without connecting.
   #[napi(constructor)]
   pub fn new(env: Env, options: NativeOptions) -> napi::Result<Self> {
+    let diagnostics = options.diagnostics.unwrap_or(false);
     let options = Options {
       app_id: options.app_id,
       app_secret: options.app_secret,
@@ -97,6 +126,7 @@ impl Mpauthx {
       .map_err(|err| napi::Error::new(Status::GenericFailure, err.to_string()))?;
     Ok(Self {
       service: Arc::new(service),
+      diagnostics,
     })
   }
 
@@ -107,30 +137,39 @@ impl Mpauthx {
     encrypted_data: Option<String>,
     iv: Option<String>,
   ) -> napi::Result<Reply> {
-    Ok(
-      self
-        .service
-        .authorize(code, encrypted_data, iv)
-        .await
-        .into(),
-    )
+    let mut trace = self.trace();
+    let result = self
+      .service
+      .authorize(code, encrypted_data, iv, &mut trace)
+      .await;
+    Ok(Reply::new(result, trace))
   }
 
   #[napi]
   pub async fn refresh_token(&self, user_id: Option<String>) -> napi::Result<Reply> {
-    Ok(self.service.refresh_token(user_id).await.into())
+    let mut trace = self.trace();
+    let result = self.service.refresh_token(user_id, &mut trace).await;
+    Ok(Reply::new(result, trace))
   }
 
   #[napi]
   pub async fn is_token_valid(&self, token: Option<String>) -> napi::Result<Reply> {
-    let result = self.service.is_token_valid(token).await;
-    Ok(result.map(|()| String::new()).into())
+    let mut trace = self.trace();
+    let result = self.service.is_token_valid(token, &mut trace).await;
+    Ok(Reply::new(result.map(|()| String::new()), trace))
   }
 
   /// Panics inside an async call; only the test suite reaches it.
   #[napi]
   pub async fn panic_for_testing(&self) -> napi::Result<Reply> {
-    Ok(self.service.panic_for_testing().await.into())
+    Ok(Reply::new(
+      self.service.panic_for_testing().await,
+      Trace::disabled(),
+    ))
+  }
+
+  fn trace(&self) -> Trace {
+    Trace::new(self.diagnostics)
   }
 
   #[napi]

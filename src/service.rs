@@ -8,6 +8,7 @@ use crate::crypto;
 use crate::error::{Error, Result};
 use crate::session_store::{Issue, SessionStore};
 use crate::token;
+use crate::trace::Trace;
 use crate::user_store::UserStore;
 use crate::wechat::WeChatClient;
 
@@ -51,6 +52,7 @@ impl Service {
     code: Option<String>,
     encrypted_data: Option<String>,
     iv: Option<String>,
+    trace: &mut Trace,
   ) -> Result<String> {
     let code = required("code", code)?;
     if code.len() > MAX_CODE_LEN {
@@ -61,42 +63,68 @@ impl Service {
     let encrypted_data = required("encryptedData", encrypted_data)?;
     let iv = required("iv", iv)?;
     self.check_open()?;
-    let session = self.wechat.code_to_session(&code).await?;
+    let session = self.wechat.code_to_session(&code, trace).await?;
     let user = crypto::decrypt_user_info(&self.app_id, &session.session_key, &encrypted_data, &iv)?;
+    trace.record("user_data.decrypted", || {
+      let id = if user.union_id.is_some() {
+        "unionId"
+      } else {
+        "openId"
+      };
+      format!("user id is the {id}")
+    });
     if user.open_id != session.open_id {
       return Err(Error::OpenIdMismatch);
     }
     let user_id = user.user_id();
     token::check_user_id(user_id)?;
     if let Some(live) = self.sessions.live_token(user_id, &self.sku).await? {
+      trace.record("session.reused", || "live token found".into());
       return Ok(live);
     }
-    self.users.ensure(user_id).await?;
-    self
+    let added = self.users.ensure(user_id).await?;
+    trace.record("user.registered", || {
+      if added {
+        "new user added"
+      } else {
+        "user already registered"
+      }
+      .into()
+    });
+    let token = self
       .sessions
       .issue(user_id, &self.sku, Issue::ReuseLive)
-      .await
+      .await?;
+    trace.record("session.issued", || "token stored with its ttl".into());
+    Ok(token)
   }
 
   /// Replaces the user's token for this sku with a new one; the user must be registered.
-  pub async fn refresh_token(&self, user_id: Option<String>) -> Result<String> {
+  pub async fn refresh_token(&self, user_id: Option<String>, trace: &mut Trace) -> Result<String> {
     let user_id = required("userId", user_id)?;
     token::check_user_id(&user_id)?;
     self.check_open()?;
     if !self.users.exists(&user_id).await? {
       return Err(Error::UserNotFound);
     }
-    self
+    trace.record("user.found", || "user is registered".into());
+    let token = self
       .sessions
       .issue(&user_id, &self.sku, Issue::Replace)
-      .await
+      .await?;
+    trace.record("session.issued", || "token replaced".into());
+    Ok(token)
   }
 
   /// Succeeds when the token is live; [`Error::InvalidToken`] when it is not.
-  pub async fn is_token_valid(&self, token: Option<String>) -> Result<()> {
+  pub async fn is_token_valid(&self, token: Option<String>, trace: &mut Trace) -> Result<()> {
     let token = required("token", token)?;
     self.check_open()?;
-    if self.sessions.is_live(&token).await? {
+    let live = self.sessions.is_live(&token).await?;
+    trace.record("session.checked", || {
+      if live { "live" } else { "not live" }.into()
+    });
+    if live {
       Ok(())
     } else {
       Err(Error::InvalidToken)

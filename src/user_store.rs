@@ -73,18 +73,15 @@ impl UserStore {
     }
   }
 
-  /// Adds the user unless a row with this exact `openId` exists; safe under concurrency
-  /// and whether or not the table declares `openId` a primary key.
-  pub async fn ensure(&self, user_id: &str) -> Result<()> {
+  /// Adds the user unless a row with this exact `openId` exists, and says whether it did;
+  /// safe under concurrency and whether or not the table declares `openId` a primary key.
+  pub async fn ensure(&self, user_id: &str) -> Result<bool> {
+    const INSERT: &str = "INSERT INTO user(openId) \
+      SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM user WHERE openId = ?1)";
     let user_id = user_id.to_owned();
-    self.run(move |db| {
-            db.prepare_cached(
-                "INSERT INTO user(openId) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM user WHERE openId = ?1)",
-            )?
-            .execute([&user_id])?;
-            Ok(())
-        })
-        .await
+    self
+      .run(move |db| Ok(db.prepare_cached(INSERT)?.execute([&user_id])? == 1))
+      .await
   }
 
   /// Whether the `user` table holds exactly this `openId`.

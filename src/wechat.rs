@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::trace::Trace;
 
 /// Replies larger than this are refused rather than buffered; real ones are under 200 bytes.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -64,14 +65,14 @@ impl WeChatClient {
   }
 
   /// Exchanges `code`; the whole exchange, body included, is bounded by the timeout.
-  pub async fn code_to_session(&self, code: &str) -> Result<Session> {
-    let body = tokio::time::timeout(self.timeout, self.fetch(code))
+  pub async fn code_to_session(&self, code: &str, trace: &mut Trace) -> Result<Session> {
+    let body = tokio::time::timeout(self.timeout, self.fetch(code, trace))
       .await
       .map_err(|_| Error::WeChat(format!("timed out after {} ms", self.timeout.as_millis())))??;
     parse_reply(&body)
   }
 
-  async fn fetch(&self, code: &str) -> Result<Vec<u8>> {
+  async fn fetch(&self, code: &str, trace: &mut Trace) -> Result<Vec<u8>> {
     let url = reqwest::Url::parse_with_params(
       &format!("{}/sns/jscode2session", self.api_base),
       [
@@ -82,6 +83,7 @@ impl WeChatClient {
       ],
     )
     .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
+    trace.record("wechat.request", || "GET /sns/jscode2session".into());
     // `without_url` everywhere: the URL carries the app secret.
     let mut response = self
       .http
@@ -90,6 +92,7 @@ impl WeChatClient {
       .await
       .map_err(|err| Error::WeChat(describe(&err.without_url())))?;
     let status = response.status();
+    trace.record("wechat.response", || format!("HTTP {}", status.as_u16()));
     if !status.is_success() {
       return Err(Error::WeChat(format!("HTTP status {status}")));
     }
@@ -110,6 +113,7 @@ impl WeChatClient {
       }
       body.extend_from_slice(&chunk);
     }
+    trace.record("wechat.body", || format!("{} bytes", body.len()));
     Ok(body)
   }
 }
