@@ -364,6 +364,7 @@ describe('panics and secrets', () => {
     const report = JSON.parse(require('node:fs').readFileSync(reportFile, 'utf8'))
     assert.ok(report.messages.length >= 8, 'the probe saw its failures')
     const output = stdout + stderr
+    assert.match(stderr, /mpauthx authorize wechat\.response \+[\d.]+ms HTTP 200/, 'DEBUG=* turned diagnostics on')
     for (const secret of report.secrets) {
       assert.ok(!output.includes(secret), `output contains a secret: ${secret.slice(0, 12)}…`)
     }

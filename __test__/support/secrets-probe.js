@@ -1,7 +1,8 @@
 'use strict'
 
 // Run by reliability.test.js in a child process: drives every outcome of the API with known
-// secrets and writes { secrets, messages } as JSON to a file; the test checks no secret reaches any output.
+// secrets and writes { secrets, messages } as JSON to a file; the test checks no secret reaches any
+// output, diagnostics included (it runs with DEBUG=*).
 
 const { startWeChat } = require('./wechat')
 const mpauthx = require('../..')
@@ -22,8 +23,10 @@ async function main() {
   secrets.push(profile.nickName, profile.city)
 
   const ok = wechat.login({ openId: 'oProbe', ...profile })
-  secrets.push(ok.sessionKey.toString('base64'), ok.encryptedData)
-  await auth.authorize(ok.code, ok.encryptedData, ok.iv)
+  secrets.push(ok.sessionKey.toString('base64'), ok.encryptedData, ok.code)
+  const { response: token } = await auth.authorize(ok.code, ok.encryptedData, ok.iv)
+  secrets.push(token.split('|')[2])
+  await auth.isTokenValid(token)
 
   const logins = [
     wechat.login({ openId: 'oProbe', ...profile, watermarkAppId: 'wxOther' }),
