@@ -1,43 +1,67 @@
 /**
  * mpauthx: WeChat Mini-program login and access tokens, a native drop-in for mpauthx 1.3.2.
- */
-
-/**
- * Creates an independent instance. Throws `TypeError` or `RangeError` for bad arguments;
- * connects lazily, so it never blocks.
  *
- * @param appId the mini-program's AppID
- * @param appSecret the mini-program's AppSecret
- * @param sku the product the tokens are for; must not contain `|`
- * @param db the SQLite database holding the `user` table
- * @param redisPass the Redis password, whatever `options.redisUrl` says; `null` for none
- * @param tokenTTL seconds a token lives, a positive integer (default 259200, three days)
+ * ```ts
+ * import mpauthx = require('mpauthx')            // or: import mpauthx from 'mpauthx'
+ * const auth = mpauthx(appId, appSecret, 'myapp', 'users.db', null, 259200)
+ * ```
  */
-declare function mpauthx(
-  appId: string,
-  appSecret: string,
-  sku: string,
-  db: mpauthx.Database,
-  redisPass?: string | null,
-  tokenTTL?: number,
-  options?: mpauthx.Options,
-): mpauthx.Mpauthx
-
 declare namespace mpauthx {
+  /** The module: the factory, with the status codes and the error class beside it. */
+  interface Module extends Factory {
+    /** The factory again, for `import mpauthx from 'mpauthx'` in transpiled ES modules. */
+    readonly default: Module
+    /** The status codes of mpauthx 1.3.2. */
+    readonly constants: Constants
+    /** The class of every rejection; use with `instanceof`. */
+    readonly MpauthxError: MpauthxErrorConstructor
+  }
+
+  interface Factory {
+    /**
+     * Creates an independent instance. Throws `TypeError` or `RangeError` for bad arguments;
+     * connects lazily, so it never blocks.
+     *
+     * @param appId the mini-program's AppID
+     * @param appSecret the mini-program's AppSecret
+     * @param sku the product the tokens are for; must not contain `|`
+     * @param db the SQLite database holding the `user` table
+     * @param redisPass the Redis password, whatever `options.redisUrl` says; `null` for none
+     * @param tokenTTL seconds a token lives, a positive integer (default 259200, three days)
+     * @param options the settings that mpauthx 1.3.2 did not have; all optional
+     */
+    (
+      appId: string,
+      appSecret: string,
+      sku: string,
+      db: Database,
+      redisPass?: string | null,
+      tokenTTL?: number,
+      options?: Options,
+    ): Mpauthx
+  }
+
   /** The status codes of mpauthx 1.3.2; every rejection's `code` is one of them. */
   interface StatusCodes {
+    /** The `status_code` of every resolved call. */
     readonly success: 1
     /** Redis or SQLite failed, could not be reached, or the instance is closed. */
     readonly databaseRelatedError: 6000
-    /** A parameter is missing, empty or not a string. */
+    /** A parameter is missing, empty, too long or not a string. */
     readonly requiredParamsMissingError: 6001
+    /** Kept from 1.3.2, which used it for HTTP failures; this package reports them as 6008. */
     readonly httpError: 6002
+    /** Kept from 1.3.2 (an empty WeChat reply); this package reports it as 6008. */
     readonly responseIsNull: 6003
+    /** Kept from 1.3.2 (an unparsable WeChat reply); this package reports it as 6008. */
     readonly jsonParsedError: 6004
+    /** Kept from 1.3.2 (an HTTP response error event); this package reports it as 6008. */
     readonly httpResponseErrorEvent: 6005
+    /** Kept from 1.3.2 (an HTTP request error event); this package reports it as 6008. */
     readonly httpRequestErrorEvent: 6006
+    /** Kept from 1.3.2, the same code as `httpRequestErrorEvent`; reported as 6008. */
     readonly internetConnectionError: 6006
-    /** The token is not live: unknown, expired or replaced. */
+    /** The token is not live: missing, unknown, expired, replaced or of another sku (middleware). */
     readonly invalidAccessToken: 6007
     /** The jscode2session exchange failed (network, timeout, HTTP status, body, or a WeChat errcode). */
     readonly sessionKeyAndOpenIdRequestError: 6008
@@ -51,6 +75,7 @@ declare namespace mpauthx {
     readonly unknownError: 9999
   }
 
+  /** `constants` of the module and of every instance. */
   interface Constants {
     readonly statusCode: StatusCodes
   }
@@ -58,21 +83,29 @@ declare namespace mpauthx {
   /** A status code of mpauthx. */
   type StatusCode = StatusCodes[keyof StatusCodes]
 
+  /** A status code a promise of this package rejects with. */
+  type ErrorCode = Exclude<StatusCode, 1>
+
   /** How every promise of an instance rejects. */
-  class MpauthxError extends Error {
+  interface MpauthxError extends Error {
     readonly name: 'MpauthxError'
     /** One of `constants.statusCode` (never `success`). */
-    readonly code: Exclude<StatusCode, 1>
+    readonly code: ErrorCode
   }
 
-  /** What `authorize` and `refreshToken` resolve with. */
+  interface MpauthxErrorConstructor {
+    new (code: ErrorCode, message: string, options?: { cause?: unknown }): MpauthxError
+    readonly prototype: MpauthxError
+  }
+
+  /** What `authorize` and `refreshToken` resolve with, as mpauthx 1.3.2 did. */
   interface Success<T> {
     status_code: 1
     status_message: 'OK'
     response: T
   }
 
-  /** The new options of this package; all are optional. */
+  /** The settings that mpauthx 1.3.2 did not have; all are optional, unknown keys throw. */
   interface Options {
     /** Redis to keep tokens in. Default: env `MPAUTHX_REDIS_URL`, else `redis://127.0.0.1:6379`. */
     redisUrl?: string
@@ -80,6 +113,25 @@ declare namespace mpauthx {
     wechatApiBase?: string
     /** Bound on the whole jscode2session exchange, in milliseconds. Default 5000. */
     httpTimeoutMs?: number
+    /**
+     * Receives one event per step of every call (diagnostics); without it, `DEBUG=mpauthx`
+     * writes the events to stderr. Silent by default. Events carry no secret, token or user id.
+     */
+    logger?: (event: DiagnosticEvent) => void
+  }
+
+  /** One step of a call, for `options.logger`. */
+  interface DiagnosticEvent {
+    /** The method called: `authorize`, `refreshToken` or `isTokenValid`. */
+    method: string
+    /** What happened, such as `wechat.request`, `wechat.response`, `session.issued`; `done` last. */
+    step: string
+    /** Milliseconds since the call began (native steps: since the native call began). */
+    elapsedMs: number
+    /** Details without secrets, such as `HTTP 200`, or the rejection's message for `done`. */
+    detail: string
+    /** On `done` only: the call's status code (1 when it resolved). */
+    statusCode?: StatusCode
   }
 
   /** The SQLite database: a file path, a node-sqlite3 `Database` or a better-sqlite3 `Database`. */
@@ -88,14 +140,79 @@ declare namespace mpauthx {
   /** A token: `<userId>|<sku>|<64 lowercase hex>`. */
   type Token = string
 
+  /** Who a request that passed the middleware comes from: `req.mpauthx`, `ctx.state.mpauthx`. */
+  interface RequestAuth {
+    /** The live token the request carried. */
+    readonly token: Token
+    /** The user id of the token (the openId, or the unionId when WeChat gave one). */
+    readonly openId: string
+    /** The sku of the token. */
+    readonly sku: string
+  }
+
+  /** Options of `middleware()` and `koaMiddleware()`; unknown keys throw. */
+  interface MiddlewareOptions {
+    /** Accept live tokens of every sku, not only the instance's own. Default `false`. */
+    anySku?: boolean
+  }
+
+  /** The part of a Node, Express or Connect request the middleware uses. */
+  interface MiddlewareRequest {
+    headers: { [name: string]: string | string[] | undefined }
+    mpauthx?: RequestAuth
+  }
+
+  /** The part of a Node, Express or Connect response the middleware uses. */
+  interface MiddlewareResponse {
+    statusCode: number
+    readonly headersSent: boolean
+    setHeader(name: string, value: string): unknown
+    end(chunk: string): unknown
+  }
+
+  /**
+   * An Express/Connect middleware: on success sets `req.mpauthx` and calls `next()`; answers
+   * 401 `{ status_code: 6007, status_message }` for a missing or dead token and 503 with 6000
+   * when the store cannot answer; passes any other failure to `next(err)`.
+   */
+  type ConnectMiddleware = (
+    req: MiddlewareRequest,
+    res: MiddlewareResponse,
+    next: (err?: unknown) => void,
+  ) => void
+
+  /** The part of a Koa context the middleware uses. */
+  interface KoaMiddlewareContext {
+    headers: { [name: string]: string | string[] | undefined }
+    state: { mpauthx?: RequestAuth }
+    status: number
+    body: unknown
+    set(fields: { [name: string]: string }): void
+  }
+
+  /** Koa state after the middleware: `new Koa<mpauthx.KoaState>()` types `ctx.state.mpauthx`. */
+  interface KoaState {
+    mpauthx: RequestAuth
+  }
+
+  /**
+   * A Koa middleware: on success sets `ctx.state.mpauthx` and awaits `next()`; answers like
+   * `ConnectMiddleware` otherwise, and rethrows any other failure.
+   */
+  type KoaMiddleware = (ctx: KoaMiddlewareContext, next: () => Promise<unknown>) => Promise<void>
+
   interface Mpauthx {
     /**
      * Logs a mini-program user in with the `code` of `wx.login` and the `encryptedData` and
      * `iv` of `wx.getUserInfo`: resolves with the user's live token for this sku, or a new one
-     * (registering the user in the `user` table first).
+     * (registering the user in the `user` table first). Rejects with 6001, 6008, 6009, 6011
+     * or 6000.
      */
     authorize(code: string, encryptedData: string, iv: string): Promise<Success<Token>>
-    /** Replaces the user's token for this sku with a new one; the user must be in the `user` table. */
+    /**
+     * Replaces the user's token for this sku with a new one; the user must be in the `user`
+     * table (else 6010). The old token stops being valid.
+     */
     refreshToken(userId: string): Promise<Success<Token>>
     /** Resolves when the token is live; rejects with 6007 when it is not, 6000 when Redis cannot answer. */
     isTokenValid(token: Token): Promise<void>
@@ -103,13 +220,25 @@ declare namespace mpauthx {
     extractOpenId(token: Token): string
     /** The sku of a token of exactly three `|`-separated parts, else `null`. */
     extractSku(token: Token): string | null
+    /** Express/Connect middleware that admits requests with a live token of this sku. */
+    middleware(options?: MiddlewareOptions): ConnectMiddleware
+    /** Koa middleware that admits requests with a live token of this sku. */
+    koaMiddleware(options?: MiddlewareOptions): KoaMiddleware
     /** Closes the Redis connection and the SQLite file; later calls reject with 6000. */
     close(): Promise<void>
+    /** The status codes, as on the module. */
     readonly constants: Constants
   }
-
-  /** The status codes, also on every instance. */
-  const constants: Constants
 }
 
+declare global {
+  namespace Express {
+    interface Request {
+      /** Set by mpauthx's `middleware()` for requests with a live token. */
+      mpauthx?: mpauthx.RequestAuth
+    }
+  }
+}
+
+declare const mpauthx: mpauthx.Module
 export = mpauthx

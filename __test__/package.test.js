@@ -141,7 +141,8 @@ describe('installed from the packed tarballs', () => {
       fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'backend', private: true }))
       const env = {
         PATH: pathWithoutRust(),
-        HOME: path.join(work, 'home'), npm_config_cache: path.join(work, 'cache'),
+        HOME: path.join(work, 'home'),
+        npm_config_cache: path.join(work, 'cache'),
         npm_config_update_notifier: 'false',
       }
       assert.throws(

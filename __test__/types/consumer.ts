@@ -1,0 +1,95 @@
+// A TypeScript backend written against the typings, compiled with `tsc --strict --noEmit`.
+// `@ts-expect-error` lines fail the compile when the typings become too loose.
+
+import mpauthx = require('../..')
+import defaultImport from '../..'
+import express = require('express')
+import Koa = require('koa')
+
+const auth: mpauthx.Mpauthx = mpauthx('wx0123456789abcdef', 'secret', 'myapp', 'users.db')
+const withEverything = defaultImport('wx0123456789abcdef', 'secret', 'myapp', { filename: 'users.db' }, null, 3600, {
+  redisUrl: 'redis://127.0.0.1:6379',
+  wechatApiBase: 'https://api.weixin.qq.com',
+  httpTimeoutMs: 5000,
+  logger: (event: mpauthx.DiagnosticEvent) => {
+    const line: string = `${event.method} ${event.step} +${event.elapsedMs.toFixed(1)}ms ${event.detail}`
+    const status: mpauthx.StatusCode | undefined = event.statusCode
+    void line, status
+  },
+})
+mpauthx.default('a', 'b', 'c', { name: 'users.db' })
+
+// @ts-expect-error a misspelt option
+mpauthx('a', 'b', 'c', 'users.db', null, 60, { redisURL: 'redis://x' })
+// @ts-expect-error the database is a path or a Database object
+mpauthx('a', 'b', 'c', 42)
+
+// Literal types: a switch over codes and constants that cannot be reassigned.
+const invalid: 6007 = mpauthx.constants.statusCode.invalidAccessToken
+const success: 1 = auth.constants.statusCode.success
+// @ts-expect-error constants are read-only
+mpauthx.constants.statusCode.success = 2
+void invalid, success
+
+async function login(code: string, encryptedData: string, iv: string): Promise<string> {
+  try {
+    const reply: mpauthx.Success<string> = await auth.authorize(code, encryptedData, iv)
+    const status: 1 = reply.status_code
+    const message: 'OK' = reply.status_message
+    void status, message
+    const refreshed = await auth.refreshToken(auth.extractOpenId(reply.response))
+    await auth.isTokenValid(refreshed.response)
+    const sku: string | null = auth.extractSku(refreshed.response)
+    return `${sku}`
+  } catch (err) {
+    if (err instanceof mpauthx.MpauthxError) {
+      const code: mpauthx.ErrorCode = err.code
+      switch (code) {
+        case mpauthx.constants.statusCode.databaseRelatedError:
+          return 'retry later'
+        case 6007:
+          return 'log in again'
+        // @ts-expect-error 1 is never a rejection's code
+        case 1:
+          return 'impossible'
+        default:
+          return err.message
+      }
+    }
+    throw err
+  }
+}
+
+// @ts-expect-error authorize takes strings
+auth.authorize(1, 2, 3)
+
+// Express: the middleware fits app.use and route handlers, and `req.mpauthx` is typed.
+const app = express()
+app.use('/api', auth.middleware())
+app.get('/me', auth.middleware({ anySku: true }), (req, res) => {
+  const openId: string | undefined = req.mpauthx?.openId
+  res.json({ openId })
+})
+app.post('/login', express.json(), async (req, res) => {
+  res.json({ token: await login(req.body.code, req.body.encryptedData, req.body.iv) })
+})
+// @ts-expect-error a misspelt middleware option
+auth.middleware({ anysku: true })
+
+// Koa: the middleware fits app.use, and Koa<mpauthx.KoaState> types ctx.state.mpauthx.
+const koa = new Koa<mpauthx.KoaState>()
+koa.use(auth.koaMiddleware())
+koa.use((ctx) => {
+  const auth: mpauthx.RequestAuth = ctx.state.mpauthx
+  ctx.body = { openId: auth.openId, sku: auth.sku, token: auth.token }
+})
+
+// A plain Node server: the Connect-style handler takes Node's request and response.
+import http = require('node:http')
+const protect = auth.middleware()
+http.createServer((req, res) => protect(req, res, () => res.end('ok')))
+
+async function shutdown(): Promise<void> {
+  await Promise.all([auth.close(), withEverything.close()])
+}
+void shutdown

@@ -1,0 +1,101 @@
+// @ts-check
+// The runtime of index.js against the typings of index.d.ts, both ways: `tsc --strict` checks
+// that each table below lists exactly the keys the typings declare (a missing key or an extra
+// one fails the compile), and typings.test.js runs this file to check that the runtime has
+// exactly those keys too.
+
+const assert = require('node:assert/strict')
+const mpauthx = require('../..')
+
+/** @type {{ [K in keyof import('../..').Module]-?: true }} */
+const moduleKeys = { default: true, constants: true, MpauthxError: true }
+
+/** @type {{ [K in keyof import('../..').Mpauthx]-?: true }} */
+const instanceKeys = {
+  authorize: true,
+  refreshToken: true,
+  isTokenValid: true,
+  extractOpenId: true,
+  extractSku: true,
+  middleware: true,
+  koaMiddleware: true,
+  close: true,
+  constants: true,
+}
+
+/** @type {{ [K in keyof import('../..').Options]-?: true }} */
+const optionKeys = { redisUrl: true, wechatApiBase: true, httpTimeoutMs: true, logger: true }
+
+/** @type {{ [K in keyof import('../..').MiddlewareOptions]-?: true }} */
+const middlewareOptionKeys = { anySku: true }
+
+// The literal types of the codes, as values: a wrong number fails the compile.
+/** @type {import('../..').StatusCodes} */
+const statusCodes = {
+  success: 1,
+  databaseRelatedError: 6000,
+  requiredParamsMissingError: 6001,
+  httpError: 6002,
+  responseIsNull: 6003,
+  jsonParsedError: 6004,
+  httpResponseErrorEvent: 6005,
+  httpRequestErrorEvent: 6006,
+  internetConnectionError: 6006,
+  invalidAccessToken: 6007,
+  sessionKeyAndOpenIdRequestError: 6008,
+  openIdOrUnionIdNotMatch: 6009,
+  userNotExistInDB: 6010,
+  userInfoDecryptionError: 6011,
+  unknownError: 9999,
+}
+
+/** @type {{ [K in keyof import('../..').Success<string>]-?: true }} */
+const successKeys = { status_code: true, status_message: true, response: true }
+
+/** @type {{ [K in keyof import('../..').RequestAuth]-?: true }} */
+const requestAuthKeys = { token: true, openId: true, sku: true }
+
+const keys = (/** @type {object} */ object) => Object.keys(object).sort()
+
+/** The unknown-key error of an options object lists the keys the runtime knows. */
+function runtimeOptionKeys(/** @type {() => unknown} */ create) {
+  try {
+    create()
+  } catch (err) {
+    const known = /known keys: (.*)$/.exec(String(err instanceof Error ? err.message : err))
+    if (known) return known[1].split(', ').sort()
+  }
+  throw new Error('an unknown key was accepted')
+}
+
+module.exports = function checkSurface(/** @type {string} */ dbFile) {
+  // Options are checked before anything connects, so any address will do.
+  const instance = mpauthx('wx0123456789abcdef', 'secret', 'sku', dbFile)
+  try {
+    assert.deepEqual(keys(mpauthx), keys(moduleKeys), 'module exports')
+    assert.equal(mpauthx.default, mpauthx)
+    assert.deepEqual(keys(instance), keys(instanceKeys), 'instance members')
+    assert.deepEqual(mpauthx.constants.statusCode, statusCodes, 'status codes')
+    assert.equal(instance.constants, mpauthx.constants)
+    const unknown = { ['not an option']: true }
+    assert.deepEqual(
+      // @ts-expect-error an unknown option, on purpose
+      runtimeOptionKeys(() => mpauthx('a', 'b', 'c', dbFile, null, 60, unknown)),
+      keys(optionKeys),
+      'factory options',
+    )
+    assert.deepEqual(
+      // @ts-expect-error an unknown option, on purpose
+      runtimeOptionKeys(() => instance.middleware(unknown)),
+      keys(middlewareOptionKeys),
+      'middleware options',
+    )
+    const error = new mpauthx.MpauthxError(6007, 'x')
+    assert.ok(error instanceof Error)
+    assert.equal(error.name, 'MpauthxError')
+    assert.equal(error.code, 6007)
+  } finally {
+    instance.close()
+  }
+  return { successKeys: keys(successKeys), requestAuthKeys: keys(requestAuthKeys) }
+}

@@ -1,0 +1,87 @@
+'use strict'
+
+// The typings against the code: a TypeScript backend compiles with `tsc --strict --noEmit`,
+// and the runtime has exactly the members, options and codes that index.d.ts declares.
+
+const assert = require('node:assert/strict')
+const { execFile } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { describe, test } = require('node:test')
+const { promisify } = require('node:util')
+
+const { useHarness } = require('./support/harness')
+const checkSurface = require('./types/surface')
+
+const TSC = path.join(path.dirname(require.resolve('typescript/package.json')), 'bin', 'tsc')
+const TSCONFIG = path.join(__dirname, 'types', 'tsconfig.json')
+
+/** Runs tsc; resolves with its output whether or not it found errors. */
+function tsc(args) {
+  return promisify(execFile)(process.execPath, [TSC, ...args], { encoding: 'utf8' }).then(
+    ({ stdout }) => ({ ok: true, output: stdout }),
+    (err) => ({ ok: false, output: `${err.stdout}${err.stderr}` }),
+  )
+}
+
+describe('TypeScript typings', () => {
+  test('a strict TypeScript backend using every part of the API compiles', async () => {
+    const { ok, output } = await tsc(['--strict', '--noEmit', '-p', TSCONFIG])
+    assert.ok(ok, output)
+  })
+
+  test('the compile fails when the typings drift from the runtime', async () => {
+    // A copy of the project's typings with one literal changed: surface.js must reject it.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-typings-'))
+    try {
+      const root = path.join(__dirname, '..')
+      const typings = fs.readFileSync(path.join(root, 'index.d.ts'), 'utf8')
+      const drifted = typings.replace('readonly invalidAccessToken: 6007', 'readonly invalidAccessToken: 6077')
+      assert.notEqual(drifted, typings)
+      const types = path.join(dir, '__test__', 'types')
+      fs.mkdirSync(types, { recursive: true })
+      fs.writeFileSync(path.join(dir, 'index.d.ts'), drifted)
+      fs.writeFileSync(path.join(dir, 'index.js'), '')
+      fs.copyFileSync(path.join(__dirname, 'types', 'surface.js'), path.join(types, 'surface.js'))
+      fs.writeFileSync(
+        path.join(types, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            noEmit: true,
+            module: 'nodenext',
+            allowJs: true,
+            checkJs: true,
+            typeRoots: [path.join(root, 'node_modules', '@types')],
+            types: ['node'],
+          },
+          files: ['surface.js'],
+        }),
+      )
+      const { ok, output } = await tsc(['--strict', '--noEmit', '-p', path.join(types, 'tsconfig.json')])
+      assert.equal(ok, false)
+      assert.match(output, /6007.*6077|6077.*6007/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('runtime against typings', () => {
+  const h = useHarness()
+
+  test('the module, an instance, the options and the codes are exactly as typed', () => {
+    checkSurface(h.dbFile)
+  })
+
+  test('results and the middleware carry exactly the typed keys', async () => {
+    const { successKeys, requestAuthKeys } = checkSurface(h.dbFile)
+    const auth = h.create()
+    const reply = await h.login({ openId: 'oTyped' }, auth)
+    assert.deepEqual(Object.keys(reply).sort(), successKeys)
+    const req = { headers: { authorization: `Bearer ${reply.response}` } }
+    await new Promise((resolve, reject) => auth.middleware()(req, {}, (err) => (err ? reject(err) : resolve())))
+    assert.deepEqual(Object.keys(req.mpauthx).sort(), requestAuthKeys)
+  })
+})
