@@ -1,0 +1,73 @@
+'use strict'
+
+// The examples run as documented, against this suite's Redis and WeChat stand-in.
+
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+const { after, before, describe, test } = require('node:test')
+
+const { useHarness, APP_ID, APP_SECRET } = require('./support/harness')
+
+describe('examples/express-server.js', () => {
+  const h = useHarness()
+  let server
+  let base
+  before(async () => {
+    server = spawn(process.execPath, [path.join(__dirname, '..', 'examples', 'express-server.js')], {
+      env: {
+        ...process.env,
+        APP_ID,
+        APP_SECRET,
+        SKU: 'expresssku',
+        DB: h.dbFile,
+        PORT: '0',
+        MPAUTHX_REDIS_URL: h.redis.url,
+        MPAUTHX_WECHAT_API_BASE: h.wechat.base,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    base = await new Promise((resolve, reject) => {
+      let output = ''
+      server.stdout.on('data', (chunk) => {
+        output += chunk
+        const match = /listening on (\S+)/.exec(output)
+        if (match) resolve(match[1])
+      })
+      server.once('exit', (code) => reject(new Error(`the example exited with ${code}: ${output}`)))
+    })
+  })
+  after(() => server.exitCode === null && server.kill('SIGKILL'))
+
+  const post = (body) =>
+    fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+  test('a user logs in and reaches the protected route with the token', async () => {
+    const { code, encryptedData, iv } = h.wechat.login({ openId: 'oExpress' })
+    const login = await post({ code, encryptedData, iv })
+    assert.equal(login.status, 200)
+    const { token } = await login.json()
+    assert.match(token, /^oExpress\|expresssku\|[0-9a-f]{64}$/)
+    const me = await fetch(`${base}/me`, { headers: { authorization: `Bearer ${token}` } })
+    assert.equal(me.status, 200)
+    assert.deepEqual(await me.json(), { openId: 'oExpress', sku: 'expresssku' })
+  })
+
+  test('login failures and missing tokens answer with their status codes', async () => {
+    const missing = await post({ encryptedData: 'x', iv: 'y' })
+    assert.equal(missing.status, 400)
+    assert.equal((await missing.json()).status_code, 6001)
+    const unknownCode = await post({ code: 'never-issued', encryptedData: 'x', iv: 'y' })
+    assert.equal(unknownCode.status, 502)
+    assert.equal((await unknownCode.json()).status_code, 6008)
+    const anonymous = await fetch(`${base}/me`)
+    assert.equal(anonymous.status, 401)
+    assert.equal((await anonymous.json()).status_code, 6007)
+  })
+
+  test('stops cleanly on SIGTERM, leaving nothing open', async () => {
+    const exited = new Promise((resolve) => server.once('exit', (code, signal) => resolve({ code, signal })))
+    server.kill('SIGTERM')
+    assert.deepEqual(await exited, { code: 0, signal: null })
+  })
+})

@@ -1,0 +1,54 @@
+'use strict'
+
+// An Express backend for a mini-program: `POST /login` trades what wx.login and
+// wx.getUserInfo give the mini-program for a token, `GET /me` needs that token.
+//
+//   APP_ID=wx... APP_SECRET=... SKU=myapp node examples/express-server.js
+//
+// Redis: MPAUTHX_REDIS_URL (default redis://127.0.0.1:6379); users: the SQLite file DB
+// (default users.db, its `user` table is created when missing). PORT defaults to 3000.
+
+const express = require('express')
+const mpauthx = require('..') // in your project: require('mpauthx')
+
+const { APP_ID, APP_SECRET, SKU = 'myapp', DB = 'users.db', PORT = '3000' } = process.env
+if (!APP_ID || !APP_SECRET) {
+  console.error('set APP_ID and APP_SECRET to your mini-program\'s AppID and AppSecret')
+  process.exit(1)
+}
+
+const auth = mpauthx(APP_ID, APP_SECRET, SKU, DB, process.env.REDIS_PASS ?? null, 259200)
+const { statusCode } = mpauthx.constants
+
+// How login failures answer: the client's fault, WeChat's, or the stores'.
+const httpStatusOf = {
+  [statusCode.requiredParamsMissingError]: 400,
+  [statusCode.sessionKeyAndOpenIdRequestError]: 502,
+  [statusCode.databaseRelatedError]: 503,
+}
+
+const app = express()
+
+app.post('/login', express.json(), async (req, res, next) => {
+  const { code, encryptedData, iv } = req.body ?? {}
+  try {
+    const { response: token } = await auth.authorize(code, encryptedData, iv)
+    res.json({ token })
+  } catch (err) {
+    if (!(err instanceof mpauthx.MpauthxError)) return next(err)
+    res.status(httpStatusOf[err.code] ?? 401).json({ status_code: err.code, status_message: err.message })
+  }
+})
+
+// Every route below needs `Authorization: Bearer <token>`; 401 or 503 otherwise.
+app.use(auth.middleware())
+
+app.get('/me', (req, res) => {
+  res.json({ openId: req.mpauthx.openId, sku: req.mpauthx.sku })
+})
+
+const server = app.listen(Number(PORT), '127.0.0.1', () => {
+  console.log(`listening on http://127.0.0.1:${server.address().port}`)
+})
+
+process.on('SIGTERM', () => server.close(() => auth.close()))
