@@ -49,7 +49,7 @@ function escapeRegExp(text) {
 function writeDebugLine(event) {
   const status = event.statusCode === undefined ? '' : ` [${event.statusCode}]`
   process.stderr.write(
-    `${new Date().toISOString()} mpauthx ${event.method} ${event.step} +${event.elapsedMs.toFixed(1)}ms ${event.detail}${status}\n`,
+    `${new Date(event.time).toISOString()} mpauthx ${event.method} ${event.step} +${event.elapsedMs.toFixed(1)}ms ${event.detail}${status}\n`,
   )
 }
 
@@ -61,12 +61,15 @@ function writeDebugLine(event) {
  * @param {{ statusCode: number, message: string, steps?: Array<{ name: string, elapsedMs: number, detail: string }> } | undefined} reply
  */
 function reportCall(log, method, started, reply) {
+  // Events are reported when the call ends; `time` says when each step happened.
+  const elapsedMs = performance.now() - started
+  const startedAt = Date.now() - elapsedMs
   for (const step of reply?.steps ?? []) {
-    log({ method, step: step.name, elapsedMs: step.elapsedMs, detail: step.detail })
+    log({ method, step: step.name, time: startedAt + step.elapsedMs, elapsedMs: step.elapsedMs, detail: step.detail })
   }
   const statusCode = reply?.statusCode ?? 9999
   const detail = statusCode === 1 ? 'OK' : reply?.message ?? 'internal error in mpauthx'
-  log({ method, step: 'done', elapsedMs: performance.now() - started, detail, statusCode })
+  log({ method, step: 'done', time: startedAt + elapsedMs, elapsedMs, detail, statusCode })
 }
 
 module.exports = { createLogger, debugEnabled, reportCall }

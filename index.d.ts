@@ -126,7 +126,9 @@ declare namespace mpauthx {
     method: string
     /** What happened, such as `wechat.request`, `wechat.response`, `session.issued`; `done` last. */
     step: string
-    /** Milliseconds since the call began (native steps: since the native call began). */
+    /** When the step happened, in ms since the epoch (events are delivered when the call ends). */
+    time: number
+    /** Milliseconds since the call began. */
     elapsedMs: number
     /** Details without secrets, such as `HTTP 200`, or the rejection's message for `done`. */
     detail: string

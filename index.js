@@ -38,12 +38,12 @@ class MpauthxError extends Error {
 }
 
 // The one place where native replies become what mpauthx 1.3.2 resolved or rejected with.
-// `log` is the instance's diagnostics logger, or null.
-async function settle(log, method, pending) {
+// `log` is the instance's diagnostics logger, or null; `call` starts the native call.
+async function settle(log, method, call) {
   const started = log && performance.now()
   let reply
   try {
-    reply = await pending
+    reply = await call()
   } catch (cause) {
     // Only a panic or a binding failure lands here; the native side reports all else as replies.
     if (log) reportCall(log, method, started, undefined)
@@ -151,7 +151,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
   })
 
   const isTokenValid = async (token) => {
-    await settle(log, 'isTokenValid', native.isTokenValid(stringOrUndefined(token)))
+    await settle(log, 'isTokenValid', () => native.isTokenValid(stringOrUndefined(token)))
   }
 
   // What the middleware puts on the request: rejects like `isTokenValid`, with 6007 for a
@@ -177,12 +177,10 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
 
   const instance = {
     authorize: (code, encryptedData, iv) =>
-      settle(
-        log,
-        'authorize',
+      settle(log, 'authorize', () =>
         native.authorize(stringOrUndefined(code), stringOrUndefined(encryptedData), stringOrUndefined(iv)),
       ),
-    refreshToken: (userId) => settle(log, 'refreshToken', native.refreshToken(stringOrUndefined(userId))),
+    refreshToken: (userId) => settle(log, 'refreshToken', () => native.refreshToken(stringOrUndefined(userId))),
     isTokenValid,
     extractOpenId: (token) => extractOpenId(checkToken(token)),
     extractSku: (token) => extractSku(checkToken(token)),
@@ -193,7 +191,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
   }
   // Reached only by the test suite, to prove that a Rust panic becomes a rejection with 9999.
   Object.defineProperty(instance, Symbol.for('mpauthx.testing'), {
-    value: Object.freeze({ panic: () => settle(log, 'panic', native.panicForTesting()) }),
+    value: Object.freeze({ panic: () => settle(log, 'panic', () => native.panicForTesting()) }),
   })
   return instance
 }
