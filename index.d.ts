@@ -17,6 +17,7 @@ declare namespace mpauthx {
     readonly MpauthxError: MpauthxErrorConstructor
   }
 
+  /** The factory of mpauthx 1.3.2, with one more optional argument, `options`. */
   interface Factory {
     /**
      * Creates an independent instance. Throws `TypeError` or `RangeError` for bad arguments;
@@ -77,6 +78,7 @@ declare namespace mpauthx {
 
   /** `constants` of the module and of every instance. */
   interface Constants {
+    /** The status codes by name. */
     readonly statusCode: StatusCodes
   }
 
@@ -88,20 +90,26 @@ declare namespace mpauthx {
 
   /** How every promise of an instance rejects. */
   interface MpauthxError extends Error {
+    /** Always `'MpauthxError'`. */
     readonly name: 'MpauthxError'
     /** One of `constants.statusCode` (never `success`). */
     readonly code: ErrorCode
   }
 
+  /** `MpauthxError` as a class: `err instanceof mpauthx.MpauthxError` narrows a rejection. */
   interface MpauthxErrorConstructor {
+    /** Builds an error like the library's own, for instance to reject in a test double. */
     new (code: ErrorCode, message: string, options?: { cause?: unknown }): MpauthxError
     readonly prototype: MpauthxError
   }
 
   /** What `authorize` and `refreshToken` resolve with, as mpauthx 1.3.2 did. */
   interface Success<T> {
+    /** Always `constants.statusCode.success`. */
     status_code: 1
+    /** Always `'OK'`. */
     status_message: 'OK'
+    /** The result: the token, for `authorize` and `refreshToken`. */
     response: T
   }
 
@@ -160,15 +168,21 @@ declare namespace mpauthx {
 
   /** The part of a Node, Express or Connect request the middleware uses. */
   interface MiddlewareRequest {
+    /** Node's lower-cased request headers; `authorization` and `x-access-token` are read. */
     headers: { [name: string]: string | string[] | undefined }
+    /** Set by the middleware before it calls `next()`. */
     mpauthx?: RequestAuth
   }
 
   /** The part of a Node, Express or Connect response the middleware uses. */
   interface MiddlewareResponse {
+    /** Set to 401 or 503 when the request is refused. */
     statusCode: number
+    /** When headers are already sent, a refusal goes to `next(err)` instead. */
     readonly headersSent: boolean
+    /** Sets `Content-Type`, and `WWW-Authenticate` or `Retry-After`, on a refusal. */
     setHeader(name: string, value: string): unknown
+    /** Sends the JSON body of a refusal. */
     end(chunk: string): unknown
   }
 
@@ -185,15 +199,21 @@ declare namespace mpauthx {
 
   /** The part of a Koa context the middleware uses. */
   interface KoaMiddlewareContext {
+    /** Node's lower-cased request headers; `authorization` and `x-access-token` are read. */
     headers: { [name: string]: string | string[] | undefined }
+    /** `state.mpauthx` is set before `next()` is awaited. */
     state: { mpauthx?: RequestAuth }
+    /** Set to 401 or 503 when the request is refused. */
     status: number
+    /** The JSON body of a refusal. */
     body: unknown
+    /** Sets `WWW-Authenticate` or `Retry-After` on a refusal. */
     set(fields: { [name: string]: string }): void
   }
 
   /** Koa state after the middleware: `new Koa<mpauthx.KoaState>()` types `ctx.state.mpauthx`. */
   interface KoaState {
+    /** Who the request comes from. */
     mpauthx: RequestAuth
   }
 
@@ -203,6 +223,7 @@ declare namespace mpauthx {
    */
   type KoaMiddleware = (ctx: KoaMiddlewareContext, next: () => Promise<unknown>) => Promise<void>
 
+  /** An instance from the factory: independent of other instances, with its own connections. */
   interface Mpauthx {
     /**
      * Logs a mini-program user in with the `code` of `wx.login` and the `encryptedData` and
