@@ -14,10 +14,24 @@ export declare class Mpauthx {
   constructor(options: NativeOptions)
   authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
   refreshToken(userId?: string | undefined | null): Promise<Reply>
-  isTokenValid(token?: string | undefined | null): Promise<Reply>
+  /**
+   * Checks the tokens of every `isTokenValid` call made in the same tick, in one Redis
+   * round trip (`index.js` gathers them).
+   */
+  checkTokens(tokens: Array<string>): Promise<CheckReply>
+  /** Does nothing: measures the cost of an async call across the napi boundary. */
+  noop(): Promise<number>
   /** Panics inside an async call; only the test suite reaches it. */
   panicForTesting(): Promise<Reply>
   close(): Promise<void>
+}
+
+/** The outcomes of a batch of token checks, in the order of the tokens. */
+export interface CheckReply {
+  statusCodes: Array<number>
+  messages: Array<string>
+  /** The steps of the batch, when diagnostics are on. */
+  steps?: Array<Step>
 }
 
 /** The part of a token before the first `|`, or `""` when there is none. */

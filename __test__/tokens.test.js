@@ -211,3 +211,54 @@ describe('store failures and close()', () => {
     assert.equal(stdout.trim(), 'closed')
   })
 })
+
+describe('isTokenValid calls made together', () => {
+  const h = useHarness()
+
+  test('each gets its own outcome, and one tick of calls is one Redis round trip', async () => {
+    const events = []
+    const auth = h.create({ options: { logger: (event) => events.push(event) } })
+    const live = []
+    for (let i = 0; i < 5; i++) live.push((await h.login({ openId: `oBatch${i}` }, auth)).response)
+    h.redis.cli('SET', 'app|string|key', 'x')
+    const cases = [
+      ...live.map((token) => [token, undefined]),
+      [`oBatch0|${SKU}|${'0'.repeat(64)}`, 6007],
+      ['app|string|key', 6007],
+      ['not-a-token', 6007],
+      ['', 6001],
+      [42, 6001],
+      [live[0], undefined],
+    ]
+    events.length = 0
+    const outcomes = await Promise.all(
+      cases.map(([token]) => auth.isTokenValid(token).then(() => undefined, (err) => err.code)),
+    )
+    assert.deepEqual(outcomes, cases.map(([, code]) => code))
+    const checks = events.filter((event) => event.step === 'session.checked')
+    assert.deepEqual(checks.map((event) => event.detail), [`6 of ${cases.length} tokens live, one round trip`])
+    assert.equal(events.filter((event) => event.step === 'done').length, cases.length)
+  })
+
+  test('thousands at once are split into batches and all answered', async () => {
+    const auth = h.create()
+    const { response: token } = await h.login({ openId: 'oMany' }, auth)
+    const calls = Array.from({ length: 2500 }, (_, i) => (i % 2 ? token : `${token}x`))
+    const outcomes = await Promise.all(calls.map((t) => auth.isTokenValid(t).then(() => 1, (err) => err.code)))
+    assert.deepEqual(outcomes, calls.map((t) => (t === token ? 1 : 6007)))
+  })
+
+  test('when Redis is down, every call of the batch rejects with 6000', async () => {
+    const auth = h.create()
+    const { response: token } = await h.login({ openId: 'oBatchOutage' }, auth)
+    await h.redis.stop()
+    try {
+      const codes = await Promise.all(
+        [token, token, 'x', ''].map((t) => auth.isTokenValid(t).then(() => 1, (err) => err.code)),
+      )
+      assert.deepEqual(codes, [6000, 6000, 6000, 6000])
+    } finally {
+      await h.redis.start()
+    }
+  })
+})

@@ -101,9 +101,9 @@ impl SessionStore {
     *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = Connection::Closed;
   }
 
-  /// Whether `token` is a live token (a hash with `ctime`, as mpauthx 1.3.2 wrote too).
-  pub async fn is_live(&self, token: &str) -> Result<bool> {
-    within_deadline(self.check_live(token)).await
+  /// For each token, whether it is live; all are checked in one pipelined round trip.
+  pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
+    within_deadline(self.check_all_live(tokens)).await
   }
 
   /// The user's live token for `sku`, if any.
@@ -128,6 +128,31 @@ impl SessionStore {
       Err(err) if err.code() == Some("WRONGTYPE") => Ok(false),
       Err(err) => Err(err.into()),
     }
+  }
+
+  async fn check_all_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
+    let mut live = vec![false; tokens.len()];
+    let candidates: Vec<usize> = (0..tokens.len())
+      .filter(|&i| token::is_well_formed(tokens[i]))
+      .collect();
+    if candidates.is_empty() {
+      return Ok(live);
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for &i in &candidates {
+      pipe.hexists(tokens[i], CTIME_FIELD);
+    }
+    let replies: Vec<redis::RedisResult<bool>> = pipe.query_async(&mut self.connection()?).await?;
+    for (i, reply) in candidates.into_iter().zip(replies) {
+      live[i] = match reply {
+        Ok(exists) => exists,
+        // Some other kind of key of the application's own: not a token.
+        Err(err) if err.code() == Some("WRONGTYPE") => false,
+        Err(err) => return Err(err.into()),
+      };
+    }
+    Ok(live)
   }
 
   async fn find_live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
