@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 
@@ -21,30 +22,101 @@ const CREATE_USER_TABLE: &str =
   "CREATE TABLE IF NOT EXISTS user(openId text primary key not null, \
      city text, country text, gender integer, language text, nickName text, province text)";
 
-type SharedConnection = Arc<Mutex<Connection>>;
+/// A database file open in this process: its one connection, and the registrations waiting
+/// to be committed together.
+struct Database {
+  connection: Mutex<Connection>,
+  pending: Mutex<Vec<Registration>>,
+}
+
+/// A user to add, and where to say whether it was added.
+struct Registration {
+  user_id: String,
+  done: oneshot::Sender<Result<bool>>,
+}
 
 enum Handle {
   NotYetOpened,
-  Open(SharedConnection),
+  Open(Arc<Database>),
   Closed,
 }
 
 /// One connection per database file in this process, shared by every instance: the OFD
 /// locks of `sqlite_locks` belong to one open file, so a second connection of this SQLite
 /// copy to the same file could leave a lock behind that only the first one could release.
-static CONNECTIONS: LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<Connection>>>>> =
+static DATABASES: LazyLock<Mutex<HashMap<PathBuf, Weak<Database>>>> =
   LazyLock::new(Default::default);
 
-fn shared_connection(path: &Path) -> Result<SharedConnection> {
+fn shared_database(path: &Path) -> Result<Arc<Database>> {
   let key = connection_key(path);
-  let mut connections = CONNECTIONS.lock().unwrap_or_else(|e| e.into_inner());
-  if let Some(connection) = connections.get(&key).and_then(Weak::upgrade) {
-    return Ok(connection);
+  let mut databases = lock(&DATABASES);
+  if let Some(database) = databases.get(&key).and_then(Weak::upgrade) {
+    return Ok(database);
   }
-  let connection = Arc::new(Mutex::new(open(path)?));
-  connections.retain(|_, weak| weak.strong_count() > 0);
-  connections.insert(key, Arc::downgrade(&connection));
-  Ok(connection)
+  let database = Arc::new(Database {
+    connection: Mutex::new(open(path)?),
+    pending: Mutex::new(Vec::new()),
+  });
+  databases.retain(|_, weak| weak.strong_count() > 0);
+  databases.insert(key, Arc::downgrade(&database));
+  Ok(database)
+}
+
+/// A poisoned lock only means a statement panicked; the connection itself is still sound.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+  mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Database {
+  /// Commits every waiting registration in one transaction, so concurrent logins of new
+  /// users share one fsync (group commit); a lone registration commits at once.
+  fn commit_pending(&self) {
+    let mut connection = lock(&self.connection);
+    let batch = std::mem::take(&mut *lock(&self.pending));
+    if batch.is_empty() {
+      return;
+    }
+    let outcomes: Vec<Result<bool>> = match insert_all(&mut connection, &batch) {
+      Ok(added) => added.into_iter().map(Ok).collect(),
+      Err(err) if is_busy(&err) => {
+        let err = Error::from(err);
+        batch.iter().map(|_| Err(err.clone())).collect()
+      }
+      // A row the table refuses (a trigger, a constraint) must not fail the others.
+      Err(_) => batch
+        .iter()
+        .map(|registration| Ok(insert(&connection, &registration.user_id)?))
+        .collect(),
+    };
+    for (registration, outcome) in batch.into_iter().zip(outcomes) {
+      let _ = registration.done.send(outcome);
+    }
+  }
+}
+
+/// Adds the user unless a row with this exact `openId` exists, and says whether it did;
+/// safe under concurrency and whether or not the table declares `openId` a primary key.
+fn insert(db: &Connection, user_id: &str) -> rusqlite::Result<bool> {
+  const INSERT: &str = "INSERT INTO user(openId) \
+    SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM user WHERE openId = ?1)";
+  Ok(db.prepare_cached(INSERT)?.execute([user_id])? == 1)
+}
+
+fn insert_all(db: &mut Connection, batch: &[Registration]) -> rusqlite::Result<Vec<bool>> {
+  let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+  let added = batch
+    .iter()
+    .map(|registration| insert(&transaction, &registration.user_id))
+    .collect::<rusqlite::Result<_>>()?;
+  transaction.commit()?;
+  Ok(added)
+}
+
+fn is_busy(err: &rusqlite::Error) -> bool {
+  matches!(
+    err.sqlite_error_code(),
+    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+  )
 }
 
 /// The same file reached by different paths gets the same key.
@@ -73,15 +145,24 @@ impl UserStore {
     }
   }
 
-  /// Adds the user unless a row with this exact `openId` exists, and says whether it did;
-  /// safe under concurrency and whether or not the table declares `openId` a primary key.
+  /// Adds the user unless a row with this exact `openId` exists, and says whether it did.
+  /// Registrations made at the same time are committed together.
   pub async fn ensure(&self, user_id: &str) -> Result<bool> {
-    const INSERT: &str = "INSERT INTO user(openId) \
-      SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM user WHERE openId = ?1)";
-    let user_id = user_id.to_owned();
-    self
-      .run(move |db| Ok(db.prepare_cached(INSERT)?.execute([&user_id])? == 1))
-      .await
+    let database = self.database().await?;
+    let (done, outcome) = oneshot::channel();
+    let first = {
+      let mut pending = lock(&database.pending);
+      pending.push(Registration {
+        user_id: user_id.to_owned(),
+        done,
+      });
+      pending.len() == 1
+    };
+    // The first waiting registration starts a commit; later ones join it until it runs.
+    if first {
+      tokio::task::spawn_blocking(move || database.commit_pending());
+    }
+    outcome.await.map_err(|_| task_failed())?
   }
 
   /// Whether the `user` table holds exactly this `openId`.
@@ -103,34 +184,49 @@ impl UserStore {
     let handle = self.handle.clone();
     // Closing may wait on an in-flight statement: not on the JavaScript thread.
     let _ = tokio::task::spawn_blocking(move || {
-      *handle.lock().unwrap_or_else(|e| e.into_inner()) = Handle::Closed;
+      *lock(&handle) = Handle::Closed;
     })
     .await;
+  }
+
+  /// This store's database, opened on first use (off the JavaScript thread).
+  async fn database(&self) -> Result<Arc<Database>> {
+    match &*lock(&self.handle) {
+      Handle::Open(database) => return Ok(database.clone()),
+      Handle::Closed => return Err(Error::Closed),
+      Handle::NotYetOpened => {}
+    }
+    let handle = self.handle.clone();
+    let path = self.path.clone();
+    tokio::task::spawn_blocking(move || {
+      let mut handle = lock(&handle);
+      match &*handle {
+        Handle::Open(database) => Ok(database.clone()),
+        Handle::Closed => Err(Error::Closed),
+        Handle::NotYetOpened => {
+          let database = shared_database(&path)?;
+          *handle = Handle::Open(database.clone());
+          Ok(database)
+        }
+      }
+    })
+    .await
+    .map_err(|_| task_failed())?
   }
 
   async fn run<T: Send + 'static>(
     &self,
     work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
-    let handle = self.handle.clone();
-    let path = self.path.clone();
-    tokio::task::spawn_blocking(move || {
-      let connection = {
-        let mut handle = handle.lock().unwrap_or_else(|e| e.into_inner());
-        if let Handle::NotYetOpened = *handle {
-          *handle = Handle::Open(shared_connection(&path)?);
-        }
-        match &*handle {
-          Handle::Open(connection) => connection.clone(),
-          _ => return Err(Error::Closed),
-        }
-      };
-      let db = connection.lock().unwrap_or_else(|e| e.into_inner());
-      work(&db)
-    })
-    .await
-    .map_err(|err| Error::Store(format!("SQLite task failed: {err}")))?
+    let database = self.database().await?;
+    tokio::task::spawn_blocking(move || work(&lock(&database.connection)))
+      .await
+      .map_err(|_| task_failed())?
   }
+}
+
+fn task_failed() -> Error {
+  Error::Store("SQLite task failed".into())
 }
 
 fn open(path: &Path) -> Result<Connection> {
@@ -205,6 +301,55 @@ mod tests {
     Ok(())
   }
 
+  #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+  async fn concurrent_registrations_each_get_their_own_answer() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    let users = UserStore::new(path.clone());
+    users.ensure("u0").await?;
+    // u0 exists already; every other id is registered twice at once, so exactly one of
+    // each pair adds the row.
+    let ids: Vec<String> = (0..200).map(|i| format!("u{}", i / 2)).collect();
+    let calls = ids.iter().map(|id| {
+      let users = users.clone();
+      let id = id.clone();
+      tokio::spawn(async move { users.ensure(&id).await })
+    });
+    let mut added = std::collections::HashMap::<String, usize>::new();
+    for (id, call) in ids.iter().zip(calls.collect::<Vec<_>>()) {
+      if call.await.expect("task")? {
+        *added.entry(id.clone()).or_default() += 1;
+      }
+    }
+    assert!(!added.contains_key("u0"));
+    assert_eq!(added.len(), 99);
+    assert!(added.values().all(|&count| count == 1));
+    for i in 0..100 {
+      assert_eq!(count(&path, &format!("u{i}")), 1);
+    }
+    Ok(())
+  }
+
+  #[tokio::test]
+  async fn a_row_the_table_refuses_fails_alone() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    Connection::open(&path)
+      .unwrap()
+      .execute_batch(
+        "CREATE TABLE user(openId text primary key not null);
+         CREATE TRIGGER refuse BEFORE INSERT ON user WHEN NEW.openId = 'banned'
+         BEGIN SELECT RAISE(ABORT, 'banned user'); END;",
+      )
+      .unwrap();
+    let users = UserStore::new(path.clone());
+    let (banned, fine) = tokio::join!(users.ensure("banned"), users.ensure("fine"));
+    assert_eq!(banned.unwrap_err().status_code(), 6000);
+    assert!(fine?);
+    assert_eq!(count(&path, "fine"), 1);
+    Ok(())
+  }
+
   #[tokio::test]
   async fn works_with_a_table_that_has_only_open_id_and_no_key() -> Result<()> {
     let dir = tempfile::tempdir().unwrap();
@@ -236,7 +381,7 @@ mod tests {
     first.ensure("a").await?;
     assert!(second.exists("a").await?);
     let shared = |store: &UserStore| match &*store.handle.lock().unwrap() {
-      Handle::Open(connection) => Some(connection.clone()),
+      Handle::Open(database) => Some(database.clone()),
       _ => None,
     };
     assert!(Arc::ptr_eq(

@@ -42,9 +42,8 @@ struct Reply {
 /// A client for one app id, sharing its HTTP connections between calls.
 pub struct WeChatClient {
   http: reqwest::Client,
-  api_base: String,
-  app_id: String,
-  app_secret: String,
+  /// The jscode2session URL with every parameter but the code, parsed once.
+  endpoint: reqwest::Url,
   timeout: Duration,
 }
 
@@ -55,11 +54,18 @@ impl WeChatClient {
       .redirect(reqwest::redirect::Policy::none())
       .build()
       .map_err(|err| Error::WeChat(format!("cannot set up the HTTP client: {err}")))?;
+    let endpoint = reqwest::Url::parse_with_params(
+      &format!("{api_base}/sns/jscode2session"),
+      [
+        ("appid", app_id),
+        ("secret", app_secret),
+        ("grant_type", "authorization_code"),
+      ],
+    )
+    .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
     Ok(Self {
       http,
-      api_base: api_base.to_owned(),
-      app_id: app_id.to_owned(),
-      app_secret: app_secret.to_owned(),
+      endpoint,
       timeout,
     })
   }
@@ -73,16 +79,8 @@ impl WeChatClient {
   }
 
   async fn fetch(&self, code: &str, trace: &mut Trace) -> Result<Vec<u8>> {
-    let url = reqwest::Url::parse_with_params(
-      &format!("{}/sns/jscode2session", self.api_base),
-      [
-        ("appid", self.app_id.as_str()),
-        ("secret", self.app_secret.as_str()),
-        ("js_code", code),
-        ("grant_type", "authorization_code"),
-      ],
-    )
-    .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
+    let mut url = self.endpoint.clone();
+    url.query_pairs_mut().append_pair("js_code", code);
     trace.record("wechat.request", || "GET /sns/jscode2session".into());
     // `without_url` everywhere: the URL carries the app secret.
     let mut response = self

@@ -1,0 +1,38 @@
+'use strict'
+
+// `npm run bench` keeps working: a quick run reports every workload and every check. No
+// number it prints decides anything here; timing is the benchmark's business, not a test's.
+
+const assert = require('node:assert/strict')
+const { execFile } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const { test } = require('node:test')
+const { promisify } = require('node:util')
+
+test('a quick benchmark run prints the table and writes every workload to JSON', async () => {
+  const script = path.join(__dirname, '..', 'bench', 'run.js')
+  const { stdout } = await promisify(execFile)(process.execPath, [script, '--quick'], { timeout: 120_000 })
+  assert.match(stdout, /\| workload \| in flight \| calls\/s \| p50 ms \| p99 ms \| peak RSS MiB \|/)
+  assert.match(stdout, /napi boundary: [\d.]+ µs/)
+  const results = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'bench', 'results-quick.json'), 'utf8'))
+  assert.deepEqual(
+    results.rows.map((row) => row.name),
+    [
+      'napi no-op async call',
+      'redis-benchmark -c 64 EXISTS',
+      'isTokenValid',
+      'isTokenValid, one at a time',
+      'authorize, new user',
+      'authorize, returning user',
+      'refreshToken',
+      'authorize, returning user, one at a time, empty Redis',
+      'authorize, returning user, one at a time, 500k other keys',
+    ],
+  )
+  for (const row of results.rows) {
+    for (const field of ['perSecond', 'p50Ms', 'p99Ms']) assert.ok(row[field] > 0, `${row.name} ${field}`)
+  }
+  assert.equal(results.checks.length, 6)
+  assert.ok(results.checks.every((check) => typeof check.met === 'boolean' && Number.isFinite(check.value)))
+})
