@@ -6,27 +6,16 @@
 // Workloads: returning (authorize of a returning user), new, refresh, check (isTokenValid).
 // Build with symbols first: CARGO_PROFILE_RELEASE_STRIP=false npm run build
 
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
-
-const mpauthx = require('..')
-const { startRedis } = require('../__test__/support/redis')
-const { startStandIn, loginData, measure, APP_ID, APP_SECRET, SKU } = require('./run')
+const { startBench, loginData, measure } = require('./run')
 
 const workload = process.argv[2] ?? 'returning'
 const count = Number(process.argv[3] ?? 100_000)
 
 async function main() {
-  const redis = await startRedis()
-  const standIn = await startStandIn()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-profile-'))
-  const auth = mpauthx(APP_ID, APP_SECRET, SKU, path.join(dir, 'users.db'), null, 3600, {
-    redisUrl: redis.url,
-    wechatApiBase: standIn.base,
-  })
+  const { auth, stop } = await startBench()
   const users = 2000
-  const authorize = (i) => auth.authorize(...loginData(`oProfile${i % users}`))
+  const logins = Array.from({ length: users }, (_, i) => loginData(`oProfile${i}`))
+  const authorize = (i) => auth.authorize(...logins[i % users])
   try {
     const tokens = []
     if (workload !== 'new') for (let i = 0; i < users; i++) tokens.push((await authorize(i)).response)
@@ -40,11 +29,7 @@ async function main() {
     const result = await measure({ concurrency, count, op })
     console.log(workload, Math.round(result.perSecond), 'calls/s')
   } finally {
-    await auth.close()
-    standIn.child.kill()
-    await redis.stop()
-    fs.rmSync(dir, { recursive: true, force: true })
-    fs.rmSync(redis.dir, { recursive: true, force: true })
+    await stop()
   }
 }
 
