@@ -49,6 +49,7 @@ export interface NativeOptions {
   redisPass?: string
   ttl?: number
   redisUrl?: string
+  redisClusterNodes?: Array<string>
   wechatApiBase?: string
   httpTimeoutMs?: number
   /** Whether calls report their steps in `Reply.steps`. */

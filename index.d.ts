@@ -117,6 +117,12 @@ declare namespace mpauthx {
   interface Options {
     /** Redis to keep tokens in. Default: env `MPAUTHX_REDIS_URL`, else `redis://127.0.0.1:6379`. */
     redisUrl?: string
+    /**
+     * A Redis Cluster to keep tokens in, instead of `redisUrl`: `redis://` URLs of some of its
+     * nodes (the rest are discovered). Default: env `MPAUTHX_REDIS_CLUSTER_NODES`, comma-separated.
+     * `redisPass` applies to every node. Giving both this and `redisUrl` throws `RangeError`.
+     */
+    redisClusterNodes?: readonly string[]
     /** Where WeChat's API is. Default: env `MPAUTHX_WECHAT_API_BASE`, else `https://api.weixin.qq.com`. */
     wechatApiBase?: string
     /** Bound on the whole jscode2session exchange, in milliseconds. Default 5000. */

@@ -126,6 +126,13 @@ function optionalNumber(name, value) {
   return value
 }
 
+function optionalStringArray(name, value) {
+  if (value == null) return undefined
+  if (!Array.isArray(value)) throw new TypeError(`${name} must be an array of strings, got ${describe(value)}`)
+  value.forEach((item, i) => expectString(`${name}[${i}]`, item))
+  return [...value]
+}
+
 function optionalFunction(name, value) {
   if (value == null) return undefined
   if (typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${describe(value)}`)
@@ -161,6 +168,7 @@ function checkToken(token) {
 // Each option of the factory (see `Options` in index.d.ts) and how its type is checked.
 const optionTypes = {
   redisUrl: optionalString,
+  redisClusterNodes: optionalStringArray,
   wechatApiBase: optionalString,
   httpTimeoutMs: optionalNumber,
   logger: optionalFunction,

@@ -9,6 +9,7 @@ pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
 pub const ENV_REDIS_URL: &str = "MPAUTHX_REDIS_URL";
 pub const ENV_WECHAT_API_BASE: &str = "MPAUTHX_WECHAT_API_BASE";
+pub const ENV_REDIS_CLUSTER_NODES: &str = "MPAUTHX_REDIS_CLUSTER_NODES";
 
 /// What the factory was given, already checked for JavaScript types by `index.js`.
 #[derive(Clone, Default)]
@@ -20,8 +21,17 @@ pub struct Options {
   pub redis_pass: Option<String>,
   pub ttl: Option<f64>,
   pub redis_url: Option<String>,
+  pub redis_cluster_nodes: Option<Vec<String>>,
   pub wechat_api_base: Option<String>,
   pub http_timeout_ms: Option<f64>,
+}
+
+/// Where tokens are kept: one Redis, or a Redis Cluster reached through any of its nodes.
+/// URLs may hold passwords, so this is deliberately not `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+  Single(String),
+  Cluster(Vec<String>),
 }
 
 /// Validated settings an instance runs with.
@@ -31,7 +41,7 @@ pub struct Settings {
   pub app_secret: String,
   pub sku: String,
   pub db_path: PathBuf,
-  pub redis_url: String,
+  pub redis: RedisTarget,
   pub redis_pass: Option<String>,
   pub ttl: Duration,
   pub wechat_api_base: String,
@@ -110,13 +120,7 @@ impl Settings {
       "options.httpTimeoutMs",
       options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
     )?;
-    let redis_url = options
-      .redis_url
-      .or_else(|| env(ENV_REDIS_URL))
-      .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
-    // The URL may hold a password, so the message never repeats it.
-    redis::IntoConnectionInfo::into_connection_info(redis_url.as_str())
-      .map_err(|_| ConfigError::range_error("options.redisUrl is not a valid redis:// URL"))?;
+    let redis = redis_target(options.redis_url, options.redis_cluster_nodes, &env)?;
     let wechat_api_base = options
       .wechat_api_base
       .or_else(|| env(ENV_WECHAT_API_BASE))
@@ -135,12 +139,58 @@ impl Settings {
       app_secret,
       sku: options.sku,
       db_path: PathBuf::from(db_path),
-      redis_url,
+      redis,
       redis_pass: options.redis_pass.filter(|pass| !pass.is_empty()),
       ttl: Duration::from_secs(ttl),
       wechat_api_base,
       http_timeout: Duration::from_millis(http_timeout_ms),
     })
+  }
+}
+
+/// Explicit options win over the environment; a cluster needs at least one node URL, and
+/// giving both a URL and cluster nodes explicitly is a mistake worth an error.
+fn redis_target(
+  url: Option<String>,
+  cluster_nodes: Option<Vec<String>>,
+  env: &impl Fn(&str) -> Option<String>,
+) -> Result<RedisTarget, ConfigError> {
+  let target = match (url, cluster_nodes) {
+    (Some(_), Some(_)) => {
+      return Err(ConfigError::range_error(
+        "give options.redisUrl or options.redisClusterNodes, not both",
+      ))
+    }
+    (Some(url), None) => RedisTarget::Single(url),
+    (None, Some(nodes)) => RedisTarget::Cluster(nodes),
+    (None, None) => match (env(ENV_REDIS_CLUSTER_NODES), env(ENV_REDIS_URL)) {
+      (Some(nodes), _) if !nodes.trim().is_empty() => RedisTarget::Cluster(
+        nodes
+          .split(',')
+          .map(|node| node.trim().to_owned())
+          .filter(|node| !node.is_empty())
+          .collect(),
+      ),
+      (_, Some(url)) => RedisTarget::Single(url),
+      _ => RedisTarget::Single(DEFAULT_REDIS_URL.to_owned()),
+    },
+  };
+  // A URL may hold a password, so messages never repeat it.
+  let valid = |url: &str| redis::IntoConnectionInfo::into_connection_info(url).is_ok();
+  match &target {
+    RedisTarget::Single(url) if !valid(url) => Err(ConfigError::range_error(
+      "options.redisUrl is not a valid redis:// URL",
+    )),
+    RedisTarget::Cluster(nodes) if nodes.is_empty() => Err(ConfigError::range_error(
+      "options.redisClusterNodes must list at least one redis:// URL",
+    )),
+    RedisTarget::Cluster(nodes) => match nodes.iter().position(|node| !valid(node)) {
+      Some(index) => Err(ConfigError::range_error(format!(
+        "options.redisClusterNodes[{index}] is not a valid redis:// URL"
+      ))),
+      None => Ok(target),
+    },
+    RedisTarget::Single(_) => Ok(target),
   }
 }
 
@@ -186,7 +236,7 @@ mod tests {
   fn defaults_apply_when_nothing_is_set() {
     let settings = Settings::new(options(), no_env).unwrap();
     assert_eq!(settings.ttl, Duration::from_secs(259_200));
-    assert_eq!(settings.redis_url, DEFAULT_REDIS_URL);
+    assert!(settings.redis == RedisTarget::Single(DEFAULT_REDIS_URL.into()));
     assert_eq!(settings.wechat_api_base, DEFAULT_WECHAT_API_BASE);
     assert_eq!(settings.http_timeout, Duration::from_millis(5_000));
     assert_eq!(settings.redis_pass, None);
@@ -200,16 +250,50 @@ mod tests {
       _ => None,
     };
     let settings = Settings::new(options(), env).unwrap();
-    assert_eq!(settings.redis_url, "redis://10.0.0.1:7000");
+    assert!(settings.redis == RedisTarget::Single("redis://10.0.0.1:7000".into()));
     assert_eq!(settings.wechat_api_base, "http://127.0.0.1:9");
 
     let explicit = Options {
       redis_url: Some("redis://127.0.0.1:1".into()),
       ..options()
     };
-    assert_eq!(
-      Settings::new(explicit, env).unwrap().redis_url,
-      "redis://127.0.0.1:1"
+    assert!(
+      Settings::new(explicit, env).unwrap().redis
+        == RedisTarget::Single("redis://127.0.0.1:1".into())
+    );
+  }
+
+  #[test]
+  fn cluster_nodes_come_from_the_option_or_the_environment() {
+    let env = |name: &str| match name {
+      ENV_REDIS_CLUSTER_NODES => Some(" redis://10.0.0.1:7000, redis://10.0.0.2:7000 ,".to_owned()),
+      ENV_REDIS_URL => Some("redis://10.0.0.9:6379".to_owned()),
+      _ => None,
+    };
+    let from_env = Settings::new(options(), env).unwrap();
+    assert!(
+      from_env.redis
+        == RedisTarget::Cluster(vec![
+          "redis://10.0.0.1:7000".into(),
+          "redis://10.0.0.2:7000".into()
+        ])
+    );
+    // An explicit single URL beats cluster nodes from the environment.
+    let explicit = Options {
+      redis_url: Some("redis://127.0.0.1:1".into()),
+      ..options()
+    };
+    assert!(
+      Settings::new(explicit, env).unwrap().redis
+        == RedisTarget::Single("redis://127.0.0.1:1".into())
+    );
+    let option = Options {
+      redis_cluster_nodes: Some(vec!["redis://127.0.0.1:7001".into()]),
+      ..options()
+    };
+    assert!(
+      Settings::new(option, no_env).unwrap().redis
+        == RedisTarget::Cluster(vec!["redis://127.0.0.1:7001".into()])
     );
   }
 
@@ -296,6 +380,28 @@ mod tests {
       (
         Options {
           redis_url: Some("nope".into()),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          redis_cluster_nodes: Some(vec![]),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          redis_cluster_nodes: Some(vec!["redis://127.0.0.1:7000".into(), "nope".into()]),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          redis_url: Some("redis://127.0.0.1:6379".into()),
+          redis_cluster_nodes: Some(vec!["redis://127.0.0.1:7000".into()]),
           ..options()
         },
         ConfigErrorKind::Range,

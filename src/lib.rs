@@ -6,6 +6,7 @@
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod redis_connection;
 pub mod service;
 pub mod session_store;
 pub mod sqlite_locks;
@@ -34,6 +35,7 @@ pub struct NativeOptions {
   pub redis_pass: Option<String>,
   pub ttl: Option<f64>,
   pub redis_url: Option<String>,
+  pub redis_cluster_nodes: Option<Vec<String>>,
   pub wechat_api_base: Option<String>,
   pub http_timeout_ms: Option<f64>,
   /// Whether calls report their steps in `Reply.steps`.
@@ -122,6 +124,7 @@ impl Mpauthx {
       redis_pass: options.redis_pass,
       ttl: options.ttl,
       redis_url: options.redis_url,
+      redis_cluster_nodes: options.redis_cluster_nodes,
       wechat_api_base: options.wechat_api_base,
       http_timeout_ms: options.http_timeout_ms,
     };

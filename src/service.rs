@@ -35,7 +35,7 @@ impl Service {
         settings.http_timeout,
       )?,
       sessions: SessionStore::new(
-        &settings.redis_url,
+        &settings.redis,
         settings.redis_pass.as_deref(),
         settings.ttl,
       )?,
@@ -82,7 +82,10 @@ impl Service {
       trace.record("session.reused", || "live token found".into());
       return Ok(live);
     }
-    let added = self.users.ensure(user_id).await?;
+    let (added, ()) = tokio::try_join!(
+      self.users.ensure(user_id),
+      self.sessions.remember_user(user_id, &self.sku)
+    )?;
     trace.record("user.registered", || {
       if added {
         "new user added"
@@ -99,12 +102,15 @@ impl Service {
     Ok(token)
   }
 
-  /// Replaces the user's token for this sku with a new one; the user must be registered.
+  /// Replaces the user's token for this sku with a new one; the user must be registered, on
+  /// this server (SQLite) or any other sharing the Redis.
   pub async fn refresh_token(&self, user_id: Option<String>, trace: &mut Trace) -> Result<String> {
     let user_id = required("userId", user_id)?;
     token::check_user_id(&user_id)?;
     self.check_open()?;
-    if !self.users.exists(&user_id).await? {
+    // Known to this server's SQLite file or, registered on another server, to Redis.
+    if !self.sessions.knows_user(&user_id, &self.sku).await? && !self.users.exists(&user_id).await?
+    {
       return Err(Error::UserNotFound);
     }
     trace.record("user.found", || "user is registered".into());

@@ -4,18 +4,20 @@
 //!   created together with its TTL in one MULTI/EXEC, so no token ever lacks a TTL.
 //! - Session index: `mpauthx|index|<sku>|<userId>` holds the user's current token for that
 //!   sku, with the same TTL. It has four `|`-separated parts, so it is never a valid token.
+//! - Registered user: `mpauthx|user|<sku>|<userId>`, no TTL, so that every server sharing
+//!   the Redis knows a user that registered on any of them.
 //!
 //! Every step touches a single key, so the same code is race-safe on a single Redis and
 //! on Redis Cluster: the index is only ever replaced by compare-and-set, and a token that
 //! loses a race is deleted before anyone sees it.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, IntoConnectionInfo, Script};
+use redis::{AsyncCommands, Script};
 
+use crate::config::RedisTarget;
 use crate::error::{Error, Result};
+use crate::redis_connection::{Connector, RedisConnection};
 use crate::token;
 
 /// The hash field that marks a key as a token.
@@ -46,64 +48,60 @@ pub enum Issue {
   Replace,
 }
 
-enum Connection {
-  NotYetOpened,
-  Open(ConnectionManager),
-  Closed,
-}
-
 pub struct SessionStore {
-  client: redis::Client,
-  config: ConnectionManagerConfig,
-  connection: Mutex<Connection>,
+  redis: Connector,
   compare_and_set: Script,
   ttl: Duration,
 }
 
 impl SessionStore {
   /// Prepares the store; the connection is made on first use and re-made after failures.
-  pub fn new(redis_url: &str, redis_pass: Option<&str>, ttl: Duration) -> Result<Self> {
-    let mut info = redis_url.into_connection_info()?;
-    if let Some(pass) = redis_pass {
-      let settings = info.redis_settings().clone().set_password(pass);
-      info = info.set_redis_settings(settings);
-    }
-    let config = ConnectionManagerConfig::new()
-      .set_connection_timeout(Some(Duration::from_millis(700)))
-      .set_response_timeout(Some(Duration::from_millis(700)))
-      .set_number_of_retries(1)
-      .set_max_delay(Duration::from_millis(500));
+  pub fn new(target: &RedisTarget, redis_pass: Option<&str>, ttl: Duration) -> Result<Self> {
     Ok(Self {
-      client: redis::Client::open(info)?,
-      config,
-      connection: Mutex::new(Connection::NotYetOpened),
+      redis: Connector::new(target, redis_pass)?,
       compare_and_set: Script::new(COMPARE_AND_SET),
       ttl,
     })
   }
 
-  fn connection(&self) -> Result<ConnectionManager> {
-    let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-    match &*connection {
-      Connection::Open(manager) => Ok(manager.clone()),
-      Connection::Closed => Err(Error::Closed),
-      Connection::NotYetOpened => {
-        let manager =
-          ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
-        *connection = Connection::Open(manager.clone());
-        Ok(manager)
-      }
-    }
-  }
-
   /// Drops the connection; later calls fail with [`Error::Closed`].
   pub fn close(&self) {
-    *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = Connection::Closed;
+    self.redis.close();
   }
 
-  /// For each token, whether it is live; all are checked in one pipelined round trip.
+  /// For each token, whether it is live; all are checked in one pipelined round trip
+  /// (on a cluster, in one round trip per node).
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     within_deadline(self.check_all_live(tokens)).await
+  }
+
+  /// Records that the user is registered for `sku`, for every server sharing this Redis.
+  pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
+    within_deadline(async {
+      let () = self
+        .redis
+        .get()
+        .await?
+        .set(user_key(user_id, sku), 1)
+        .await?;
+      Ok(())
+    })
+    .await
+  }
+
+  /// Whether any server recorded the user as registered for `sku`.
+  pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
+    within_deadline(async {
+      Ok(
+        self
+          .redis
+          .get()
+          .await?
+          .exists(user_key(user_id, sku))
+          .await?,
+      )
+    })
+    .await
   }
 
   /// The user's live token for `sku`, if any.
@@ -121,7 +119,7 @@ impl SessionStore {
     if !token::is_well_formed(token) {
       return Ok(false);
     }
-    let mut redis = self.connection()?;
+    let mut redis = self.redis.get().await?;
     match redis.hexists(token, CTIME_FIELD).await {
       Ok(live) => Ok(live),
       // Some other kind of key of the application's own: not a token.
@@ -138,12 +136,22 @@ impl SessionStore {
     if candidates.is_empty() {
       return Ok(live);
     }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for &i in &candidates {
-      pipe.hexists(tokens[i], CTIME_FIELD);
-    }
-    let replies: Vec<redis::RedisResult<bool>> = pipe.query_async(&mut self.connection()?).await?;
+    let mut redis = self.redis.get().await?;
+    let replies: Vec<redis::RedisResult<bool>> = if redis.is_cluster() {
+      // Tokens hash to different slots: one command each, multiplexed per node.
+      let checks = candidates.iter().map(|&i| {
+        let mut redis = redis.clone();
+        async move { redis.hexists(tokens[i], CTIME_FIELD).await }
+      });
+      futures_util::future::join_all(checks).await
+    } else {
+      let mut pipe = redis::pipe();
+      pipe.ignore_errors();
+      for &i in &candidates {
+        pipe.hexists(tokens[i], CTIME_FIELD);
+      }
+      pipe.query_async(&mut redis).await?
+    };
     for (i, reply) in candidates.into_iter().zip(replies) {
       live[i] = match reply {
         Ok(exists) => exists,
@@ -156,7 +164,7 @@ impl SessionStore {
   }
 
   async fn find_live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
-    let indexed: Option<String> = self.connection()?.get(index_key(user_id, sku)).await?;
+    let indexed: Option<String> = self.redis.get().await?.get(index_key(user_id, sku)).await?;
     match indexed {
       Some(token) if self.check_live(&token).await? => Ok(Some(token)),
       _ => Ok(None),
@@ -165,7 +173,7 @@ impl SessionStore {
 
   async fn issue_token(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
     let index = index_key(user_id, sku);
-    let mut redis = self.connection()?;
+    let mut redis = self.redis.get().await?;
     // What the index held when this caller last lost a compare-and-set.
     let mut lost_to: Option<Option<String>> = None;
     for _ in 0..MAX_ATTEMPTS {
@@ -207,7 +215,7 @@ impl SessionStore {
     )))
   }
 
-  async fn create(&self, redis: &mut ConnectionManager, token: &str) -> Result<()> {
+  async fn create(&self, redis: &mut RedisConnection, token: &str) -> Result<()> {
     let () = redis::pipe()
       .atomic()
       .hset(token, CTIME_FIELD, now_ms())
@@ -234,6 +242,12 @@ async fn within_deadline<T>(call: impl std::future::Future<Output = Result<T>>) 
 /// The session index key of a user and sku; neither may contain `|`.
 pub fn index_key(user_id: &str, sku: &str) -> String {
   format!("mpauthx|index|{sku}|{user_id}")
+}
+
+/// The key that records a registered user of a sku, for servers whose SQLite file has never
+/// seen that user; like the index, four parts, so never a token.
+pub fn user_key(user_id: &str, sku: &str) -> String {
+  format!("mpauthx|user|{sku}|{user_id}")
 }
 
 fn now_ms() -> u64 {

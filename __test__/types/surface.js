@@ -24,7 +24,7 @@ const instanceKeys = {
 }
 
 /** @type {{ [K in keyof import('../..').Options]-?: true }} */
-const optionKeys = { redisUrl: true, wechatApiBase: true, httpTimeoutMs: true, logger: true }
+const optionKeys = { redisUrl: true, redisClusterNodes: true, wechatApiBase: true, httpTimeoutMs: true, logger: true }
 
 /** @type {{ [K in keyof import('../..').MiddlewareOptions]-?: true }} */
 const middlewareOptionKeys = { anySku: true }

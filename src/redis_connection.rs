@@ -1,0 +1,149 @@
+//! The Redis connection of an instance: one server through a `ConnectionManager`, or a Redis
+//! Cluster through the cluster client. Opened on first use, re-made by the client after
+//! failures, closed once.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+
+use crate::config::RedisTarget;
+use crate::error::{Error, Result};
+
+/// Bound on connecting to a server and on each reply, well inside a call's deadline.
+const TIMEOUT: Duration = Duration::from_millis(700);
+
+/// A connection to either kind of deployment; cheap to clone, multiplexed.
+#[derive(Clone)]
+pub enum RedisConnection {
+  Single(ConnectionManager),
+  Cluster(ClusterConnection),
+}
+
+impl RedisConnection {
+  /// A cluster cannot pipeline keys of different slots, so callers send such commands apart.
+  pub fn is_cluster(&self) -> bool {
+    matches!(self, RedisConnection::Cluster(_))
+  }
+}
+
+impl ConnectionLike for RedisConnection {
+  fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+    match self {
+      RedisConnection::Single(connection) => connection.req_packed_command(cmd),
+      RedisConnection::Cluster(connection) => connection.req_packed_command(cmd),
+    }
+  }
+
+  fn req_packed_commands<'a>(
+    &'a mut self,
+    pipeline: &'a Pipeline,
+    offset: usize,
+    count: usize,
+  ) -> RedisFuture<'a, Vec<Value>> {
+    match self {
+      RedisConnection::Single(connection) => {
+        connection.req_packed_commands(pipeline, offset, count)
+      }
+      RedisConnection::Cluster(connection) => {
+        connection.req_packed_commands(pipeline, offset, count)
+      }
+    }
+  }
+
+  fn get_db(&self) -> i64 {
+    match self {
+      RedisConnection::Single(connection) => connection.get_db(),
+      RedisConnection::Cluster(connection) => connection.get_db(),
+    }
+  }
+}
+
+enum Client {
+  Single(redis::Client, ConnectionManagerConfig),
+  Cluster(ClusterClient),
+}
+
+enum State {
+  NotYetOpened,
+  Open(RedisConnection),
+  Closed,
+}
+
+/// Makes the connection on first use and hands out clones of it.
+pub struct Connector {
+  client: Client,
+  state: Mutex<State>,
+}
+
+impl Connector {
+  /// Checks the URLs without connecting; `password`, when given, applies to every node.
+  pub fn new(target: &RedisTarget, password: Option<&str>) -> Result<Self> {
+    let client = match target {
+      RedisTarget::Single(url) => {
+        let mut info = url.as_str().into_connection_info()?;
+        if let Some(password) = password {
+          let settings = info.redis_settings().clone().set_password(password);
+          info = info.set_redis_settings(settings);
+        }
+        let config = ConnectionManagerConfig::new()
+          .set_connection_timeout(Some(TIMEOUT))
+          .set_response_timeout(Some(TIMEOUT))
+          .set_number_of_retries(1)
+          .set_max_delay(Duration::from_millis(500));
+        Client::Single(redis::Client::open(info)?, config)
+      }
+      RedisTarget::Cluster(nodes) => {
+        let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+          .connection_timeout(TIMEOUT)
+          .response_timeout(TIMEOUT);
+        if let Some(password) = password {
+          builder = builder.password(password);
+        }
+        Client::Cluster(builder.build()?)
+      }
+    };
+    Ok(Self {
+      client,
+      state: Mutex::new(State::NotYetOpened),
+    })
+  }
+
+  /// The connection, made now if this is its first use.
+  pub async fn get(&self) -> Result<RedisConnection> {
+    match &*self.lock() {
+      State::Open(connection) => return Ok(connection.clone()),
+      State::Closed => return Err(Error::Closed),
+      State::NotYetOpened => {}
+    }
+    let connection = match &self.client {
+      Client::Single(client, config) => RedisConnection::Single(
+        ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
+      ),
+      // The cluster client learns the slot map as it connects; concurrent first calls
+      // may each connect, and all but the first connection are dropped.
+      Client::Cluster(client) => RedisConnection::Cluster(client.get_async_connection().await?),
+    };
+    let mut state = self.lock();
+    match &*state {
+      State::Open(existing) => Ok(existing.clone()),
+      State::Closed => Err(Error::Closed),
+      State::NotYetOpened => {
+        *state = State::Open(connection.clone());
+        Ok(connection)
+      }
+    }
+  }
+
+  /// Drops the connection; later calls fail with [`Error::Closed`].
+  pub fn close(&self) {
+    *self.lock() = State::Closed;
+  }
+
+  fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    self.state.lock().unwrap_or_else(|e| e.into_inner())
+  }
+}
