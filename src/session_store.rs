@@ -261,17 +261,23 @@ mod tests {
   use super::*;
 
   #[test]
-  fn index_keys_are_never_tokens() {
+  fn index_and_user_keys_are_never_tokens() {
     let key = index_key("oUser", "sku");
     assert!(!token::is_well_formed(&key));
     assert_eq!(key, "mpauthx|index|sku|oUser");
+    let key = user_key("oUser", "sku");
+    assert!(!token::is_well_formed(&key));
+    assert_eq!(key, "mpauthx|user|sku|oUser");
   }
 
   #[test]
   fn a_password_is_accepted_and_bad_urls_are_not() {
-    assert!(
-      SessionStore::new("redis://127.0.0.1:6379", Some("pw"), Duration::from_secs(5)).is_ok()
-    );
-    assert!(SessionStore::new("http://x", None, Duration::from_secs(5)).is_err());
+    let single = |url: &str| RedisTarget::Single(url.into());
+    let cluster = |url: &str| RedisTarget::Cluster(vec![url.into()]);
+    let ttl = Duration::from_secs(5);
+    assert!(SessionStore::new(&single("redis://127.0.0.1:6379"), Some("pw"), ttl).is_ok());
+    assert!(SessionStore::new(&cluster("redis://127.0.0.1:7000"), Some("pw"), ttl).is_ok());
+    assert!(SessionStore::new(&single("http://x"), None, ttl).is_err());
+    assert!(SessionStore::new(&cluster("http://x"), None, ttl).is_err());
   }
 }
