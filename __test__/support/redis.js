@@ -31,10 +31,10 @@ async function waitUntil(check, what, timeoutMs = 10000) {
 }
 
 /**
- * Starts redis-server; `password` turns on requirepass.
+ * Starts redis-server; `password` turns on requirepass, `args` are more server arguments.
  * Returns { port, url, cli(...args), stop(), start() }: stop/start keep the same port.
  */
-async function startRedis({ password } = {}) {
+async function startRedis({ password, args: extraArgs = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-redis-'))
   const port = await freePort()
   const auth = password ? ['-a', password, '--no-auth-warning'] : []
@@ -56,7 +56,8 @@ async function startRedis({ password } = {}) {
 
   async function start() {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
-    if (password) args.push('--requirepass', password)
+    if (password) args.push('--requirepass', password, '--masterauth', password)
+    args.push(...extraArgs)
     child = spawn('redis-server', args, { stdio: 'ignore' })
     const exited = new Promise((resolve) => child.once('exit', resolve))
     child.exited = exited

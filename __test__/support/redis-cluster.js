@@ -1,0 +1,84 @@
+'use strict'
+
+// A private Redis Cluster for one test file: 3 masters and 3 replicas on free loopback
+// ports, joined with `redis-cli --cluster create`, node timeout 1 s so that a killed master's
+// replica takes over within seconds.
+
+const { execFile } = require('node:child_process')
+const fs = require('node:fs')
+const { promisify } = require('node:util')
+
+const { startRedis, waitUntil } = require('./redis')
+
+/** Starts the cluster; returns { nodes, urls, cli, masterOf, replicaOf, stop }. */
+async function startRedisCluster({ masters = 3, password } = {}) {
+  const args = ['--cluster-enabled', 'yes', '--cluster-node-timeout', '1000', '--cluster-config-file', 'nodes.conf']
+  const nodes = await Promise.all(Array.from({ length: masters * 2 }, () => startRedis({ password, args })))
+  const auth = password ? ['-a', password, '--no-auth-warning'] : []
+  await promisify(execFile)('redis-cli', [
+    '--cluster',
+    'create',
+    ...nodes.map((node) => `127.0.0.1:${node.port}`),
+    '--cluster-replicas',
+    '1',
+    '--cluster-yes',
+    ...auth,
+  ])
+  const alive = () => nodes.filter((node) => !node.killed)
+  await waitUntil(
+    () => nodes.every((node) => /cluster_state:ok/.test(node.cli('CLUSTER', 'INFO'))),
+    'the cluster to be ok',
+    20000,
+  )
+
+  /** The node of `port`, as `CLUSTER NODES` of a live node lists it: { id, port, master, replicaOf, slots }. */
+  function topology() {
+    return alive()[0]
+      .cli('CLUSTER', 'NODES')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [id, address, flags, replicaOf, , , , , ...slots] = line.split(' ')
+        return {
+          id,
+          port: Number(address.split(':')[1].split('@')[0]),
+          master: flags.includes('master') && !flags.includes('fail'),
+          replicaOf: replicaOf === '-' ? null : replicaOf,
+          slots: slots.filter((range) => !range.startsWith('[')),
+        }
+      })
+  }
+
+  /** The live master node serving `key`. */
+  function masterOf(key) {
+    const slot = Number(alive()[0].cli('CLUSTER', 'KEYSLOT', key))
+    const inRange = (range) => {
+      const [from, to = from] = range.split('-').map(Number)
+      return slot >= from && slot <= to
+    }
+    const master = topology().find((node) => node.master && node.slots.some(inRange))
+    return master && nodes.find((node) => node.port === master.port)
+  }
+
+  /** The replica of a master node. */
+  function replicaOf(master) {
+    const { id } = topology().find((node) => node.port === master.port)
+    const replica = topology().find((node) => node.replicaOf === id)
+    return nodes.find((node) => node.port === replica.port)
+  }
+
+  /** Kills a node for good. */
+  async function kill(node) {
+    node.killed = true
+    await node.stop()
+  }
+
+  async function stop() {
+    await Promise.all(nodes.map((node) => node.stop()))
+    for (const node of nodes) fs.rmSync(node.dir, { recursive: true, force: true })
+  }
+
+  return { nodes, urls: nodes.map((node) => node.url), masterOf, replicaOf, kill, stop }
+}
+
+module.exports = { startRedisCluster }
