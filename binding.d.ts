@@ -13,6 +13,9 @@ export declare class Mpauthx {
   /** Validates the settings (throwing `TypeError`/`RangeError`) without connecting. */
   constructor(options: NativeOptions)
   authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
+  login(code?: string | undefined | null): Promise<Reply>
+  revokeToken(token?: string | undefined | null): Promise<Reply>
+  verifyToken(token?: string | undefined | null): Promise<Reply>
   refreshToken(userId?: string | undefined | null): Promise<Reply>
   /**
    * Checks the tokens of every `isTokenValid` call made in the same tick, in one Redis
@@ -63,7 +66,12 @@ export interface NativeOptions {
 export interface Reply {
   statusCode: number
   message: string
+  /** The token, for the calls that resolve with one. */
   response?: string
+  /** For `revokeToken`: whether a live token was deleted. */
+  revoked?: boolean
+  /** For `verifyToken`: what the token stands for. */
+  tokenInfo?: TokenInfo
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<Step>
 }
@@ -74,4 +82,14 @@ export interface Step {
   /** Milliseconds from the start of the native call. */
   elapsedMs: number
   detail: string
+}
+
+/** What a live token stands for, as `verifyToken` resolves it. */
+export interface TokenInfo {
+  openId: string
+  sku: string
+  /** Issue time, ms since the epoch. */
+  ctime: number
+  /** Seconds left to live; `null` for a token without a TTL. */
+  expiresIn?: number
 }

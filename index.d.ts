@@ -136,7 +136,7 @@ declare namespace mpauthx {
 
   /** One step of a call, for `options.logger`. */
   interface DiagnosticEvent {
-    /** The method called: `authorize`, `refreshToken` or `isTokenValid`. */
+    /** The method called, such as `authorize`, `login`, `refreshToken` or `isTokenValid`. */
     method: string
     /** What happened, such as `wechat.request`, `wechat.response`, `session.issued`; `done` last. */
     step: string
@@ -155,6 +155,18 @@ declare namespace mpauthx {
 
   /** A token: `<userId>|<sku>|<64 lowercase hex>`. */
   type Token = string
+
+  /** What `verifyToken` resolves with. */
+  interface TokenInfo {
+    /** The user id of the token (openId, or unionId when WeChat gave one). */
+    openId: string
+    /** The sku of the token. */
+    sku: string
+    /** When the token was issued, in ms since the epoch. */
+    ctime: number
+    /** Seconds the token has left to live; `null` for a token without a TTL. */
+    expiresIn: number | null
+  }
 
   /** Who a request that passed the middleware comes from: `req.mpauthx`, `ctx.state.mpauthx`. */
   interface RequestAuth {
@@ -239,10 +251,24 @@ declare namespace mpauthx {
      */
     authorize(code: string, encryptedData: string, iv: string): Promise<Success<Token>>
     /**
-     * Replaces the user's token for this sku with a new one; the user must be in the `user`
-     * table (else 6010). The old token stops being valid.
+     * Logs a user in with the `code` of `wx.login` alone (no `getUserInfo`): the user id is the
+     * `unionid` of WeChat's reply when it has one, else the `openid`. Same session rules as
+     * `authorize`. Rejects with 6001, 6008 or 6000.
+     */
+    login(code: string): Promise<Success<Token>>
+    /**
+     * Replaces the user's token for this sku with a new one; the user must be registered, in
+     * this server's `user` table or on any server sharing the Redis (else 6010). The old token
+     * stops being valid.
      */
     refreshToken(userId: string): Promise<Success<Token>>
+    /**
+     * Logs a token out: `response` is `true` when a live token was deleted, `false` when there
+     * was none. The user's next login issues a fresh token. Rejects with 6001 or 6000.
+     */
+    revokeToken(token: Token): Promise<Success<boolean>>
+    /** What a live token stands for; rejects with 6007 when it is not live, 6000 when the store cannot answer. */
+    verifyToken(token: Token): Promise<Success<TokenInfo>>
     /** Resolves when the token is live; rejects with 6007 when it is not, 6000 when Redis cannot answer. */
     isTokenValid(token: Token): Promise<void>
     /** The user id (openId or unionId) of a token: the part before the first `|`, or `''`. */

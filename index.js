@@ -38,8 +38,9 @@ class MpauthxError extends Error {
 }
 
 // The one place where native replies become what mpauthx 1.3.2 resolved or rejected with.
-// `log` is the instance's diagnostics logger, or null; `call` starts the native call.
-async function settle(log, method, call) {
+// `log` is the instance's diagnostics logger, or null; `call` starts the native call and
+// `pick` takes the result out of a successful reply.
+async function settle(log, method, call, pick = (reply) => reply.response) {
   const started = log && performance.now()
   let reply
   try {
@@ -53,7 +54,7 @@ async function settle(log, method, call) {
   if (reply.statusCode !== constants.statusCode.success) {
     throw new MpauthxError(reply.statusCode, reply.message)
   }
-  return { status_code: reply.statusCode, status_message: reply.message, response: reply.response }
+  return { status_code: reply.statusCode, status_message: reply.message, response: pick(reply) }
 }
 
 // The most tokens checked in one native call; more calls in one tick make more batches.
@@ -238,7 +239,17 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
       settle(log, 'authorize', () =>
         native.authorize(stringOrUndefined(code), stringOrUndefined(encryptedData), stringOrUndefined(iv)),
       ),
+    login: (code) => settle(log, 'login', () => native.login(stringOrUndefined(code))),
     refreshToken: (userId) => settle(log, 'refreshToken', () => native.refreshToken(stringOrUndefined(userId))),
+    revokeToken: (token) =>
+      settle(log, 'revokeToken', () => native.revokeToken(stringOrUndefined(token)), (reply) => reply.revoked),
+    verifyToken: (token) =>
+      settle(log, 'verifyToken', () => native.verifyToken(stringOrUndefined(token)), (reply) => ({
+        openId: reply.tokenInfo.openId,
+        sku: reply.tokenInfo.sku,
+        ctime: reply.tokenInfo.ctime,
+        expiresIn: reply.tokenInfo.expiresIn ?? null,
+      })),
     isTokenValid,
     extractOpenId: (token) => extractOpenId(checkToken(token)),
     extractSku: (token) => extractSku(checkToken(token)),

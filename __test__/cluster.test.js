@@ -109,7 +109,7 @@ describe('Redis Cluster', () => {
     while (!served) {
       assert.ok(Date.now() - killedAt < 10_000, 'the instance serves the user again within 10 s')
       served = await env.login({ openId: 'oFailover' }, auth).catch((err) => {
-        assert.equal(err.code, 6000, 'only store errors while the replica takes over')
+        assert.equal(err.code, 6000, `only store errors while the replica takes over, got ${err.code}: ${err.message}`)
         return new Promise((resolve) => setTimeout(resolve, 200))
       })
     }

@@ -76,12 +76,14 @@ describe('runtime against typings', () => {
   })
 
   test('results and the middleware carry exactly the typed keys', async () => {
-    const { successKeys, requestAuthKeys } = checkSurface(h.dbFile)
+    const { successKeys, requestAuthKeys, tokenInfoKeys } = checkSurface(h.dbFile)
     const auth = h.create()
     const reply = await h.login({ openId: 'oTyped' }, auth)
     assert.deepEqual(Object.keys(reply).sort(), successKeys)
     const req = { headers: { authorization: `Bearer ${reply.response}` } }
     await new Promise((resolve, reject) => auth.middleware()(req, {}, (err) => (err ? reject(err) : resolve())))
     assert.deepEqual(Object.keys(req.mpauthx).sort(), requestAuthKeys)
+    const { response: info } = await auth.verifyToken(reply.response)
+    assert.deepEqual(Object.keys(info).sort(), tokenInfoKeys)
   })
 })

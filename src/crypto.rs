@@ -20,11 +20,31 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
   GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// The identity found in decrypted user data.
+/// The profile fields of decrypted user data that a `user` table may have columns for.
+pub const PROFILE_FIELDS: [&str; 7] = [
+  "nickName",
+  "gender",
+  "language",
+  "city",
+  "province",
+  "country",
+  "avatarUrl",
+];
+
+/// A profile value as the `user` table stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileValue {
+  Text(String),
+  Integer(i64),
+}
+
+/// The identity and profile found in decrypted user data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
   pub open_id: String,
   pub union_id: Option<String>,
+  /// The fields of [`PROFILE_FIELDS`] present as strings or integers.
+  pub profile: Vec<(&'static str, ProfileValue)>,
 }
 
 impl UserInfo {
@@ -80,9 +100,18 @@ pub fn parse_user_info(app_id: &str, plaintext: &[u8]) -> Result<UserInfo> {
   check_watermark(app_id, object)?;
   let open_id = non_empty_string(object, "openId")
     .ok_or_else(|| Error::Decryption("decrypted data has no openId".into()))?;
+  let profile = PROFILE_FIELDS
+    .iter()
+    .filter_map(|&field| match object.get(field)? {
+      Value::String(text) => Some((field, ProfileValue::Text(text.clone()))),
+      Value::Number(number) => Some((field, ProfileValue::Integer(number.as_i64()?))),
+      _ => None,
+    })
+    .collect();
   Ok(UserInfo {
     open_id,
     union_id: non_empty_string(object, "unionId"),
+    profile,
   })
 }
 

@@ -48,9 +48,25 @@ pub struct NativeOptions {
 pub struct Reply {
   pub status_code: u32,
   pub message: String,
+  /// The token, for the calls that resolve with one.
   pub response: Option<String>,
+  /// For `revokeToken`: whether a live token was deleted.
+  pub revoked: Option<bool>,
+  /// For `verifyToken`: what the token stands for.
+  pub token_info: Option<TokenInfo>,
   /// The steps of the call, when diagnostics are on.
   pub steps: Option<Vec<Step>>,
+}
+
+/// What a live token stands for, as `verifyToken` resolves it.
+#[napi(object)]
+pub struct TokenInfo {
+  pub open_id: String,
+  pub sku: String,
+  /// Issue time, ms since the epoch.
+  pub ctime: f64,
+  /// Seconds left to live; `null` for a token without a TTL.
+  pub expires_in: Option<f64>,
 }
 
 /// One step of a call for diagnostics.
@@ -85,22 +101,29 @@ fn steps(trace: Trace) -> Option<Vec<Step>> {
 }
 
 impl Reply {
+  /// A reply for a call resolving with a token.
   fn new(result: error::Result<String>, trace: Trace) -> Self {
-    let steps = steps(trace);
+    Self::with(result, trace, |reply, token| reply.response = Some(token))
+  }
+
+  /// A reply whose success fills its own field with `fill`.
+  fn with<T>(result: error::Result<T>, trace: Trace, fill: impl FnOnce(&mut Reply, T)) -> Self {
+    let mut reply = Reply {
+      status_code: status::SUCCESS,
+      message: "OK".into(),
+      response: None,
+      revoked: None,
+      token_info: None,
+      steps: steps(trace),
+    };
     match result {
-      Ok(response) => Reply {
-        status_code: status::SUCCESS,
-        message: "OK".into(),
-        response: Some(response),
-        steps,
-      },
-      Err(err) => Reply {
-        status_code: err.status_code(),
-        message: err.to_string(),
-        response: None,
-        steps,
-      },
+      Ok(value) => fill(&mut reply, value),
+      Err(err) => {
+        reply.status_code = err.status_code();
+        reply.message = err.to_string();
+      }
     }
+    reply
   }
 }
 
@@ -159,6 +182,36 @@ impl Mpauthx {
       .authorize(code, encrypted_data, iv, &mut trace)
       .await;
     Ok(Reply::new(result, trace))
+  }
+
+  #[napi]
+  pub async fn login(&self, code: Option<String>) -> napi::Result<Reply> {
+    let mut trace = self.trace();
+    let result = self.service.login(code, &mut trace).await;
+    Ok(Reply::new(result, trace))
+  }
+
+  #[napi]
+  pub async fn revoke_token(&self, token: Option<String>) -> napi::Result<Reply> {
+    let mut trace = self.trace();
+    let result = self.service.revoke_token(token, &mut trace).await;
+    Ok(Reply::with(result, trace, |reply, revoked| {
+      reply.revoked = Some(revoked)
+    }))
+  }
+
+  #[napi]
+  pub async fn verify_token(&self, token: Option<String>) -> napi::Result<Reply> {
+    let mut trace = self.trace();
+    let result = self.service.verify_token(token, &mut trace).await;
+    Ok(Reply::with(result, trace, |reply, info| {
+      reply.token_info = Some(TokenInfo {
+        open_id: info.user_id,
+        sku: info.sku,
+        ctime: info.ctime_ms as f64,
+        expires_in: info.expires_in.map(|seconds| seconds as f64),
+      })
+    }))
   }
 
   #[napi]

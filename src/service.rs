@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Settings;
-use crate::crypto;
+use crate::crypto::{self, ProfileValue};
 use crate::error::{Error, Result};
-use crate::session_store::{Issue, SessionStore};
+use crate::session_store::{Issue, SessionStore, TokenInfo};
 use crate::token;
 use crate::trace::Trace;
 use crate::user_store::UserStore;
@@ -46,7 +46,8 @@ impl Service {
     })
   }
 
-  /// Logs a mini-program user in: the user's live token for this sku, or a new one.
+  /// Logs a mini-program user in: the user's live token for this sku, or a new one; the
+  /// decrypted profile is written to the `user` table.
   pub async fn authorize(
     &self,
     code: Option<String>,
@@ -54,12 +55,7 @@ impl Service {
     iv: Option<String>,
     trace: &mut Trace,
   ) -> Result<String> {
-    let code = required("code", code)?;
-    if code.len() > MAX_CODE_LEN {
-      return Err(Error::InvalidParameter(format!(
-        "code is longer than {MAX_CODE_LEN} bytes"
-      )));
-    }
+    let code = login_code(code)?;
     let encrypted_data = required("encryptedData", encrypted_data)?;
     let iv = required("iv", iv)?;
     self.check_open()?;
@@ -76,15 +72,31 @@ impl Service {
     if user.open_id != session.open_id {
       return Err(Error::OpenIdMismatch);
     }
-    let user_id = user.user_id();
+    self.sign_in(user.user_id(), &user.profile, trace).await
+  }
+
+  /// Logs a user in with the code of `wx.login` alone: the user id is the unionid of the
+  /// jscode2session reply when there is one, else its openid.
+  pub async fn login(&self, code: Option<String>, trace: &mut Trace) -> Result<String> {
+    let code = login_code(code)?;
+    self.check_open()?;
+    let session = self.wechat.code_to_session(&code, trace).await?;
+    let user_id = session.union_id.as_deref().unwrap_or(&session.open_id);
+    self.sign_in(user_id, &[], trace).await
+  }
+
+  /// The session rules shared by both logins: reuse the live token, else register the user
+  /// and issue one.
+  async fn sign_in(
+    &self,
+    user_id: &str,
+    profile: &[(&'static str, ProfileValue)],
+    trace: &mut Trace,
+  ) -> Result<String> {
     token::check_user_id(user_id)?;
-    if let Some(live) = self.sessions.live_token(user_id, &self.sku).await? {
-      trace.record("session.reused", || "live token found".into());
-      return Ok(live);
-    }
-    let (added, ()) = tokio::try_join!(
-      self.users.ensure(user_id),
-      self.sessions.remember_user(user_id, &self.sku)
+    let (live, added) = tokio::try_join!(
+      self.sessions.live_token(user_id, &self.sku),
+      self.users.ensure(user_id, profile)
     )?;
     trace.record("user.registered", || {
       if added {
@@ -94,12 +106,44 @@ impl Service {
       }
       .into()
     });
+    if let Some(live) = live {
+      trace.record("session.reused", || "live token found".into());
+      return Ok(live);
+    }
+    self.sessions.remember_user(user_id, &self.sku).await?;
     let token = self
       .sessions
       .issue(user_id, &self.sku, Issue::ReuseLive)
       .await?;
     trace.record("session.issued", || "token stored with its ttl".into());
     Ok(token)
+  }
+
+  /// Deletes a live token; says whether there was one.
+  pub async fn revoke_token(&self, token: Option<String>, trace: &mut Trace) -> Result<bool> {
+    let token = required("token", token)?;
+    self.check_open()?;
+    let revoked = self.sessions.revoke(&token).await?;
+    trace.record("session.revoked", || {
+      if revoked {
+        "token deleted"
+      } else {
+        "no live token"
+      }
+      .into()
+    });
+    Ok(revoked)
+  }
+
+  /// What a live token stands for; [`Error::InvalidToken`] when it is not live.
+  pub async fn verify_token(&self, token: Option<String>, trace: &mut Trace) -> Result<TokenInfo> {
+    let token = required("token", token)?;
+    self.check_open()?;
+    let info = self.sessions.describe(&token).await?;
+    trace.record("session.checked", || {
+      if info.is_some() { "live" } else { "not live" }.into()
+    });
+    info.ok_or(Error::InvalidToken)
   }
 
   /// Replaces the user's token for this sku with a new one; the user must be registered, on
@@ -181,6 +225,17 @@ impl Service {
     }
     Ok(())
   }
+}
+
+/// The login code of `wx.login`: required, and no longer than any WeChat gives.
+fn login_code(code: Option<String>) -> Result<String> {
+  let code = required("code", code)?;
+  if code.len() > MAX_CODE_LEN {
+    return Err(Error::InvalidParameter(format!(
+      "code is longer than {MAX_CODE_LEN} bytes"
+    )));
+  }
+  Ok(code)
 }
 
 /// A parameter that must be a non-empty string (`index.js` passes non-strings as `None`).

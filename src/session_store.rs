@@ -39,6 +39,23 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 ";
 
+/// Deletes a token only if it is one (a hash with `ctime`); other keys are left alone.
+const REVOKE: &str = r"
+if redis.pcall('HEXISTS', KEYS[1], 'ctime') ~= 1 then return 0 end
+return redis.call('DEL', KEYS[1])
+";
+
+/// What a live token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+  pub user_id: String,
+  pub sku: String,
+  /// When the token was issued, in ms since the epoch.
+  pub ctime_ms: u64,
+  /// Seconds it has left to live; `None` for a token without a TTL (not written by mpauthx).
+  pub expires_in: Option<u64>,
+}
+
 /// Whether an existing live token is handed back or always replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Issue {
@@ -51,6 +68,7 @@ pub enum Issue {
 pub struct SessionStore {
   redis: Connector,
   compare_and_set: Script,
+  revoke: Script,
   ttl: Duration,
 }
 
@@ -60,6 +78,7 @@ impl SessionStore {
     Ok(Self {
       redis: Connector::new(target, redis_pass)?,
       compare_and_set: Script::new(COMPARE_AND_SET),
+      revoke: Script::new(REVOKE),
       ttl,
     })
   }
@@ -73,6 +92,56 @@ impl SessionStore {
   /// (on a cluster, in one round trip per node).
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     within_deadline(self.check_all_live(tokens)).await
+  }
+
+  /// Deletes `token` if it is a live token; says whether it was. The session index may go
+  /// on naming it until its TTL: a token that is not live is never handed out again.
+  pub async fn revoke(&self, token: &str) -> Result<bool> {
+    if !token::is_well_formed(token) {
+      return Ok(false);
+    }
+    within_deadline(async {
+      let deleted: i64 = self
+        .revoke
+        .key(token)
+        .invoke_async(&mut self.redis.get().await?)
+        .await?;
+      Ok(deleted == 1)
+    })
+    .await
+  }
+
+  /// What `token` stands for, if it is live.
+  pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
+    if !token::is_well_formed(token) {
+      return Ok(None);
+    }
+    within_deadline(async {
+      let mut redis = self.redis.get().await?;
+      let mut pipe = redis::pipe();
+      pipe.ignore_errors().hget(token, CTIME_FIELD).ttl(token);
+      let replies: Vec<redis::RedisResult<Option<i64>>> = pipe.query_async(&mut redis).await?;
+      let mut replies = replies.into_iter();
+      let ctime = match replies.next() {
+        Some(Ok(ctime)) => ctime.and_then(|ms| u64::try_from(ms).ok()),
+        // Some other kind of key of the application's own: not a token.
+        Some(Err(err)) if err.code() == Some("WRONGTYPE") => None,
+        Some(Err(err)) => return Err(err.into()),
+        None => None,
+      };
+      let ttl = match replies.next() {
+        Some(Ok(ttl)) => ttl.unwrap_or(-2),
+        Some(Err(err)) => return Err(err.into()),
+        None => -2,
+      };
+      Ok(ctime.filter(|_| ttl != -2).map(|ctime_ms| TokenInfo {
+        user_id: token::user_id(token).to_owned(),
+        sku: token::sku(token).unwrap_or_default().to_owned(),
+        ctime_ms,
+        expires_in: u64::try_from(ttl).ok(),
+      }))
+    })
+    .await
   }
 
   /// Records that the user is registered for `sku`, for every server sharing this Redis.

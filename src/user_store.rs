@@ -12,6 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use crate::crypto::{ProfileValue, PROFILE_FIELDS};
 use crate::error::{Error, Result};
 
 /// How long a statement waits for another writer (this process or another) to finish.
@@ -26,12 +27,15 @@ const CREATE_USER_TABLE: &str =
 /// to be committed together.
 struct Database {
   connection: Mutex<Connection>,
+  /// The profile fields the `user` table has columns for, read when the file is opened.
+  profile_columns: Vec<&'static str>,
   pending: Mutex<Vec<Registration>>,
 }
 
 /// A user to add, and where to say whether it was added.
 struct Registration {
   user_id: String,
+  profile: Vec<(&'static str, ProfileValue)>,
   done: oneshot::Sender<Result<bool>>,
 }
 
@@ -53,8 +57,12 @@ fn shared_database(path: &Path) -> Result<Arc<Database>> {
   if let Some(database) = databases.get(&key).and_then(Weak::upgrade) {
     return Ok(database);
   }
+  let connection = open(path)?;
+  let profile_columns = profile_columns(&connection)
+    .map_err(|err| Error::Store(format!("SQLite: cannot read the user table: {err}")))?;
   let database = Arc::new(Database {
-    connection: Mutex::new(open(path)?),
+    connection: Mutex::new(connection),
+    profile_columns,
     pending: Mutex::new(Vec::new()),
   });
   databases.retain(|_, weak| weak.strong_count() > 0);
@@ -68,6 +76,52 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Database {
+  /// Adds the user when missing and writes the profile fields the table has columns for.
+  fn register(&self, db: &Connection, registration: &Registration) -> rusqlite::Result<bool> {
+    let added = insert(db, &registration.user_id)?;
+    let fields: Vec<&(&str, ProfileValue)> = registration
+      .profile
+      .iter()
+      .filter(|(field, _)| self.profile_columns.contains(field))
+      .collect();
+    if !fields.is_empty() {
+      // Only rows whose profile changed are written: a returning user costs no write.
+      let assignments: Vec<String> = fields.iter().map(|(f, _)| format!("\"{f}\" = ?")).collect();
+      let changes: Vec<String> = fields
+        .iter()
+        .map(|(f, _)| format!("\"{f}\" IS NOT ?"))
+        .collect();
+      let sql = format!(
+        "UPDATE user SET {} WHERE openId = ? AND ({})",
+        assignments.join(", "),
+        changes.join(" OR ")
+      );
+      let values = fields.iter().map(|(_, value)| sql_value(value));
+      let params: Vec<rusqlite::types::Value> = values
+        .clone()
+        .chain([rusqlite::types::Value::Text(registration.user_id.clone())])
+        .chain(values)
+        .collect();
+      db.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(params))?;
+    }
+    Ok(added)
+  }
+
+  fn register_all(
+    &self,
+    db: &mut Connection,
+    batch: &[Registration],
+  ) -> rusqlite::Result<Vec<bool>> {
+    let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let added = batch
+      .iter()
+      .map(|registration| self.register(&transaction, registration))
+      .collect::<rusqlite::Result<_>>()?;
+    transaction.commit()?;
+    Ok(added)
+  }
+
   /// Commits every waiting registration in one transaction, so concurrent logins of new
   /// users share one fsync (group commit); a lone registration commits at once.
   fn commit_pending(&self) {
@@ -76,7 +130,7 @@ impl Database {
     if batch.is_empty() {
       return;
     }
-    let outcomes: Vec<Result<bool>> = match insert_all(&mut connection, &batch) {
+    let outcomes: Vec<Result<bool>> = match self.register_all(&mut connection, &batch) {
       Ok(added) => added.into_iter().map(Ok).collect(),
       Err(err) if is_busy(&err) => {
         let err = Error::from(err);
@@ -85,7 +139,7 @@ impl Database {
       // A row the table refuses (a trigger, a constraint) must not fail the others.
       Err(_) => batch
         .iter()
-        .map(|registration| Ok(insert(&connection, &registration.user_id)?))
+        .map(|registration| Ok(self.register(&connection, registration)?))
         .collect(),
     };
     for (registration, outcome) in batch.into_iter().zip(outcomes) {
@@ -102,14 +156,29 @@ fn insert(db: &Connection, user_id: &str) -> rusqlite::Result<bool> {
   Ok(db.prepare_cached(INSERT)?.execute([user_id])? == 1)
 }
 
-fn insert_all(db: &mut Connection, batch: &[Registration]) -> rusqlite::Result<Vec<bool>> {
-  let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-  let added = batch
-    .iter()
-    .map(|registration| insert(&transaction, &registration.user_id))
+fn sql_value(value: &ProfileValue) -> rusqlite::types::Value {
+  match value {
+    ProfileValue::Text(text) => rusqlite::types::Value::Text(text.clone()),
+    ProfileValue::Integer(number) => rusqlite::types::Value::Integer(*number),
+  }
+}
+
+/// The profile fields the `user` table has columns for (SQLite matches names in any case).
+fn profile_columns(db: &Connection) -> rusqlite::Result<Vec<&'static str>> {
+  let mut statement = db.prepare("SELECT name FROM pragma_table_info('user')")?;
+  let columns: Vec<String> = statement
+    .query_map([], |row| row.get::<_, String>(0))?
     .collect::<rusqlite::Result<_>>()?;
-  transaction.commit()?;
-  Ok(added)
+  Ok(
+    PROFILE_FIELDS
+      .into_iter()
+      .filter(|field| {
+        columns
+          .iter()
+          .any(|column| column.eq_ignore_ascii_case(field))
+      })
+      .collect(),
+  )
 }
 
 fn is_busy(err: &rusqlite::Error) -> bool {
@@ -145,15 +214,21 @@ impl UserStore {
     }
   }
 
-  /// Adds the user unless a row with this exact `openId` exists, and says whether it did.
-  /// Registrations made at the same time are committed together.
-  pub async fn ensure(&self, user_id: &str) -> Result<bool> {
+  /// Adds the user unless a row with this exact `openId` exists, and says whether it did;
+  /// writes the profile fields the table has columns for. Registrations made at the same
+  /// time are committed together.
+  pub async fn ensure(
+    &self,
+    user_id: &str,
+    profile: &[(&'static str, ProfileValue)],
+  ) -> Result<bool> {
     let database = self.database().await?;
     let (done, outcome) = oneshot::channel();
     let first = {
       let mut pending = lock(&database.pending);
       pending.push(Registration {
         user_id: user_id.to_owned(),
+        profile: profile.to_vec(),
         done,
       });
       pending.len() == 1
@@ -291,8 +366,8 @@ mod tests {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users.db");
     let users = UserStore::new(path.clone());
-    users.ensure("o_1%").await?;
-    users.ensure("o_1%").await?;
+    users.ensure("o_1%", &[]).await?;
+    users.ensure("o_1%", &[]).await?;
     assert_eq!(count(&path, "o_1%"), 1);
     assert!(users.exists("o_1%").await?);
     assert!(!users.exists("o%").await?);
@@ -306,14 +381,14 @@ mod tests {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users.db");
     let users = UserStore::new(path.clone());
-    users.ensure("u0").await?;
+    users.ensure("u0", &[]).await?;
     // u0 exists already; every other id is registered twice at once, so exactly one of
     // each pair adds the row.
     let ids: Vec<String> = (0..200).map(|i| format!("u{}", i / 2)).collect();
     let calls = ids.iter().map(|id| {
       let users = users.clone();
       let id = id.clone();
-      tokio::spawn(async move { users.ensure(&id).await })
+      tokio::spawn(async move { users.ensure(&id, &[]).await })
     });
     let mut added = std::collections::HashMap::<String, usize>::new();
     for (id, call) in ids.iter().zip(calls.collect::<Vec<_>>()) {
@@ -343,7 +418,7 @@ mod tests {
       )
       .unwrap();
     let users = UserStore::new(path.clone());
-    let (banned, fine) = tokio::join!(users.ensure("banned"), users.ensure("fine"));
+    let (banned, fine) = tokio::join!(users.ensure("banned", &[]), users.ensure("fine", &[]));
     assert_eq!(banned.unwrap_err().status_code(), 6000);
     assert!(fine?);
     assert_eq!(count(&path, "fine"), 1);
@@ -359,8 +434,8 @@ mod tests {
       .execute("CREATE TABLE user(openId text)", [])
       .unwrap();
     let users = UserStore::new(path.clone());
-    users.ensure("a").await?;
-    users.ensure("a").await?;
+    users.ensure("a", &[]).await?;
+    users.ensure("a", &[]).await?;
     assert_eq!(count(&path, "a"), 1);
     Ok(())
   }
@@ -378,7 +453,7 @@ mod tests {
     let dir = tempfile::tempdir().unwrap();
     let first = UserStore::new(dir.path().join("users.db"));
     let second = UserStore::new(dir.path().join(".").join("users.db"));
-    first.ensure("a").await?;
+    first.ensure("a", &[]).await?;
     assert!(second.exists("a").await?);
     let shared = |store: &UserStore| match &*store.handle.lock().unwrap() {
       Handle::Open(database) => Some(database.clone()),

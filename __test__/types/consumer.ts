@@ -40,6 +40,11 @@ async function login(code: string, encryptedData: string, iv: string): Promise<s
     const refreshed = await auth.refreshToken(auth.extractOpenId(reply.response))
     await auth.isTokenValid(refreshed.response)
     const sku: string | null = auth.extractSku(refreshed.response)
+    const info: mpauthx.TokenInfo = (await auth.verifyToken(refreshed.response)).response
+    const expiresIn: number | null = info.expiresIn
+    const revoked: boolean = (await auth.revokeToken(refreshed.response)).response
+    const codeOnly: string = (await auth.login(code)).response
+    void expiresIn, revoked, codeOnly
     return `${sku}`
   } catch (err) {
     if (err instanceof mpauthx.MpauthxError) {

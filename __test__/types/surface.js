@@ -13,7 +13,10 @@ const moduleKeys = { default: true, constants: true, MpauthxError: true }
 /** @type {{ [K in keyof import('../..').Mpauthx]-?: true }} */
 const instanceKeys = {
   authorize: true,
+  login: true,
   refreshToken: true,
+  revokeToken: true,
+  verifyToken: true,
   isTokenValid: true,
   extractOpenId: true,
   extractSku: true,
@@ -51,6 +54,9 @@ const statusCodes = {
 
 /** @type {{ [K in keyof import('../..').Success<string>]-?: true }} */
 const successKeys = { status_code: true, status_message: true, response: true }
+
+/** @type {{ [K in keyof import('../..').TokenInfo]-?: true }} */
+const tokenInfoKeys = { openId: true, sku: true, ctime: true, expiresIn: true }
 
 /** @type {{ [K in keyof import('../..').RequestAuth]-?: true }} */
 const requestAuthKeys = { token: true, openId: true, sku: true }
@@ -97,5 +103,5 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
   } finally {
     instance.close()
   }
-  return { successKeys: keys(successKeys), requestAuthKeys: keys(requestAuthKeys) }
+  return { successKeys: keys(successKeys), requestAuthKeys: keys(requestAuthKeys), tokenInfoKeys: keys(tokenInfoKeys) }
 }
