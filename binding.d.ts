@@ -55,6 +55,7 @@ export interface NativeOptions {
   redisClusterNodes?: Array<string>
   wechatApiBase?: string
   httpTimeoutMs?: number
+  tokenStore?: string
   /** Whether calls report their steps in `Reply.steps`. */
   diagnostics?: boolean
 }

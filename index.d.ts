@@ -128,6 +128,12 @@ declare namespace mpauthx {
     /** Bound on the whole jscode2session exchange, in milliseconds. Default 5000. */
     httpTimeoutMs?: number
     /**
+     * Where tokens live: `'redis'` (default) or `'sqlite'`, a table `mpauthx_session` in the
+     * `db` file with the same rules (TTL, reuse, refresh, revoke, one live token per user and
+     * sku), for a single server without Redis.
+     */
+    tokenStore?: 'redis' | 'sqlite'
+    /**
      * Receives one event per step of every call (diagnostics); without it, `DEBUG=mpauthx`
      * writes the events to stderr. Silent by default. Events carry no secret, token or user id.
      */

@@ -172,6 +172,7 @@ const optionTypes = {
   redisClusterNodes: optionalStringArray,
   wechatApiBase: optionalString,
   httpTimeoutMs: optionalNumber,
+  tokenStore: optionalString,
   logger: optionalFunction,
 }
 

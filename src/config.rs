@@ -24,6 +24,16 @@ pub struct Options {
   pub redis_cluster_nodes: Option<Vec<String>>,
   pub wechat_api_base: Option<String>,
   pub http_timeout_ms: Option<f64>,
+  pub token_store: Option<String>,
+}
+
+/// Which store keeps the sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStore {
+  /// Redis (or a Redis Cluster), in the layout of mpauthx 1.3.2.
+  Redis,
+  /// The SQLite file of the `user` table; no Redis at all.
+  Sqlite,
 }
 
 /// Where tokens are kept: one Redis, or a Redis Cluster reached through any of its nodes.
@@ -41,6 +51,7 @@ pub struct Settings {
   pub app_secret: String,
   pub sku: String,
   pub db_path: PathBuf,
+  pub token_store: TokenStore,
   pub redis: RedisTarget,
   pub redis_pass: Option<String>,
   pub ttl: Duration,
@@ -121,6 +132,15 @@ impl Settings {
       options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
     )?;
     let redis = redis_target(options.redis_url, options.redis_cluster_nodes, &env)?;
+    let token_store = match options.token_store.as_deref() {
+      None | Some("redis") => TokenStore::Redis,
+      Some("sqlite") => TokenStore::Sqlite,
+      Some(other) => {
+        return Err(ConfigError::range_error(format!(
+          "options.tokenStore must be 'redis' or 'sqlite', got {other:?}"
+        )))
+      }
+    };
     let wechat_api_base = options
       .wechat_api_base
       .or_else(|| env(ENV_WECHAT_API_BASE))
@@ -139,6 +159,7 @@ impl Settings {
       app_secret,
       sku: options.sku,
       db_path: PathBuf::from(db_path),
+      token_store,
       redis,
       redis_pass: options.redis_pass.filter(|pass| !pass.is_empty()),
       ttl: Duration::from_secs(ttl),

@@ -7,9 +7,11 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod redis_connection;
+pub mod redis_sessions;
 pub mod service;
-pub mod session_store;
+pub mod sessions;
 pub mod sqlite_locks;
+pub mod sqlite_sessions;
 pub mod token;
 pub mod trace;
 pub mod user_store;
@@ -38,6 +40,7 @@ pub struct NativeOptions {
   pub redis_cluster_nodes: Option<Vec<String>>,
   pub wechat_api_base: Option<String>,
   pub http_timeout_ms: Option<f64>,
+  pub token_store: Option<String>,
   /// Whether calls report their steps in `Reply.steps`.
   pub diagnostics: Option<bool>,
 }
@@ -150,6 +153,7 @@ impl Mpauthx {
       redis_cluster_nodes: options.redis_cluster_nodes,
       wechat_api_base: options.wechat_api_base,
       http_timeout_ms: options.http_timeout_ms,
+      token_store: options.token_store,
     };
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
       Ok(settings) => settings,

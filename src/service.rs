@@ -4,9 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Settings;
+use crate::config::TokenStore;
 use crate::crypto::{self, ProfileValue};
 use crate::error::{Error, Result};
-use crate::session_store::{Issue, SessionStore, TokenInfo};
+use crate::redis_sessions::RedisSessions;
+use crate::sessions::{now_us, Issue, Sessions, TokenInfo};
+use crate::sqlite_sessions::SqliteSessions;
 use crate::token;
 use crate::trace::Trace;
 use crate::user_store::UserStore;
@@ -19,7 +22,7 @@ pub struct Service {
   app_id: String,
   sku: String,
   wechat: WeChatClient,
-  sessions: SessionStore,
+  sessions: Sessions,
   users: UserStore,
   closed: AtomicBool,
 }
@@ -27,6 +30,15 @@ pub struct Service {
 impl Service {
   /// Sets up the instance without connecting to anything yet.
   pub fn new(settings: Settings) -> Result<Self> {
+    let users = UserStore::new(settings.db_path);
+    let sessions = match settings.token_store {
+      TokenStore::Redis => Sessions::Redis(RedisSessions::new(
+        &settings.redis,
+        settings.redis_pass.as_deref(),
+        settings.ttl,
+      )?),
+      TokenStore::Sqlite => Sessions::Sqlite(SqliteSessions::new(users.clone(), settings.ttl)),
+    };
     Ok(Self {
       wechat: WeChatClient::new(
         &settings.wechat_api_base,
@@ -34,12 +46,8 @@ impl Service {
         &settings.app_secret,
         settings.http_timeout,
       )?,
-      sessions: SessionStore::new(
-        &settings.redis,
-        settings.redis_pass.as_deref(),
-        settings.ttl,
-      )?,
-      users: UserStore::new(settings.db_path),
+      sessions,
+      users,
       app_id: settings.app_id,
       sku: settings.sku,
       closed: AtomicBool::new(false),
@@ -149,6 +157,7 @@ impl Service {
   /// Replaces the user's token for this sku with a new one; the user must be registered, on
   /// this server (SQLite) or any other sharing the Redis.
   pub async fn refresh_token(&self, user_id: Option<String>, trace: &mut Trace) -> Result<String> {
+    let requested_at_us = now_us();
     let user_id = required("userId", user_id)?;
     token::check_user_id(&user_id)?;
     self.check_open()?;
@@ -160,7 +169,7 @@ impl Service {
     trace.record("user.found", || "user is registered".into());
     let token = self
       .sessions
-      .issue(&user_id, &self.sku, Issue::Replace)
+      .issue(&user_id, &self.sku, Issue::Replace { requested_at_us })
       .await?;
     trace.record("session.issued", || "token replaced".into());
     Ok(token)

@@ -289,7 +289,8 @@ impl UserStore {
     .map_err(|_| task_failed())?
   }
 
-  async fn run<T: Send + 'static>(
+  /// Runs `work` on the file's one connection, off the JavaScript thread.
+  pub(crate) async fn run<T: Send + 'static>(
     &self,
     work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {

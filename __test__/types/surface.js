@@ -27,7 +27,14 @@ const instanceKeys = {
 }
 
 /** @type {{ [K in keyof import('../..').Options]-?: true }} */
-const optionKeys = { redisUrl: true, redisClusterNodes: true, wechatApiBase: true, httpTimeoutMs: true, logger: true }
+const optionKeys = {
+  redisUrl: true,
+  redisClusterNodes: true,
+  wechatApiBase: true,
+  httpTimeoutMs: true,
+  tokenStore: true,
+  logger: true,
+}
 
 /** @type {{ [K in keyof import('../..').MiddlewareOptions]-?: true }} */
 const middlewareOptionKeys = { anySku: true }

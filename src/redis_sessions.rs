@@ -1,7 +1,7 @@
-//! Tokens in Redis, laid out as mpauthx 1.3.2 kept them, plus an index for O(1) look-ups.
+//! Sessions in Redis, laid out as mpauthx 1.3.2 kept them, plus an index for O(1) look-ups.
 //!
 //! - Token: a hash at key = the token, field `ctime` (issue time, ms since the epoch),
-//!   created together with its TTL in one MULTI/EXEC, so no token ever lacks a TTL.
+//!   created together with its TTL by one script, so no token ever lacks a TTL.
 //! - Session index: `mpauthx|index|<sku>|<userId>` holds the user's current token for that
 //!   sku, with the same TTL. It has four `|`-separated parts, so it is never a valid token.
 //! - Registered user: `mpauthx|user|<sku>|<userId>`, no TTL, so that every server sharing
@@ -18,6 +18,7 @@ use redis::{AsyncCommands, Script};
 use crate::config::RedisTarget;
 use crate::error::{Error, Result};
 use crate::redis_connection::{Connector, RedisConnection};
+use crate::sessions::{Issue, TokenInfo};
 use crate::token;
 
 /// The hash field that marks a key as a token.
@@ -39,45 +40,48 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 ";
 
+/// Writes a token with its TTL in one command, so that no token ever exists without a TTL
+/// and a cluster client can retry it after a failover like any single-key command. Where
+/// Redis can tell (7.0 and later), a user not allowed to set the TTL writes nothing at all.
+const CREATE: &str = r"
+if redis.acl_check_cmd and not redis.acl_check_cmd('expire', KEYS[1], ARGV[2]) then
+  return redis.error_reply('NOPERM this user may not set a TTL (EXPIRE)')
+end
+redis.call('HSET', KEYS[1], 'ctime', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// The issue time and TTL of a token, or nothing for a key that is not one.
+const DESCRIBE: &str = r"
+local ctime = redis.pcall('HGET', KEYS[1], 'ctime')
+if type(ctime) ~= 'string' then return false end
+return {ctime, redis.call('TTL', KEYS[1])}
+";
+
 /// Deletes a token only if it is one (a hash with `ctime`); other keys are left alone.
 const REVOKE: &str = r"
 if redis.pcall('HEXISTS', KEYS[1], 'ctime') ~= 1 then return 0 end
 return redis.call('DEL', KEYS[1])
 ";
 
-/// What a live token stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-  pub user_id: String,
-  pub sku: String,
-  /// When the token was issued, in ms since the epoch.
-  pub ctime_ms: u64,
-  /// Seconds it has left to live; `None` for a token without a TTL (not written by mpauthx).
-  pub expires_in: Option<u64>,
-}
-
-/// Whether an existing live token is handed back or always replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Issue {
-  /// `authorize`: return the user's live token when there is one.
-  ReuseLive,
-  /// `refreshToken`: always issue a new token and delete the old one.
-  Replace,
-}
-
-pub struct SessionStore {
+pub struct RedisSessions {
   redis: Connector,
   compare_and_set: Script,
+  create: Script,
+  describe: Script,
   revoke: Script,
   ttl: Duration,
 }
 
-impl SessionStore {
+impl RedisSessions {
   /// Prepares the store; the connection is made on first use and re-made after failures.
   pub fn new(target: &RedisTarget, redis_pass: Option<&str>, ttl: Duration) -> Result<Self> {
     Ok(Self {
       redis: Connector::new(target, redis_pass)?,
       compare_and_set: Script::new(COMPARE_AND_SET),
+      create: Script::new(CREATE),
+      describe: Script::new(DESCRIBE),
       revoke: Script::new(REVOKE),
       ttl,
     })
@@ -117,28 +121,18 @@ impl SessionStore {
       return Ok(None);
     }
     within_deadline(async {
-      let mut redis = self.redis.get().await?;
-      let mut pipe = redis::pipe();
-      pipe.ignore_errors().hget(token, CTIME_FIELD).ttl(token);
-      let replies: Vec<redis::RedisResult<Option<i64>>> = pipe.query_async(&mut redis).await?;
-      let mut replies = replies.into_iter();
-      let ctime = match replies.next() {
-        Some(Ok(ctime)) => ctime.and_then(|ms| u64::try_from(ms).ok()),
-        // Some other kind of key of the application's own: not a token.
-        Some(Err(err)) if err.code() == Some("WRONGTYPE") => None,
-        Some(Err(err)) => return Err(err.into()),
-        None => None,
-      };
-      let ttl = match replies.next() {
-        Some(Ok(ttl)) => ttl.unwrap_or(-2),
-        Some(Err(err)) => return Err(err.into()),
-        None => -2,
-      };
-      Ok(ctime.filter(|_| ttl != -2).map(|ctime_ms| TokenInfo {
-        user_id: token::user_id(token).to_owned(),
-        sku: token::sku(token).unwrap_or_default().to_owned(),
-        ctime_ms,
-        expires_in: u64::try_from(ttl).ok(),
+      let found: Option<(String, i64)> = self
+        .describe
+        .key(token)
+        .invoke_async(&mut self.redis.get().await?)
+        .await?;
+      Ok(found.and_then(|(ctime, ttl)| {
+        Some(TokenInfo {
+          user_id: token::user_id(token).to_owned(),
+          sku: token::sku(token)?.to_owned(),
+          ctime_ms: ctime.parse().ok()?,
+          expires_in: u64::try_from(ttl).ok(),
+        })
       }))
     })
     .await
@@ -251,7 +245,7 @@ impl SessionStore {
       // issued after this call began, so "a new token" holds, and only one stays live.
       let reuse = match mode {
         Issue::ReuseLive => true,
-        Issue::Replace => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
+        Issue::Replace { .. } => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
       };
       if let Some(current) = indexed.as_deref().filter(|_| reuse) {
         if self.check_live(current).await? {
@@ -285,13 +279,12 @@ impl SessionStore {
   }
 
   async fn create(&self, redis: &mut RedisConnection, token: &str) -> Result<()> {
-    let () = redis::pipe()
-      .atomic()
-      .hset(token, CTIME_FIELD, now_ms())
-      .ignore()
-      .expire(token, self.ttl.as_secs() as i64)
-      .ignore()
-      .query_async(redis)
+    let _: i64 = self
+      .create
+      .key(token)
+      .arg(now_ms())
+      .arg(self.ttl.as_secs())
+      .invoke_async(redis)
       .await?;
     Ok(())
   }
@@ -344,9 +337,9 @@ mod tests {
     let single = |url: &str| RedisTarget::Single(url.into());
     let cluster = |url: &str| RedisTarget::Cluster(vec![url.into()]);
     let ttl = Duration::from_secs(5);
-    assert!(SessionStore::new(&single("redis://127.0.0.1:6379"), Some("pw"), ttl).is_ok());
-    assert!(SessionStore::new(&cluster("redis://127.0.0.1:7000"), Some("pw"), ttl).is_ok());
-    assert!(SessionStore::new(&single("http://x"), None, ttl).is_err());
-    assert!(SessionStore::new(&cluster("http://x"), None, ttl).is_err());
+    assert!(RedisSessions::new(&single("redis://127.0.0.1:6379"), Some("pw"), ttl).is_ok());
+    assert!(RedisSessions::new(&cluster("redis://127.0.0.1:7000"), Some("pw"), ttl).is_ok());
+    assert!(RedisSessions::new(&single("http://x"), None, ttl).is_err());
+    assert!(RedisSessions::new(&cluster("http://x"), None, ttl).is_err());
   }
 }

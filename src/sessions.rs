@@ -1,0 +1,103 @@
+//! Where sessions (tokens) live: Redis, in the layout of mpauthx 1.3.2 (the default), or the
+//! application's SQLite file, for a single server that runs without Redis. Both keep the same
+//! rules: a TTL, reuse of the live token, refresh, revoke, one live token per user and sku.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::Result;
+use crate::redis_sessions::RedisSessions;
+use crate::sqlite_sessions::SqliteSessions;
+
+/// Whether an existing live token is handed back or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issue {
+  /// `authorize` and `login`: return the user's live token when there is one.
+  ReuseLive,
+  /// `refreshToken`: issue a new token and delete the old one. A refresh that finds a token
+  /// issued after it was asked for (by a concurrent refresh) takes that one, so concurrent
+  /// refreshes leave one live token.
+  Replace { requested_at_us: u64 },
+}
+
+/// What a live token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+  pub user_id: String,
+  pub sku: String,
+  /// When the token was issued, in ms since the epoch.
+  pub ctime_ms: u64,
+  /// Seconds it has left to live; `None` for a token without a TTL (not written by mpauthx).
+  pub expires_in: Option<u64>,
+}
+
+pub enum Sessions {
+  Redis(RedisSessions),
+  Sqlite(SqliteSessions),
+}
+
+macro_rules! each_store {
+  ($self:ident, $store:ident => $call:expr) => {
+    match $self {
+      Sessions::Redis($store) => $call,
+      Sessions::Sqlite($store) => $call,
+    }
+  };
+}
+
+impl Sessions {
+  /// For each token, whether it is live.
+  pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
+    each_store!(self, store => store.are_live(tokens).await)
+  }
+
+  /// The user's live token for `sku`, if any.
+  pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+    each_store!(self, store => store.live_token(user_id, sku).await)
+  }
+
+  /// Issues a token for the user and sku, or hands back the one the rules of `mode` reuse.
+  pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+    each_store!(self, store => store.issue(user_id, sku, mode).await)
+  }
+
+  /// Deletes `token` if it is live; says whether it was.
+  pub async fn revoke(&self, token: &str) -> Result<bool> {
+    each_store!(self, store => store.revoke(token).await)
+  }
+
+  /// What `token` stands for, if it is live.
+  pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
+    each_store!(self, store => store.describe(token).await)
+  }
+
+  /// Records a registered user for servers that share the store but not the SQLite file;
+  /// the SQLite store shares the file, so it has nothing to record.
+  pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
+    match self {
+      Sessions::Redis(store) => store.remember_user(user_id, sku).await,
+      Sessions::Sqlite(_) => Ok(()),
+    }
+  }
+
+  /// Whether another server recorded the user as registered.
+  pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
+    match self {
+      Sessions::Redis(store) => store.knows_user(user_id, sku).await,
+      Sessions::Sqlite(_) => Ok(false),
+    }
+  }
+
+  /// Drops the store's connection; the SQLite store closes with the user store.
+  pub fn close(&self) {
+    if let Sessions::Redis(store) = self {
+      store.close();
+    }
+  }
+}
+
+/// Microseconds since the epoch.
+pub fn now_us() -> u64 {
+  SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map_or(0, |since| since.as_micros() as u64)
+}

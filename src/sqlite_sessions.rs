@@ -1,0 +1,183 @@
+//! Sessions in the application's SQLite file, for a single server without Redis: one row per
+//! user and sku holds the current token, its issue time and its expiry. Every change is one
+//! `BEGIN IMMEDIATE` transaction, so concurrent calls, in this process or others, serialize.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::Result;
+use crate::sessions::{now_us, Issue, TokenInfo};
+use crate::token;
+use crate::user_store::UserStore;
+
+const SCHEMA: &str = "
+  CREATE TABLE IF NOT EXISTS mpauthx_session(
+    token TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    ctime_us INTEGER NOT NULL,
+    expires_at_us INTEGER NOT NULL
+  );
+  CREATE UNIQUE INDEX IF NOT EXISTS mpauthx_session_user ON mpauthx_session(user_id, sku);
+  CREATE INDEX IF NOT EXISTS mpauthx_session_expiry ON mpauthx_session(expires_at_us);
+";
+
+/// How many expired rows of other users each issue clears, so the table never grows without bound.
+const SWEEP: usize = 64;
+
+pub struct SqliteSessions {
+  file: UserStore,
+  ttl: Duration,
+  schema_ready: Arc<AtomicBool>,
+}
+
+impl SqliteSessions {
+  /// Sessions in the same file as the users, through the same connection.
+  pub fn new(file: UserStore, ttl: Duration) -> Self {
+    Self {
+      file,
+      ttl,
+      schema_ready: Arc::new(AtomicBool::new(false)),
+    }
+  }
+
+  pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
+    let tokens: Vec<String> = tokens.iter().map(|&token| token.to_owned()).collect();
+    self
+      .run(move |db| {
+        let mut live = db.prepare_cached(
+          "SELECT 1 FROM mpauthx_session WHERE token = ?1 AND expires_at_us > ?2",
+        )?;
+        let now = now_us() as i64;
+        tokens
+          .iter()
+          .map(|token| Ok(token::is_well_formed(token) && live.exists((token, now))?))
+          .collect()
+      })
+      .await
+  }
+
+  pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+    let (user_id, sku) = (user_id.to_owned(), sku.to_owned());
+    self
+      .run(move |db| Ok(current(db, &user_id, &sku)?.map(|row| row.token)))
+      .await
+  }
+
+  pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+    let (user_id, sku) = (user_id.to_owned(), sku.to_owned());
+    let ttl_us = self.ttl.as_micros() as i64;
+    self
+      .run(move |db| {
+        // IMMEDIATE: the write lock is taken before reading, so two issuers never both miss.
+        let transaction = Transaction::new_unchecked(db, TransactionBehavior::Immediate)?;
+        let existing = current(&transaction, &user_id, &sku)?;
+        let reuse = match (&existing, mode) {
+          (Some(_), Issue::ReuseLive) => true,
+          (Some(row), Issue::Replace { requested_at_us }) => row.ctime_us >= requested_at_us as i64,
+          (None, _) => false,
+        };
+        if let (true, Some(row)) = (reuse, existing) {
+          return Ok(row.token);
+        }
+        let token = token::generate(&user_id, &sku)?;
+        let now = now_us() as i64;
+        transaction
+          .prepare_cached("DELETE FROM mpauthx_session WHERE user_id = ?1 AND sku = ?2")?
+          .execute((&user_id, &sku))?;
+        transaction
+          .prepare_cached(
+            "INSERT INTO mpauthx_session(token, user_id, sku, ctime_us, expires_at_us) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+          )?
+          .execute((&token, &user_id, &sku, now, now + ttl_us))?;
+        transaction
+          .prepare_cached(
+            "DELETE FROM mpauthx_session WHERE rowid IN \
+             (SELECT rowid FROM mpauthx_session WHERE expires_at_us <= ?1 LIMIT ?2)",
+          )?
+          .execute((now, SWEEP as i64))?;
+        transaction.commit()?;
+        Ok(token)
+      })
+      .await
+  }
+
+  pub async fn revoke(&self, token: &str) -> Result<bool> {
+    let token = token.to_owned();
+    self
+      .run(move |db| {
+        let deleted = db
+          .prepare_cached("DELETE FROM mpauthx_session WHERE token = ?1 AND expires_at_us > ?2")?
+          .execute((&token, now_us() as i64))?;
+        Ok(deleted == 1)
+      })
+      .await
+  }
+
+  pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
+    let token = token.to_owned();
+    self
+      .run(move |db| {
+        let now = now_us() as i64;
+        let info = db
+          .prepare_cached(
+            "SELECT user_id, sku, ctime_us, expires_at_us FROM mpauthx_session \
+             WHERE token = ?1 AND expires_at_us > ?2",
+          )?
+          .query_row((&token, now), |row| {
+            let expires_at_us: i64 = row.get(3)?;
+            Ok(TokenInfo {
+              user_id: row.get(0)?,
+              sku: row.get(1)?,
+              ctime_ms: (row.get::<_, i64>(2)? / 1000) as u64,
+              expires_in: Some(((expires_at_us - now) / 1_000_000) as u64),
+            })
+          })
+          .optional()?;
+        Ok(info)
+      })
+      .await
+  }
+
+  /// Runs `work` on the file's connection, creating the session table on first use.
+  async fn run<T: Send + 'static>(
+    &self,
+    work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+  ) -> Result<T> {
+    let schema_ready = self.schema_ready.clone();
+    self
+      .file
+      .run(move |db| {
+        if !schema_ready.load(Ordering::Acquire) {
+          db.execute_batch(SCHEMA)?;
+          schema_ready.store(true, Ordering::Release);
+        }
+        work(db)
+      })
+      .await
+  }
+}
+
+struct Row {
+  token: String,
+  ctime_us: i64,
+}
+
+/// The live token of a user and sku, if any.
+fn current(db: &Connection, user_id: &str, sku: &str) -> rusqlite::Result<Option<Row>> {
+  db.prepare_cached(
+    "SELECT token, ctime_us FROM mpauthx_session \
+     WHERE user_id = ?1 AND sku = ?2 AND expires_at_us > ?3",
+  )?
+  .query_row((user_id, sku, now_us() as i64), |row| {
+    Ok(Row {
+      token: row.get(0)?,
+      ctime_us: row.get(1)?,
+    })
+  })
+  .optional()
+}
