@@ -71,3 +71,21 @@ describe('examples/express-server.js', () => {
     assert.deepEqual(await exited, { code: 0, signal: null })
   })
 })
+
+describe('examples/demo.js', () => {
+  test('runs the whole login flow with nothing but the addon: no Redis', async () => {
+    const { execFile } = require('node:child_process')
+    const { promisify } = require('node:util')
+    const env = { ...process.env, MPAUTHX_REDIS_URL: 'redis://127.0.0.1:1' }
+    const { stdout } = await promisify(execFile)(process.execPath, [path.join(__dirname, '..', 'examples', 'demo.js')], {
+      env,
+      timeout: 30_000,
+    })
+    const steps = stdout.split('\n').filter((line) => /^\d\. /.test(line))
+    assert.equal(steps.length, 8, stdout)
+    assert.match(stdout, /3\. login\(code\) +-> the same live token/)
+    assert.match(stdout, /5\. old token +-> rejected with code 6007/)
+    assert.match(stdout, /7\. revokeToken +-> logged out/)
+    assert.match(stdout, /Login flow complete\./)
+  })
+})

@@ -196,6 +196,19 @@ pub(crate) mod tests {
       Some("ocMvos6NjeKLIBqg5Mr9QjxrP1FA")
     );
     assert_eq!(info.user_id(), "ocMvos6NjeKLIBqg5Mr9QjxrP1FA");
+    let text = |value: &str| ProfileValue::Text(value.into());
+    assert_eq!(
+      info.profile[..6],
+      [
+        ("nickName", text("Band")),
+        ("gender", ProfileValue::Integer(1)),
+        ("language", text("zh_CN")),
+        ("city", text("Guangzhou")),
+        ("province", text("Guangdong")),
+        ("country", text("CN")),
+      ]
+    );
+    assert_eq!(info.profile[6].0, "avatarUrl");
     Ok(())
   }
 

@@ -32,11 +32,11 @@ impl Service {
   pub fn new(settings: Settings) -> Result<Self> {
     let users = UserStore::new(settings.db_path);
     let sessions = match settings.token_store {
-      TokenStore::Redis => Sessions::Redis(RedisSessions::new(
+      TokenStore::Redis => Sessions::Redis(Box::new(RedisSessions::new(
         &settings.redis,
         settings.redis_pass.as_deref(),
         settings.ttl,
-      )?),
+      )?)),
       TokenStore::Sqlite => Sessions::Sqlite(SqliteSessions::new(users.clone(), settings.ttl)),
     };
     Ok(Self {

@@ -31,7 +31,7 @@ pub struct TokenInfo {
 }
 
 pub enum Sessions {
-  Redis(RedisSessions),
+  Redis(Box<RedisSessions>),
   Sqlite(SqliteSessions),
 }
 
