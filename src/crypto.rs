@@ -115,7 +115,41 @@ pub fn parse_user_info(app_id: &str, plaintext: &[u8]) -> Result<UserInfo> {
   })
 }
 
-fn check_watermark(app_id: &str, object: &Map<String, Value>) -> Result<()> {
+/// Decrypts any encrypted payload of the session (WeRun data, shared group info, the old phone
+/// number flow): a JSON object whose watermark names `app_id`.
+pub fn decrypt_data(
+  app_id: &str,
+  session_key: &str,
+  encrypted_data: &str,
+  iv: &str,
+) -> Result<Map<String, Value>> {
+  let plaintext = decrypt(session_key, encrypted_data, iv)?;
+  let value: Value = serde_json::from_slice(&plaintext)
+    .map_err(|_| Error::Decryption("decrypted data is not JSON".into()))?;
+  let Value::Object(object) = value else {
+    return Err(Error::Decryption(
+      "decrypted data is not a JSON object".into(),
+    ));
+  };
+  check_watermark(app_id, &object)?;
+  Ok(object)
+}
+
+/// Whether `signature` is `sha1(raw_data + session_key)` in hex, compared in constant time.
+pub fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> bool {
+  use sha1::{Digest, Sha1};
+  use subtle::ConstantTimeEq;
+  let mut hasher = Sha1::new();
+  hasher.update(raw_data.as_bytes());
+  hasher.update(session_key.as_bytes());
+  let expected = hex::encode(hasher.finalize());
+  expected
+    .as_bytes()
+    .ct_eq(signature.to_ascii_lowercase().as_bytes())
+    .into()
+}
+
+pub(crate) fn check_watermark(app_id: &str, object: &Map<String, Value>) -> Result<()> {
   let watermark_app_id = object
     .get("watermark")
     .and_then(|watermark| watermark.get("appid"))
@@ -209,6 +243,30 @@ pub(crate) mod tests {
       ]
     );
     assert_eq!(info.profile[6].0, "avatarUrl");
+    Ok(())
+  }
+
+  #[test]
+  fn checks_the_official_signature_vector() {
+    let raw = r#"{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}"#;
+    let key = "HyVFkGl5F5OQWJZZaNzBBg==";
+    let signature = "75e81ceda165f4ffa64f4068af58c64b8f54b88c";
+    assert!(signature_matches(raw, key, signature));
+    assert!(signature_matches(raw, key, &signature.to_uppercase()));
+    assert!(!signature_matches(&format!("{raw} "), key, signature));
+    assert!(!signature_matches(raw, key, &signature[..39]));
+  }
+
+  #[test]
+  fn decrypts_any_payload_with_the_app_watermark() -> Result<()> {
+    let data = decrypt_data(APP_ID, SESSION_KEY, ENCRYPTED_DATA, IV)?;
+    assert_eq!(data["nickName"], "Band");
+    assert_eq!(
+      decrypt_data("wxOther", SESSION_KEY, ENCRYPTED_DATA, IV)
+        .unwrap_err()
+        .status_code(),
+      6011
+    );
     Ok(())
   }
 

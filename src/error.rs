@@ -27,6 +27,9 @@ pub enum Error {
   InvalidParameter(String),
   /// The jscode2session exchange with WeChat failed: network, timeout, HTTP status, body or errcode.
   WeChat(String),
+  /// Another WeChat API call failed (`endpoint` names it): network, timeout, HTTP status,
+  /// body or errcode.
+  WeChatApi { endpoint: &'static str, why: String },
   /// The encrypted user data could not be decrypted or is not the expected JSON.
   Decryption(String),
   /// The openid from jscode2session differs from the one in the decrypted user data.
@@ -48,7 +51,7 @@ impl Error {
       Error::MissingParameter(_) | Error::InvalidParameter(_) => {
         status::REQUIRED_PARAMS_MISSING_ERROR
       }
-      Error::WeChat(_) => status::SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR,
+      Error::WeChat(_) | Error::WeChatApi { .. } => status::SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR,
       Error::Decryption(_) => status::USER_INFO_DECRYPTION_ERROR,
       Error::OpenIdMismatch => status::OPEN_ID_OR_UNION_ID_NOT_MATCH,
       Error::UserNotFound => status::USER_NOT_EXIST_IN_DB,
@@ -66,6 +69,7 @@ impl fmt::Display for Error {
       }
       Error::InvalidParameter(why) => write!(f, "invalid parameter: {why}"),
       Error::WeChat(why) => write!(f, "jscode2session request failed: {why}"),
+      Error::WeChatApi { endpoint, why } => write!(f, "{endpoint} request failed: {why}"),
       Error::Decryption(why) => write!(f, "cannot decrypt user data: {why}"),
       Error::OpenIdMismatch => {
         f.write_str("openid from jscode2session does not match the decrypted openId")

@@ -47,9 +47,27 @@ const CREATE: &str = r"
 if redis.acl_check_cmd and not redis.acl_check_cmd('expire', KEYS[1], ARGV[2]) then
   return redis.error_reply('NOPERM this user may not set a TTL (EXPIRE)')
 end
-redis.call('HSET', KEYS[1], 'ctime', ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'ctime', ARGV[1], 'sk', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'ctime', ARGV[1])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
+";
+
+/// Keeps the latest session key with a live token; says whether the token is live.
+const KEEP_SESSION_KEY: &str = r"
+if redis.pcall('HEXISTS', KEYS[1], 'ctime') ~= 1 then return 0 end
+redis.call('HSET', KEYS[1], 'sk', ARGV[1])
+return 1
+";
+
+/// The session key kept with a live token, or nothing.
+const SESSION_KEY: &str = r"
+local fields = redis.pcall('HMGET', KEYS[1], 'ctime', 'sk')
+if fields.err or not fields[1] then return false end
+return fields[2]
 ";
 
 /// The issue time and TTL of a token, or nothing for a key that is not one.
@@ -69,6 +87,8 @@ pub struct RedisSessions {
   redis: Connector,
   compare_and_set: Script,
   create: Script,
+  keep_session_key: Script,
+  session_key: Script,
   describe: Script,
   revoke: Script,
   ttl: Duration,
@@ -81,6 +101,8 @@ impl RedisSessions {
       redis: Connector::new(target, redis_pass)?,
       compare_and_set: Script::new(COMPARE_AND_SET),
       create: Script::new(CREATE),
+      keep_session_key: Script::new(KEEP_SESSION_KEY),
+      session_key: Script::new(SESSION_KEY),
       describe: Script::new(DESCRIBE),
       revoke: Script::new(REVOKE),
       ttl,
@@ -168,14 +190,58 @@ impl RedisSessions {
   }
 
   /// The user's live token for `sku`, if any.
-  pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
-    within_deadline(self.find_live_token(user_id, sku)).await
+  pub async fn live_token(
+    &self,
+    user_id: &str,
+    sku: &str,
+    session_key: Option<&str>,
+  ) -> Result<Option<String>> {
+    within_deadline(self.find_live_token(user_id, sku, session_key)).await
+  }
+
+  /// The session key kept with a live token.
+  pub async fn session_key(&self, token: &str) -> Result<Option<String>> {
+    if !token::is_well_formed(token) {
+      return Ok(None);
+    }
+    within_deadline(async {
+      let mut redis = self.redis.get().await?;
+      Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
+    })
+    .await
   }
 
   /// Issues a token for the user and sku and makes it the indexed one, or, with
   /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
-  pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
-    within_deadline(self.issue_token(user_id, sku, mode)).await
+  pub async fn issue(
+    &self,
+    user_id: &str,
+    sku: &str,
+    mode: Issue,
+    session_key: Option<&str>,
+  ) -> Result<String> {
+    within_deadline(self.issue_token(user_id, sku, mode, session_key)).await
+  }
+
+  /// Whether `token` is live, keeping `session_key` with it when given.
+  async fn keep(
+    &self,
+    redis: &mut RedisConnection,
+    token: &str,
+    session_key: Option<&str>,
+  ) -> Result<bool> {
+    match session_key {
+      None => self.check_live(token).await,
+      Some(key) => {
+        let live: i64 = self
+          .keep_session_key
+          .key(token)
+          .arg(key)
+          .invoke_async(redis)
+          .await?;
+        Ok(live == 1)
+      }
+    }
   }
 
   async fn check_live(&self, token: &str) -> Result<bool> {
@@ -226,15 +292,27 @@ impl RedisSessions {
     Ok(live)
   }
 
-  async fn find_live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
-    let indexed: Option<String> = self.redis.get().await?.get(index_key(user_id, sku)).await?;
+  async fn find_live_token(
+    &self,
+    user_id: &str,
+    sku: &str,
+    session_key: Option<&str>,
+  ) -> Result<Option<String>> {
+    let mut redis = self.redis.get().await?;
+    let indexed: Option<String> = redis.get(index_key(user_id, sku)).await?;
     match indexed {
-      Some(token) if self.check_live(&token).await? => Ok(Some(token)),
+      Some(token) if self.keep(&mut redis, &token, session_key).await? => Ok(Some(token)),
       _ => Ok(None),
     }
   }
 
-  async fn issue_token(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+  async fn issue_token(
+    &self,
+    user_id: &str,
+    sku: &str,
+    mode: Issue,
+    session_key: Option<&str>,
+  ) -> Result<String> {
     let index = index_key(user_id, sku);
     let mut redis = self.redis.get().await?;
     // What the index held when this caller last lost a compare-and-set.
@@ -248,12 +326,18 @@ impl RedisSessions {
         Issue::Replace { .. } => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
       };
       if let Some(current) = indexed.as_deref().filter(|_| reuse) {
-        if self.check_live(current).await? {
+        if self.keep(&mut redis, current, session_key).await? {
           return Ok(current.to_owned());
         }
       }
+      // A refresh carries the session key of the token it replaces.
+      let carried: Option<String> = match (session_key, indexed.as_deref()) {
+        (None, Some(old)) => self.session_key.key(old).invoke_async(&mut redis).await?,
+        _ => None,
+      };
       let token = token::generate(user_id, sku)?;
-      self.create(&mut redis, &token).await?;
+      let key = session_key.or(carried.as_deref()).unwrap_or("");
+      self.create(&mut redis, &token, key).await?;
       let expected = indexed.as_deref().unwrap_or("");
       let swapped: bool = self
         .compare_and_set
@@ -278,12 +362,18 @@ impl RedisSessions {
     )))
   }
 
-  async fn create(&self, redis: &mut RedisConnection, token: &str) -> Result<()> {
+  async fn create(
+    &self,
+    redis: &mut RedisConnection,
+    token: &str,
+    session_key: &str,
+  ) -> Result<()> {
     let _: i64 = self
       .create
       .key(token)
       .arg(now_ms())
       .arg(self.ttl.as_secs())
+      .arg(session_key)
       .invoke_async(redis)
       .await?;
     Ok(())

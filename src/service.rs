@@ -80,7 +80,9 @@ impl Service {
     if user.open_id != session.open_id {
       return Err(Error::OpenIdMismatch);
     }
-    self.sign_in(user.user_id(), &user.profile, trace).await
+    self
+      .sign_in(user.user_id(), &user.profile, &session.session_key, trace)
+      .await
   }
 
   /// Logs a user in with the code of `wx.login` alone: the user id is the unionid of the
@@ -90,7 +92,9 @@ impl Service {
     self.check_open()?;
     let session = self.wechat.code_to_session(&code, trace).await?;
     let user_id = session.union_id.as_deref().unwrap_or(&session.open_id);
-    self.sign_in(user_id, &[], trace).await
+    self
+      .sign_in(user_id, &[], &session.session_key, trace)
+      .await
   }
 
   /// The session rules shared by both logins: reuse the live token, else register the user
@@ -99,11 +103,14 @@ impl Service {
     &self,
     user_id: &str,
     profile: &[(&'static str, ProfileValue)],
+    session_key: &str,
     trace: &mut Trace,
   ) -> Result<String> {
     token::check_user_id(user_id)?;
     let (live, added) = tokio::try_join!(
-      self.sessions.live_token(user_id, &self.sku),
+      self
+        .sessions
+        .live_token(user_id, &self.sku, Some(session_key)),
       self.users.ensure(user_id, profile)
     )?;
     trace.record("user.registered", || {
@@ -121,7 +128,7 @@ impl Service {
     self.sessions.remember_user(user_id, &self.sku).await?;
     let token = self
       .sessions
-      .issue(user_id, &self.sku, Issue::ReuseLive)
+      .issue(user_id, &self.sku, Issue::ReuseLive, Some(session_key))
       .await?;
     trace.record("session.issued", || "token stored with its ttl".into());
     Ok(token)
@@ -169,7 +176,12 @@ impl Service {
     trace.record("user.found", || "user is registered".into());
     let token = self
       .sessions
-      .issue(&user_id, &self.sku, Issue::Replace { requested_at_us })
+      .issue(
+        &user_id,
+        &self.sku,
+        Issue::Replace { requested_at_us },
+        None,
+      )
       .await?;
     trace.record("session.issued", || "token replaced".into());
     Ok(token)

@@ -50,14 +50,31 @@ impl Sessions {
     each_store!(self, store => store.are_live(tokens).await)
   }
 
-  /// The user's live token for `sku`, if any.
-  pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
-    each_store!(self, store => store.live_token(user_id, sku).await)
+  /// The user's live token for `sku`, if any, keeping `session_key` with it when given.
+  pub async fn live_token(
+    &self,
+    user_id: &str,
+    sku: &str,
+    session_key: Option<&str>,
+  ) -> Result<Option<String>> {
+    each_store!(self, store => store.live_token(user_id, sku, session_key).await)
   }
 
-  /// Issues a token for the user and sku, or hands back the one the rules of `mode` reuse.
-  pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
-    each_store!(self, store => store.issue(user_id, sku, mode).await)
+  /// Issues a token for the user and sku, or hands back the one the rules of `mode` reuse,
+  /// with `session_key` (a refresh without one carries the replaced token's).
+  pub async fn issue(
+    &self,
+    user_id: &str,
+    sku: &str,
+    mode: Issue,
+    session_key: Option<&str>,
+  ) -> Result<String> {
+    each_store!(self, store => store.issue(user_id, sku, mode, session_key).await)
+  }
+
+  /// The WeChat session key kept with a live token; never leaves the library.
+  pub async fn session_key(&self, token: &str) -> Result<Option<String>> {
+    each_store!(self, store => store.session_key(token).await)
   }
 
   /// Deletes `token` if it is live; says whether it was.

@@ -19,7 +19,8 @@ const SCHEMA: &str = "
     user_id TEXT NOT NULL,
     sku TEXT NOT NULL,
     ctime_us INTEGER NOT NULL,
-    expires_at_us INTEGER NOT NULL
+    expires_at_us INTEGER NOT NULL,
+    session_key TEXT
   );
   CREATE UNIQUE INDEX IF NOT EXISTS mpauthx_session_user ON mpauthx_session(user_id, sku);
   CREATE INDEX IF NOT EXISTS mpauthx_session_expiry ON mpauthx_session(expires_at_us);
@@ -60,15 +61,53 @@ impl SqliteSessions {
       .await
   }
 
-  pub async fn live_token(&self, user_id: &str, sku: &str) -> Result<Option<String>> {
+  pub async fn live_token(
+    &self,
+    user_id: &str,
+    sku: &str,
+    session_key: Option<&str>,
+  ) -> Result<Option<String>> {
     let (user_id, sku) = (user_id.to_owned(), sku.to_owned());
+    let session_key = session_key.map(str::to_owned);
     self
-      .run(move |db| Ok(current(db, &user_id, &sku)?.map(|row| row.token)))
+      .run(move |db| {
+        let Some(row) = current(db, &user_id, &sku)? else {
+          return Ok(None);
+        };
+        if session_key.is_some() && session_key != row.session_key {
+          keep_session_key(db, &row.token, session_key.as_deref())?;
+        }
+        Ok(Some(row.token))
+      })
       .await
   }
 
-  pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue) -> Result<String> {
+  pub async fn session_key(&self, token: &str) -> Result<Option<String>> {
+    let token = token.to_owned();
+    self
+      .run(move |db| {
+        let key = db
+          .prepare_cached(
+            "SELECT session_key FROM mpauthx_session WHERE token = ?1 AND expires_at_us > ?2",
+          )?
+          .query_row((&token, now_us() as i64), |row| {
+            row.get::<_, Option<String>>(0)
+          })
+          .optional()?;
+        Ok(key.flatten())
+      })
+      .await
+  }
+
+  pub async fn issue(
+    &self,
+    user_id: &str,
+    sku: &str,
+    mode: Issue,
+    session_key: Option<&str>,
+  ) -> Result<String> {
     let (user_id, sku) = (user_id.to_owned(), sku.to_owned());
+    let session_key = session_key.map(str::to_owned);
     let ttl_us = self.ttl.as_micros() as i64;
     self
       .run(move |db| {
@@ -80,9 +119,15 @@ impl SqliteSessions {
           (Some(row), Issue::Replace { requested_at_us }) => row.ctime_us >= requested_at_us as i64,
           (None, _) => false,
         };
-        if let (true, Some(row)) = (reuse, existing) {
-          return Ok(row.token);
+        if let (true, Some(row)) = (reuse, &existing) {
+          if session_key.is_some() && session_key != row.session_key {
+            keep_session_key(&transaction, &row.token, session_key.as_deref())?;
+            transaction.commit()?;
+          }
+          return Ok(row.token.clone());
         }
+        // A refresh carries the session key of the token it replaces.
+        let session_key = session_key.or_else(|| existing.and_then(|row| row.session_key));
         let token = token::generate(&user_id, &sku)?;
         let now = now_us() as i64;
         transaction
@@ -90,10 +135,10 @@ impl SqliteSessions {
           .execute((&user_id, &sku))?;
         transaction
           .prepare_cached(
-            "INSERT INTO mpauthx_session(token, user_id, sku, ctime_us, expires_at_us) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO mpauthx_session(token, user_id, sku, ctime_us, expires_at_us, session_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
           )?
-          .execute((&token, &user_id, &sku, now, now + ttl_us))?;
+          .execute((&token, &user_id, &sku, now, now + ttl_us, &session_key))?;
         transaction
           .prepare_cached(
             "DELETE FROM mpauthx_session WHERE rowid IN \
@@ -165,18 +210,30 @@ impl SqliteSessions {
 struct Row {
   token: String,
   ctime_us: i64,
+  session_key: Option<String>,
+}
+
+fn keep_session_key(
+  db: &Connection,
+  token: &str,
+  session_key: Option<&str>,
+) -> rusqlite::Result<()> {
+  db.prepare_cached("UPDATE mpauthx_session SET session_key = ?2 WHERE token = ?1")?
+    .execute((token, session_key))?;
+  Ok(())
 }
 
 /// The live token of a user and sku, if any.
 fn current(db: &Connection, user_id: &str, sku: &str) -> rusqlite::Result<Option<Row>> {
   db.prepare_cached(
-    "SELECT token, ctime_us FROM mpauthx_session \
+    "SELECT token, ctime_us, session_key FROM mpauthx_session \
      WHERE user_id = ?1 AND sku = ?2 AND expires_at_us > ?3",
   )?
   .query_row((user_id, sku, now_us() as i64), |row| {
     Ok(Row {
       token: row.get(0)?,
       ctime_us: row.get(1)?,
+      session_key: row.get(2)?,
     })
   })
   .optional()

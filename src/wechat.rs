@@ -42,6 +42,9 @@ struct Reply {
 /// A client for one app id, sharing its HTTP connections between calls.
 pub struct WeChatClient {
   http: reqwest::Client,
+  api_base: String,
+  app_id: String,
+  app_secret: String,
   /// The jscode2session URL with every parameter but the code, parsed once.
   endpoint: reqwest::Url,
   timeout: Duration,
@@ -65,6 +68,9 @@ impl WeChatClient {
     .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
     Ok(Self {
       http,
+      api_base: api_base.to_owned(),
+      app_id: app_id.to_owned(),
+      app_secret: app_secret.to_owned(),
       endpoint,
       timeout,
     })
@@ -72,27 +78,136 @@ impl WeChatClient {
 
   /// Exchanges `code`; the whole exchange, body included, is bounded by the timeout.
   pub async fn code_to_session(&self, code: &str, trace: &mut Trace) -> Result<Session> {
-    let body = tokio::time::timeout(self.timeout, self.fetch(code, trace))
+    let mut url = self.endpoint.clone();
+    url.query_pairs_mut().append_pair("js_code", code);
+    let request = self.http.get(url);
+    let body = self
+      .send(request, "GET /sns/jscode2session", trace)
       .await
-      .map_err(|_| Error::WeChat(format!("timed out after {} ms", self.timeout.as_millis())))??;
+      .map_err(Error::WeChat)?;
     parse_reply(&body)
   }
 
-  async fn fetch(&self, code: &str, trace: &mut Trace) -> Result<Vec<u8>> {
-    let mut url = self.endpoint.clone();
-    url.query_pairs_mut().append_pair("js_code", code);
-    trace.record("wechat.request", || "GET /sns/jscode2session".into());
-    // `without_url` everywhere: the URL carries the app secret.
-    let mut response = self
+  /// A fresh access token from the stable token endpoint: `(token, seconds it lives)`.
+  /// `force_refresh` asks WeChat for a new one even while the current one is valid.
+  pub async fn stable_token(
+    &self,
+    force_refresh: bool,
+    trace: &mut Trace,
+  ) -> Result<(String, u64)> {
+    let body = serde_json::json!({
+      "grant_type": "client_credential",
+      "appid": self.app_id,
+      "secret": self.app_secret,
+      "force_refresh": force_refresh,
+    });
+    let request = self
       .http
-      .get(url)
+      .post(format!("{}/cgi-bin/stable_token", self.api_base))
+      .header(reqwest::header::CONTENT_TYPE, "application/json")
+      .body(body.to_string());
+    let api = |why: String| Error::WeChatApi {
+      endpoint: "stable_token",
+      why,
+    };
+    let reply = self
+      .send(request, "POST /cgi-bin/stable_token", trace)
+      .await
+      .map_err(api)?;
+    let reply: StableTokenReply = serde_json::from_slice(&reply)
+      .map_err(|err| api(format!("reply is not the expected JSON ({err})")))?;
+    match reply {
+      StableTokenReply {
+        errcode: 0,
+        access_token: Some(token),
+        expires_in: Some(seconds),
+        ..
+      } if !token.is_empty() => Ok((token, seconds)),
+      StableTokenReply { errcode: 0, .. } => {
+        Err(api("reply has no access_token or expires_in".into()))
+      }
+      StableTokenReply {
+        errcode, errmsg, ..
+      } => Err(api(format!("WeChat errcode {errcode}: {errmsg}"))),
+    }
+  }
+
+  /// The phone number behind a `getPhoneNumber` code: `Ok(Err((errcode, errmsg)))` when
+  /// WeChat answers with an error code, so that an expired access token can be retried.
+  pub async fn phone_number(
+    &self,
+    access_token: &str,
+    code: &str,
+    trace: &mut Trace,
+  ) -> Result<std::result::Result<PhoneInfo, (i64, String)>> {
+    let mut url = reqwest::Url::parse(&format!(
+      "{}/wxa/business/getuserphonenumber",
+      self.api_base
+    ))
+    .map_err(|err| Error::WeChatApi {
+      endpoint: "getuserphonenumber",
+      why: err.to_string(),
+    })?;
+    url
+      .query_pairs_mut()
+      .append_pair("access_token", access_token);
+    let request = self
+      .http
+      .post(url)
+      .header(reqwest::header::CONTENT_TYPE, "application/json")
+      .body(serde_json::json!({ "code": code }).to_string());
+    let api = |why: String| Error::WeChatApi {
+      endpoint: "getuserphonenumber",
+      why,
+    };
+    let reply = self
+      .send(request, "POST /wxa/business/getuserphonenumber", trace)
+      .await
+      .map_err(api)?;
+    let reply: PhoneReply = serde_json::from_slice(&reply)
+      .map_err(|err| api(format!("reply is not the expected JSON ({err})")))?;
+    if reply.errcode != 0 {
+      return Ok(Err((reply.errcode, reply.errmsg)));
+    }
+    let info = reply
+      .phone_info
+      .ok_or_else(|| api("reply has no phone_info".into()))?;
+    if info.watermark.as_ref().map(|w| w.appid.as_str()) != Some(self.app_id.as_str()) {
+      return Err(api(
+        "phone_info.watermark.appid is not this app's appId".into(),
+      ));
+    }
+    Ok(Ok(info))
+  }
+
+  /// Sends a request and reads its body, all bounded by the timeout; the error says why.
+  async fn send(
+    &self,
+    request: reqwest::RequestBuilder,
+    what: &'static str,
+    trace: &mut Trace,
+  ) -> std::result::Result<Vec<u8>, String> {
+    tokio::time::timeout(self.timeout, self.exchange(request, what, trace))
+      .await
+      .map_err(|_| format!("timed out after {} ms", self.timeout.as_millis()))?
+  }
+
+  async fn exchange(
+    &self,
+    request: reqwest::RequestBuilder,
+    what: &'static str,
+    trace: &mut Trace,
+  ) -> std::result::Result<Vec<u8>, String> {
+    trace.record("wechat.request", || what.into());
+    // `without_url` everywhere: URLs carry the app secret or an access token.
+    let mut response = request
       .send()
       .await
-      .map_err(|err| Error::WeChat(describe(&err.without_url())))?;
+      .map_err(|err| describe(&err.without_url()))?;
     let status = response.status();
     trace.record("wechat.response", || format!("HTTP {}", status.as_u16()));
     if !status.is_success() {
-      return Err(Error::WeChat(format!("HTTP status {status}")));
+      return Err(format!("HTTP status {status}"));
     }
     if response
       .content_length()
@@ -104,7 +219,7 @@ impl WeChatClient {
     while let Some(chunk) = response
       .chunk()
       .await
-      .map_err(|err| Error::WeChat(describe(&err.without_url())))?
+      .map_err(|err| describe(&err.without_url()))?
     {
       if body.len() + chunk.len() > MAX_REPLY_BYTES {
         return Err(too_large());
@@ -116,8 +231,49 @@ impl WeChatClient {
   }
 }
 
-fn too_large() -> Error {
-  Error::WeChat(format!("reply is larger than {MAX_REPLY_BYTES} bytes"))
+#[derive(Deserialize)]
+struct StableTokenReply {
+  #[serde(default)]
+  errcode: i64,
+  #[serde(default)]
+  errmsg: String,
+  access_token: Option<String>,
+  expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PhoneReply {
+  #[serde(default)]
+  errcode: i64,
+  #[serde(default)]
+  errmsg: String,
+  phone_info: Option<PhoneInfo>,
+}
+
+/// A user's phone number, as `getuserphonenumber` gives it.
+#[derive(Deserialize, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneInfo {
+  pub phone_number: String,
+  pub pure_phone_number: String,
+  pub country_code: String,
+  watermark: Option<Watermark>,
+}
+
+// A phone number is personal data: it never reaches a log.
+impl std::fmt::Debug for PhoneInfo {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("PhoneInfo").finish_non_exhaustive()
+  }
+}
+
+#[derive(Deserialize, Clone, PartialEq, Eq)]
+struct Watermark {
+  appid: String,
+}
+
+fn too_large() -> String {
+  format!("reply is larger than {MAX_REPLY_BYTES} bytes")
 }
 
 /// Names the kind of failure and its innermost cause (for example "connection refused").
