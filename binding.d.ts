@@ -16,6 +16,10 @@ export declare class Mpauthx {
   login(code?: string | undefined | null): Promise<Reply>
   revokeToken(token?: string | undefined | null): Promise<Reply>
   verifyToken(token?: string | undefined | null): Promise<Reply>
+  decryptData(token?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
+  checkSignature(token?: string | undefined | null, rawData?: string | undefined | null, signature?: string | undefined | null): Promise<Reply>
+  getAccessToken(): Promise<Reply>
+  getPhoneNumber(code?: string | undefined | null): Promise<Reply>
   refreshToken(userId?: string | undefined | null): Promise<Reply>
   /**
    * Checks the tokens of every `isTokenValid` call made in the same tick, in one Redis
@@ -27,6 +31,13 @@ export declare class Mpauthx {
   /** Panics inside an async call; only the test suite reaches it. */
   panicForTesting(): Promise<Reply>
   close(): Promise<void>
+}
+
+/** The app's shared access token, as `getAccessToken` resolves it. */
+export interface AccessToken {
+  accessToken: string
+  /** Seconds it stays cached; it is refreshed before WeChat expires it. */
+  expiresIn: number
 }
 
 /** The outcomes of a batch of token checks, in the order of the tokens. */
@@ -60,6 +71,13 @@ export interface NativeOptions {
   diagnostics?: boolean
 }
 
+/** A user's phone number, as `getPhoneNumber` resolves it. */
+export interface Phone {
+  phoneNumber: string
+  purePhoneNumber: string
+  countryCode: string
+}
+
 /**
  * The outcome of a call. Failures travel as values so that `index.js` can attach the
  * numeric status `code`, which napi cannot put on an async rejection.
@@ -73,6 +91,12 @@ export interface Reply {
   revoked?: boolean
   /** For `verifyToken`: what the token stands for. */
   tokenInfo?: TokenInfo
+  /** For `checkSignature`: whether the signature matches. */
+  signatureMatches?: boolean
+  /** For `getAccessToken`. */
+  accessToken?: AccessToken
+  /** For `getPhoneNumber`. */
+  phone?: Phone
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<Step>
 }

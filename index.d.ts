@@ -174,6 +174,24 @@ declare namespace mpauthx {
     expiresIn: number | null
   }
 
+  /** What `getAccessToken` resolves with. */
+  interface AccessToken {
+    /** The token for WeChat's server APIs. */
+    accessToken: string
+    /** Seconds it stays cached; it is refreshed about five minutes before WeChat expires it. */
+    expiresIn: number
+  }
+
+  /** What `getPhoneNumber` resolves with. */
+  interface PhoneNumber {
+    /** With the country code, as WeChat formats it, for example `+86 13800138000`. */
+    phoneNumber: string
+    /** Without the country code. */
+    purePhoneNumber: string
+    /** The country code, for example `86`. */
+    countryCode: string
+  }
+
   /** Who a request that passed the middleware comes from: `req.mpauthx`, `ctx.state.mpauthx`. */
   interface RequestAuth {
     /** The live token the request carried. */
@@ -275,6 +293,28 @@ declare namespace mpauthx {
     revokeToken(token: Token): Promise<Success<boolean>>
     /** What a live token stands for; rejects with 6007 when it is not live, 6000 when the store cannot answer. */
     verifyToken(token: Token): Promise<Success<TokenInfo>>
+    /**
+     * Decrypts any encrypted payload of the user's session (WeRun data, shared group info, the
+     * old phone flow) with the session key kept for the token, checking its watermark. Rejects
+     * with 6007 when the token is not live (or has no session key), 6011 for a bad payload.
+     */
+    decryptData(token: Token, encryptedData: string, iv: string): Promise<Success<Record<string, unknown>>>
+    /**
+     * Whether `signature` is `sha1(rawData + session_key)` for the token's session, compared in
+     * constant time. Rejects with 6007 when the token is not live, 6001 for a missing argument.
+     */
+    checkSignature(token: Token, rawData: string, signature: string): Promise<Success<boolean>>
+    /**
+     * The app's access token (stable token endpoint), cached in the token store and shared by
+     * every instance and process using it; refreshed ahead of expiry by one caller at a time.
+     * Rejects with 6008 when WeChat refuses, 6000 when the store cannot answer.
+     */
+    getAccessToken(): Promise<Success<AccessToken>>
+    /**
+     * The phone number behind a `getPhoneNumber` button code. An access token that WeChat
+     * refuses (40001, 42001) is replaced once; other errcodes reject with 6008 naming them.
+     */
+    getPhoneNumber(code: string): Promise<Success<PhoneNumber>>
     /** Resolves when the token is live; rejects with 6007 when it is not, 6000 when Redis cannot answer. */
     isTokenValid(token: Token): Promise<void>
     /** The user id (openId or unionId) of a token: the part before the first `|`, or `''`. */

@@ -242,6 +242,31 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
       ),
     login: (code) => settle(log, 'login', () => native.login(stringOrUndefined(code))),
     refreshToken: (userId) => settle(log, 'refreshToken', () => native.refreshToken(stringOrUndefined(userId))),
+    decryptData: (token, encryptedData, iv) =>
+      settle(
+        log,
+        'decryptData',
+        () => native.decryptData(stringOrUndefined(token), stringOrUndefined(encryptedData), stringOrUndefined(iv)),
+        (reply) => JSON.parse(reply.response),
+      ),
+    checkSignature: (token, rawData, signature) =>
+      settle(
+        log,
+        'checkSignature',
+        () => native.checkSignature(stringOrUndefined(token), stringOrUndefined(rawData), stringOrUndefined(signature)),
+        (reply) => reply.signatureMatches,
+      ),
+    getAccessToken: () =>
+      settle(log, 'getAccessToken', () => native.getAccessToken(), ({ accessToken }) => ({
+        accessToken: accessToken.accessToken,
+        expiresIn: accessToken.expiresIn,
+      })),
+    getPhoneNumber: (code) =>
+      settle(log, 'getPhoneNumber', () => native.getPhoneNumber(stringOrUndefined(code)), ({ phone }) => ({
+        phoneNumber: phone.phoneNumber,
+        purePhoneNumber: phone.purePhoneNumber,
+        countryCode: phone.countryCode,
+      })),
     revokeToken: (token) =>
       settle(log, 'revokeToken', () => native.revokeToken(stringOrUndefined(token)), (reply) => reply.revoked),
     verifyToken: (token) =>

@@ -76,7 +76,7 @@ describe('runtime against typings', () => {
   })
 
   test('results and the middleware carry exactly the typed keys', async () => {
-    const { successKeys, requestAuthKeys, tokenInfoKeys } = checkSurface(h.dbFile)
+    const { successKeys, requestAuthKeys, tokenInfoKeys, accessTokenKeys, phoneNumberKeys } = checkSurface(h.dbFile)
     const auth = h.create()
     const reply = await h.login({ openId: 'oTyped' }, auth)
     assert.deepEqual(Object.keys(reply).sort(), successKeys)
@@ -85,5 +85,9 @@ describe('runtime against typings', () => {
     assert.deepEqual(Object.keys(req.mpauthx).sort(), requestAuthKeys)
     const { response: info } = await auth.verifyToken(reply.response)
     assert.deepEqual(Object.keys(info).sort(), tokenInfoKeys)
+    const { response: accessToken } = await auth.getAccessToken()
+    assert.deepEqual(Object.keys(accessToken).sort(), accessTokenKeys)
+    const { response: phone } = await auth.getPhoneNumber(h.wechat.phoneCode({ phoneNumber: '13800138000' }))
+    assert.deepEqual(Object.keys(phone).sort(), phoneNumberKeys)
   })
 })

@@ -3,6 +3,7 @@
 //! This file is the napi surface only; `index.js` wraps it into the factory of
 //! mpauthx 1.3.2. The logic lives in plain Rust modules, one concern each.
 
+pub mod access_token;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -57,6 +58,12 @@ pub struct Reply {
   pub revoked: Option<bool>,
   /// For `verifyToken`: what the token stands for.
   pub token_info: Option<TokenInfo>,
+  /// For `checkSignature`: whether the signature matches.
+  pub signature_matches: Option<bool>,
+  /// For `getAccessToken`.
+  pub access_token: Option<AccessToken>,
+  /// For `getPhoneNumber`.
+  pub phone: Option<Phone>,
   /// The steps of the call, when diagnostics are on.
   pub steps: Option<Vec<Step>>,
 }
@@ -70,6 +77,22 @@ pub struct TokenInfo {
   pub ctime: f64,
   /// Seconds left to live; `null` for a token without a TTL.
   pub expires_in: Option<f64>,
+}
+
+/// The app's shared access token, as `getAccessToken` resolves it.
+#[napi(object)]
+pub struct AccessToken {
+  pub access_token: String,
+  /// Seconds it stays cached; it is refreshed before WeChat expires it.
+  pub expires_in: f64,
+}
+
+/// A user's phone number, as `getPhoneNumber` resolves it.
+#[napi(object)]
+pub struct Phone {
+  pub phone_number: String,
+  pub pure_phone_number: String,
+  pub country_code: String,
 }
 
 /// One step of a call for diagnostics.
@@ -117,6 +140,9 @@ impl Reply {
       response: None,
       revoked: None,
       token_info: None,
+      signature_matches: None,
+      access_token: None,
+      phone: None,
       steps: steps(trace),
     };
     match result {
@@ -214,6 +240,62 @@ impl Mpauthx {
         sku: info.sku,
         ctime: info.ctime_ms as f64,
         expires_in: info.expires_in.map(|seconds| seconds as f64),
+      })
+    }))
+  }
+
+  #[napi]
+  pub async fn decrypt_data(
+    &self,
+    token: Option<String>,
+    encrypted_data: Option<String>,
+    iv: Option<String>,
+  ) -> napi::Result<Reply> {
+    let result = self.service.decrypt_data(token, encrypted_data, iv).await;
+    Ok(Reply::new(result, self.trace()))
+  }
+
+  #[napi]
+  pub async fn check_signature(
+    &self,
+    token: Option<String>,
+    raw_data: Option<String>,
+    signature: Option<String>,
+  ) -> napi::Result<Reply> {
+    let result = self
+      .service
+      .check_signature(token, raw_data, signature)
+      .await;
+    Ok(Reply::with(result, self.trace(), |reply, matches| {
+      reply.signature_matches = Some(matches)
+    }))
+  }
+
+  #[napi]
+  pub async fn get_access_token(&self) -> napi::Result<Reply> {
+    let mut trace = self.trace();
+    let result = self.service.access_token(&mut trace).await;
+    Ok(Reply::with(
+      result,
+      trace,
+      |reply, (access_token, seconds)| {
+        reply.access_token = Some(AccessToken {
+          access_token,
+          expires_in: seconds as f64,
+        })
+      },
+    ))
+  }
+
+  #[napi]
+  pub async fn get_phone_number(&self, code: Option<String>) -> napi::Result<Reply> {
+    let mut trace = self.trace();
+    let result = self.service.phone_number(code, &mut trace).await;
+    Ok(Reply::with(result, trace, |reply, info| {
+      reply.phone = Some(Phone {
+        phone_number: info.phone_number,
+        pure_phone_number: info.pure_phone_number,
+        country_code: info.country_code,
       })
     }))
   }

@@ -77,6 +77,19 @@ if type(ctime) ~= 'string' then return false end
 return {ctime, redis.call('TTL', KEYS[1])}
 ";
 
+/// The cached access token and its remaining seconds, or nothing.
+const CACHED_ACCESS_TOKEN: &str = r"
+local token = redis.call('GET', KEYS[1])
+if not token then return false end
+return {token, redis.call('TTL', KEYS[1])}
+";
+
+/// Deletes the cached access token only if it is still the one WeChat refused.
+const DROP_ACCESS_TOKEN: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// Deletes a token only if it is one (a hash with `ctime`); other keys are left alone.
 const REVOKE: &str = r"
 if redis.pcall('HEXISTS', KEYS[1], 'ctime') ~= 1 then return 0 end
@@ -88,6 +101,8 @@ pub struct RedisSessions {
   compare_and_set: Script,
   create: Script,
   keep_session_key: Script,
+  cached_access_token: Script,
+  drop_access_token: Script,
   session_key: Script,
   describe: Script,
   revoke: Script,
@@ -102,6 +117,8 @@ impl RedisSessions {
       compare_and_set: Script::new(COMPARE_AND_SET),
       create: Script::new(CREATE),
       keep_session_key: Script::new(KEEP_SESSION_KEY),
+      cached_access_token: Script::new(CACHED_ACCESS_TOKEN),
+      drop_access_token: Script::new(DROP_ACCESS_TOKEN),
       session_key: Script::new(SESSION_KEY),
       describe: Script::new(DESCRIBE),
       revoke: Script::new(REVOKE),
@@ -156,6 +173,83 @@ impl RedisSessions {
           expires_in: u64::try_from(ttl).ok(),
         })
       }))
+    })
+    .await
+  }
+
+  /// The access token of `app_id` cached by any process, with its remaining seconds.
+  pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
+    within_deadline(async {
+      let mut redis = self.redis.get().await?;
+      let cached: Option<(String, i64)> = self
+        .cached_access_token
+        .key(access_token_key(app_id, "current"))
+        .invoke_async(&mut redis)
+        .await?;
+      Ok(cached.map(|(token, ttl)| (token, u64::try_from(ttl).unwrap_or(0))))
+    })
+    .await
+  }
+
+  /// Takes the right to fetch a new access token for `ttl`; false when another caller has it.
+  pub async fn lock_access_token(&self, app_id: &str, ttl: Duration) -> Result<bool> {
+    within_deadline(async {
+      let mut redis = self.redis.get().await?;
+      let taken: Option<String> = redis::cmd("SET")
+        .arg(access_token_key(app_id, "lock"))
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl.as_millis() as u64)
+        .query_async(&mut redis)
+        .await?;
+      Ok(taken.is_some())
+    })
+    .await
+  }
+
+  /// Caches a fresh access token for `ttl` and releases the lock.
+  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    within_deadline(async {
+      let mut redis = self.redis.get().await?;
+      let () = redis
+        .pset_ex(
+          access_token_key(app_id, "current"),
+          token,
+          ttl.as_millis() as u64,
+        )
+        .await?;
+      let () = redis.del(access_token_key(app_id, "lock")).await?;
+      Ok(())
+    })
+    .await
+  }
+
+  /// Releases the lock after a failed fetch.
+  pub async fn unlock_access_token(&self, app_id: &str) -> Result<()> {
+    within_deadline(async {
+      let () = self
+        .redis
+        .get()
+        .await?
+        .del(access_token_key(app_id, "lock"))
+        .await?;
+      Ok(())
+    })
+    .await
+  }
+
+  /// Forgets the cached access token if it is still `token` (which WeChat refused).
+  pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
+    within_deadline(async {
+      let mut redis = self.redis.get().await?;
+      let _: i64 = self
+        .drop_access_token
+        .key(access_token_key(app_id, "current"))
+        .arg(token)
+        .invoke_async(&mut redis)
+        .await?;
+      Ok(())
     })
     .await
   }
@@ -394,6 +488,12 @@ async fn within_deadline<T>(call: impl std::future::Future<Output = Result<T>>) 
 /// The session index key of a user and sku; neither may contain `|`.
 pub fn index_key(user_id: &str, sku: &str) -> String {
   format!("mpauthx|index|{sku}|{user_id}")
+}
+
+/// The keys of an app's shared access token (`current`) and of the right to refresh it
+/// (`lock`); four parts, so never a token.
+pub fn access_token_key(app_id: &str, which: &str) -> String {
+  format!("mpauthx|access_token|{app_id}|{which}")
 }
 
 /// The key that records a registered user of a sku, for servers whose SQLite file has never

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::access_token;
 use crate::config::Settings;
 use crate::config::TokenStore;
 use crate::crypto::{self, ProfileValue};
@@ -13,7 +14,7 @@ use crate::sqlite_sessions::SqliteSessions;
 use crate::token;
 use crate::trace::Trace;
 use crate::user_store::UserStore;
-use crate::wechat::WeChatClient;
+use crate::wechat::{PhoneInfo, WeChatClient};
 
 /// Longest login code accepted; WeChat's are 32 characters.
 pub const MAX_CODE_LEN: usize = 512;
@@ -24,6 +25,7 @@ pub struct Service {
   wechat: WeChatClient,
   sessions: Sessions,
   users: UserStore,
+  http_timeout: std::time::Duration,
   closed: AtomicBool,
 }
 
@@ -48,6 +50,7 @@ impl Service {
       )?,
       sessions,
       users,
+      http_timeout: settings.http_timeout,
       app_id: settings.app_id,
       sku: settings.sku,
       closed: AtomicBool::new(false),
@@ -132,6 +135,101 @@ impl Service {
       .await?;
     trace.record("session.issued", || "token stored with its ttl".into());
     Ok(token)
+  }
+
+  /// Decrypts any encrypted payload with the session key kept for a live token.
+  pub async fn decrypt_data(
+    &self,
+    token: Option<String>,
+    encrypted_data: Option<String>,
+    iv: Option<String>,
+  ) -> Result<String> {
+    let encrypted_data = required("encryptedData", encrypted_data)?;
+    let iv = required("iv", iv)?;
+    let session_key = self.session_key(token).await?;
+    let data = crypto::decrypt_data(&self.app_id, &session_key, &encrypted_data, &iv)?;
+    Ok(serde_json::Value::Object(data).to_string())
+  }
+
+  /// Whether `signature` is `sha1(raw_data + session_key)` for the session of a live token.
+  pub async fn check_signature(
+    &self,
+    token: Option<String>,
+    raw_data: Option<String>,
+    signature: Option<String>,
+  ) -> Result<bool> {
+    let raw_data = required("rawData", raw_data)?;
+    let signature = required("signature", signature)?;
+    let session_key = self.session_key(token).await?;
+    Ok(crypto::signature_matches(
+      &raw_data,
+      &session_key,
+      &signature,
+    ))
+  }
+
+  /// The app's access token, shared through the token store: `(token, seconds left)`.
+  pub async fn access_token(&self, trace: &mut Trace) -> Result<(String, u64)> {
+    self.check_open()?;
+    self.shared_access_token(None, trace).await
+  }
+
+  /// A user's phone number from a `getPhoneNumber` code; an access token that WeChat
+  /// refuses as invalid or expired is replaced once.
+  pub async fn phone_number(&self, code: Option<String>, trace: &mut Trace) -> Result<PhoneInfo> {
+    let code = login_code(code)?;
+    self.check_open()?;
+    let (mut access_token, _) = self.shared_access_token(None, trace).await?;
+    for attempt in 0..2 {
+      match self
+        .wechat
+        .phone_number(&access_token, &code, trace)
+        .await?
+      {
+        Ok(info) => return Ok(info),
+        Err((40001 | 42001, _)) if attempt == 0 => {
+          trace.record("access_token.refused", || "fetching a fresh one".into());
+          access_token = self
+            .shared_access_token(Some(&access_token), trace)
+            .await?
+            .0;
+        }
+        Err((errcode, errmsg)) => {
+          return Err(Error::WeChatApi {
+            endpoint: "getuserphonenumber",
+            why: format!("WeChat errcode {errcode}: {errmsg}"),
+          })
+        }
+      }
+    }
+    unreachable!("the second attempt returns")
+  }
+
+  async fn shared_access_token(
+    &self,
+    refused: Option<&str>,
+    trace: &mut Trace,
+  ) -> Result<(String, u64)> {
+    access_token::shared_access_token(
+      &self.sessions,
+      &self.wechat,
+      &self.app_id,
+      refused,
+      self.http_timeout,
+      trace,
+    )
+    .await
+  }
+
+  /// The session key kept for a live token; [`Error::InvalidToken`] when there is none.
+  async fn session_key(&self, token: Option<String>) -> Result<String> {
+    let token = required("token", token)?;
+    self.check_open()?;
+    self
+      .sessions
+      .session_key(&token)
+      .await?
+      .ok_or(Error::InvalidToken)
   }
 
   /// Deletes a live token; says whether there was one.

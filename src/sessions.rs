@@ -2,7 +2,7 @@
 //! application's SQLite file, for a single server that runs without Redis. Both keep the same
 //! rules: a TTL, reuse of the live token, refresh, revoke, one live token per user and sku.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
 use crate::redis_sessions::RedisSessions;
@@ -85,6 +85,31 @@ impl Sessions {
   /// What `token` stands for, if it is live.
   pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
     each_store!(self, store => store.describe(token).await)
+  }
+
+  /// The app's access token cached by any process sharing the store, with its seconds left.
+  pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
+    each_store!(self, store => store.cached_access_token(app_id).await)
+  }
+
+  /// Takes the right to fetch a new access token; false when another caller holds it.
+  pub async fn lock_access_token(&self, app_id: &str, ttl: Duration) -> Result<bool> {
+    each_store!(self, store => store.lock_access_token(app_id, ttl).await)
+  }
+
+  /// Caches a fresh access token for `ttl` and releases the lock.
+  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    each_store!(self, store => store.store_access_token(app_id, token, ttl).await)
+  }
+
+  /// Releases the lock after a failed fetch.
+  pub async fn unlock_access_token(&self, app_id: &str) -> Result<()> {
+    each_store!(self, store => store.unlock_access_token(app_id).await)
+  }
+
+  /// Forgets the cached access token if it is still `token`.
+  pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
+    each_store!(self, store => store.drop_access_token(app_id, token).await)
   }
 
   /// Records a registered user for servers that share the store but not the SQLite file;

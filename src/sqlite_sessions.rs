@@ -24,6 +24,12 @@ const SCHEMA: &str = "
   );
   CREATE UNIQUE INDEX IF NOT EXISTS mpauthx_session_user ON mpauthx_session(user_id, sku);
   CREATE INDEX IF NOT EXISTS mpauthx_session_expiry ON mpauthx_session(expires_at_us);
+  CREATE TABLE IF NOT EXISTS mpauthx_access_token(
+    app_id TEXT PRIMARY KEY NOT NULL,
+    access_token TEXT,
+    expires_at_us INTEGER NOT NULL DEFAULT 0,
+    lock_until_us INTEGER NOT NULL DEFAULT 0
+  );
 ";
 
 /// How many expired rows of other users each issue clears, so the table never grows without bound.
@@ -184,6 +190,91 @@ impl SqliteSessions {
           })
           .optional()?;
         Ok(info)
+      })
+      .await
+  }
+
+  /// The access token of `app_id` cached by any process, with its remaining seconds.
+  pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
+    let app_id = app_id.to_owned();
+    self
+      .run(move |db| {
+        let now = now_us() as i64;
+        Ok(
+          db.prepare_cached(
+            "SELECT access_token, expires_at_us FROM mpauthx_access_token \
+             WHERE app_id = ?1 AND access_token IS NOT NULL AND expires_at_us > ?2",
+          )?
+          .query_row((&app_id, now), |row| {
+            Ok((
+              row.get(0)?,
+              ((row.get::<_, i64>(1)? - now) / 1_000_000) as u64,
+            ))
+          })
+          .optional()?,
+        )
+      })
+      .await
+  }
+
+  /// Takes the right to fetch a new access token for `ttl`; false when another caller has it.
+  pub async fn lock_access_token(&self, app_id: &str, ttl: Duration) -> Result<bool> {
+    let app_id = app_id.to_owned();
+    let ttl_us = ttl.as_micros() as i64;
+    self
+      .run(move |db| {
+        let now = now_us() as i64;
+        let taken = db
+          .prepare_cached(
+            "INSERT INTO mpauthx_access_token(app_id, lock_until_us) VALUES (?1, ?2) \
+             ON CONFLICT(app_id) DO UPDATE SET lock_until_us = excluded.lock_until_us \
+             WHERE lock_until_us <= ?3",
+          )?
+          .execute((&app_id, now + ttl_us, now))?;
+        Ok(taken == 1)
+      })
+      .await
+  }
+
+  /// Caches a fresh access token for `ttl` and releases the lock.
+  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    let (app_id, token) = (app_id.to_owned(), token.to_owned());
+    let ttl_us = ttl.as_micros() as i64;
+    self
+      .run(move |db| {
+        db.prepare_cached(
+          "UPDATE mpauthx_access_token SET access_token = ?2, expires_at_us = ?3, lock_until_us = 0 \
+           WHERE app_id = ?1",
+        )?
+        .execute((&app_id, &token, now_us() as i64 + ttl_us))?;
+        Ok(())
+      })
+      .await
+  }
+
+  /// Releases the lock after a failed fetch.
+  pub async fn unlock_access_token(&self, app_id: &str) -> Result<()> {
+    let app_id = app_id.to_owned();
+    self
+      .run(move |db| {
+        db.prepare_cached("UPDATE mpauthx_access_token SET lock_until_us = 0 WHERE app_id = ?1")?
+          .execute([&app_id])?;
+        Ok(())
+      })
+      .await
+  }
+
+  /// Forgets the cached access token if it is still `token` (which WeChat refused).
+  pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
+    let (app_id, token) = (app_id.to_owned(), token.to_owned());
+    self
+      .run(move |db| {
+        db.prepare_cached(
+          "UPDATE mpauthx_access_token SET access_token = NULL, expires_at_us = 0 \
+           WHERE app_id = ?1 AND access_token = ?2",
+        )?
+        .execute((&app_id, &token))?;
+        Ok(())
       })
       .await
   }

@@ -13,16 +13,55 @@ function encrypt(sessionKey, iv, plaintext) {
 }
 
 /**
- * Starts the stand-in for one app. Returns { base, login, reply, requests, stop }.
+ * Starts the stand-in for one app. Returns { base, login, reply, replyJson, requests,
+ * accessTokens, phoneCode, stop }.
  */
 async function startWeChat({ appId, appSecret }) {
   const sessions = new Map() // code -> jscode2session reply or a custom behaviour
   const requests = []
   let next = 0
 
+  // The access tokens handed out by stable_token, and the ones still accepted.
+  const accessTokens = { issued: [], valid: new Set(), delayMs: 0 }
+  const phoneCodes = new Map() // getPhoneNumber code -> phone_info
+
+  const json = (res, body) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+
+  async function readJson(req) {
+    let text = ''
+    for await (const chunk of req) text += chunk
+    return JSON.parse(text)
+  }
+
+  async function stableToken(req, res) {
+    const body = await readJson(req)
+    if (body.appid !== appId || body.secret !== appSecret || body.grant_type !== 'client_credential') {
+      return json(res, { errcode: 40125, errmsg: 'invalid appsecret' })
+    }
+    await new Promise((resolve) => setTimeout(resolve, accessTokens.delayMs))
+    const token = `ACCESS-${accessTokens.issued.length + 1}-${crypto.randomBytes(6).toString('hex')}`
+    accessTokens.issued.push({ token, forceRefresh: body.force_refresh === true })
+    accessTokens.valid.add(token)
+    json(res, { access_token: token, expires_in: 7200 })
+  }
+
+  async function phoneNumber(req, res, url) {
+    const { code } = await readJson(req)
+    if (!accessTokens.valid.has(url.searchParams.get('access_token'))) {
+      return json(res, { errcode: 40001, errmsg: 'invalid credential, access_token is invalid or not latest' })
+    }
+    const info = phoneCodes.get(code)
+    if (!info) return json(res, { errcode: 40029, errmsg: 'invalid code' })
+    json(res, { errcode: 0, errmsg: 'ok', phone_info: info })
+  }
+
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost')
     requests.push(url)
+    if (req.method === 'POST' && url.pathname === '/cgi-bin/stable_token') return void stableToken(req, res)
+    if (req.method === 'POST' && url.pathname === '/wxa/business/getuserphonenumber') {
+      return void phoneNumber(req, res, url)
+    }
     if (url.pathname !== '/sns/jscode2session') {
       res.writeHead(404).end()
       return
@@ -57,8 +96,15 @@ async function startWeChat({ appId, appSecret }) {
    * A user logging in: `openId` (required), `unionId`, more profile fields, and overrides:
    * `watermarkAppId`, `replyOpenId` (what jscode2session says), `plaintext` (raw bytes to encrypt).
    */
-  function login({ openId, unionId, watermarkAppId = appId, replyOpenId = openId, plaintext, ...profile }) {
-    const sessionKey = crypto.randomBytes(16)
+  function login({
+    openId,
+    unionId,
+    watermarkAppId = appId,
+    replyOpenId = openId,
+    plaintext,
+    sessionKey = crypto.randomBytes(16),
+    ...profile
+  }) {
     const iv = crypto.randomBytes(16)
     const userInfo = { openId, nickName: 'Band', gender: 1, language: 'zh_CN', ...profile }
     if (unionId !== undefined) userInfo.unionId = unionId
@@ -85,12 +131,24 @@ async function startWeChat({ appId, appSecret }) {
     return code
   }
 
+  /** Registers a getPhoneNumber code for a phone number; `watermarkAppId` overrides the app. */
+  function phoneCode({ phoneNumber, countryCode = '86', watermarkAppId = appId }) {
+    const code = newCode()
+    phoneCodes.set(code, {
+      phoneNumber: `+${countryCode} ${phoneNumber}`,
+      purePhoneNumber: phoneNumber,
+      countryCode,
+      watermark: { timestamp: Math.floor(Date.now() / 1000), appid: watermarkAppId },
+    })
+    return code
+  }
+
   function stop() {
     server.closeAllConnections()
     return new Promise((resolve) => server.close(resolve))
   }
 
-  return { base, login, reply, replyJson, requests, stop }
+  return { base, login, reply, replyJson, requests, accessTokens, phoneCode, stop }
 }
 
 module.exports = { startWeChat, encrypt }

@@ -44,7 +44,11 @@ async function login(code: string, encryptedData: string, iv: string): Promise<s
     const expiresIn: number | null = info.expiresIn
     const revoked: boolean = (await auth.revokeToken(refreshed.response)).response
     const codeOnly: string = (await auth.login(code)).response
-    void expiresIn, revoked, codeOnly
+    const data: Record<string, unknown> = (await auth.decryptData(refreshed.response, encryptedData, iv)).response
+    const signed: boolean = (await auth.checkSignature(refreshed.response, '{}', 'ab')).response
+    const access: mpauthx.AccessToken = (await auth.getAccessToken()).response
+    const phone: mpauthx.PhoneNumber = (await auth.getPhoneNumber(code)).response
+    void expiresIn, revoked, codeOnly, data, signed, access.accessToken, phone.purePhoneNumber
     return `${sku}`
   } catch (err) {
     if (err instanceof mpauthx.MpauthxError) {

@@ -17,6 +17,10 @@ const instanceKeys = {
   refreshToken: true,
   revokeToken: true,
   verifyToken: true,
+  decryptData: true,
+  checkSignature: true,
+  getAccessToken: true,
+  getPhoneNumber: true,
   isTokenValid: true,
   extractOpenId: true,
   extractSku: true,
@@ -61,6 +65,12 @@ const statusCodes = {
 
 /** @type {{ [K in keyof import('../..').Success<string>]-?: true }} */
 const successKeys = { status_code: true, status_message: true, response: true }
+
+/** @type {{ [K in keyof import('../..').AccessToken]-?: true }} */
+const accessTokenKeys = { accessToken: true, expiresIn: true }
+
+/** @type {{ [K in keyof import('../..').PhoneNumber]-?: true }} */
+const phoneNumberKeys = { phoneNumber: true, purePhoneNumber: true, countryCode: true }
 
 /** @type {{ [K in keyof import('../..').TokenInfo]-?: true }} */
 const tokenInfoKeys = { openId: true, sku: true, ctime: true, expiresIn: true }
@@ -110,5 +120,11 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
   } finally {
     instance.close()
   }
-  return { successKeys: keys(successKeys), requestAuthKeys: keys(requestAuthKeys), tokenInfoKeys: keys(tokenInfoKeys) }
+  return {
+    successKeys: keys(successKeys),
+    requestAuthKeys: keys(requestAuthKeys),
+    tokenInfoKeys: keys(tokenInfoKeys),
+    accessTokenKeys: keys(accessTokenKeys),
+    phoneNumberKeys: keys(phoneNumberKeys),
+  }
 }
