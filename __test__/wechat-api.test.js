@@ -99,6 +99,18 @@ for (const tokenStore of ['redis', 'sqlite']) {
       }
     })
 
+    test('a failed fetch rejects with 6008, and the next call fetches again', async () => {
+      const auth = create()
+      h.redis.cli('DEL', `mpauthx|access_token|${APP_ID}|current`)
+      if (tokenStore === 'sqlite') h.sql('DELETE FROM mpauthx_access_token')
+      h.wechat.accessTokens.refuseNext = -1
+      const err = await rejection(auth.getAccessToken())
+      assert.equal(err.code, 6008)
+      assert.match(err.message, /stable_token request failed: WeChat errcode -1/)
+      const { response } = await auth.getAccessToken()
+      assert.equal(response.accessToken, h.wechat.accessTokens.issued.at(-1).token)
+    })
+
     test('getPhoneNumber returns the number, retries once with a fresh access token, and names errcodes', async () => {
       const auth = create()
       const code = h.wechat.phoneCode({ phoneNumber: '13800138000' })

@@ -34,6 +34,8 @@ pub async fn shared_access_token(
   // The lock outlives a fetch, so a caller that dies mid-fetch only delays the next one.
   let lock_ttl = fetch_limit + Duration::from_secs(1);
   let give_up = Instant::now() + lock_ttl + fetch_limit;
+  // Who holds the lock: only its holder releases it, even after its TTL passed.
+  let owner = lock_owner()?;
   let usable =
     |cached: Option<(String, u64)>| cached.filter(|(token, _)| Some(token.as_str()) != refused);
   loop {
@@ -41,10 +43,10 @@ pub async fn shared_access_token(
       trace.record("access_token.cached", || format!("{seconds} s left"));
       return Ok((token, seconds));
     }
-    if sessions.lock_access_token(app_id, lock_ttl).await? {
+    if sessions.lock_access_token(app_id, &owner, lock_ttl).await? {
       // The caller before may have stored a token and released the lock since the look above.
       if let Some(cached) = usable(sessions.cached_access_token(app_id).await?) {
-        sessions.unlock_access_token(app_id).await?;
+        sessions.unlock_access_token(app_id, &owner).await?;
         return Ok(cached);
       }
       trace.record("access_token.fetch", || "this caller refreshes it".into());
@@ -53,11 +55,13 @@ pub async fn shared_access_token(
           let keep = Duration::from_secs(expires_in)
             .saturating_sub(REFRESH_AHEAD)
             .max(MIN_CACHE);
-          sessions.store_access_token(app_id, &token, keep).await?;
+          sessions
+            .store_access_token(app_id, &token, keep, &owner)
+            .await?;
           Ok((token, keep.as_secs()))
         }
         Err(err) => {
-          sessions.unlock_access_token(app_id).await?;
+          sessions.unlock_access_token(app_id, &owner).await?;
           Err(err)
         }
       };
@@ -69,4 +73,12 @@ pub async fn shared_access_token(
     }
     tokio::time::sleep(POLL).await;
   }
+}
+
+/// A random name for this caller's hold on the lock.
+fn lock_owner() -> Result<String> {
+  let mut bytes = [0u8; 16];
+  getrandom::fill(&mut bytes)
+    .map_err(|err| Error::Store(format!("no randomness for the access-token lock: {err}")))?;
+  Ok(hex::encode(bytes))
 }

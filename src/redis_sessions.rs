@@ -84,6 +84,12 @@ if not token then return false end
 return {token, redis.call('TTL', KEYS[1])}
 ";
 
+/// Releases the access-token lock only for the caller that holds it.
+const RELEASE_LOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// Deletes the cached access token only if it is still the one WeChat refused.
 const DROP_ACCESS_TOKEN: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -103,6 +109,7 @@ pub struct RedisSessions {
   keep_session_key: Script,
   cached_access_token: Script,
   drop_access_token: Script,
+  release_lock: Script,
   session_key: Script,
   describe: Script,
   revoke: Script,
@@ -119,6 +126,7 @@ impl RedisSessions {
       keep_session_key: Script::new(KEEP_SESSION_KEY),
       cached_access_token: Script::new(CACHED_ACCESS_TOKEN),
       drop_access_token: Script::new(DROP_ACCESS_TOKEN),
+      release_lock: Script::new(RELEASE_LOCK),
       session_key: Script::new(SESSION_KEY),
       describe: Script::new(DESCRIBE),
       revoke: Script::new(REVOKE),
@@ -191,13 +199,14 @@ impl RedisSessions {
     .await
   }
 
-  /// Takes the right to fetch a new access token for `ttl`; false when another caller has it.
-  pub async fn lock_access_token(&self, app_id: &str, ttl: Duration) -> Result<bool> {
+  /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
+  /// caller holds it.
+  pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
     within_deadline(async {
       let mut redis = self.redis.get().await?;
       let taken: Option<String> = redis::cmd("SET")
         .arg(access_token_key(app_id, "lock"))
-        .arg(1)
+        .arg(owner)
         .arg("NX")
         .arg("PX")
         .arg(ttl.as_millis() as u64)
@@ -208,8 +217,14 @@ impl RedisSessions {
     .await
   }
 
-  /// Caches a fresh access token for `ttl` and releases the lock.
-  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+  /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
+  pub async fn store_access_token(
+    &self,
+    app_id: &str,
+    token: &str,
+    ttl: Duration,
+    owner: &str,
+  ) -> Result<()> {
     within_deadline(async {
       let mut redis = self.redis.get().await?;
       let () = redis
@@ -219,24 +234,33 @@ impl RedisSessions {
           ttl.as_millis() as u64,
         )
         .await?;
-      let () = redis.del(access_token_key(app_id, "lock")).await?;
-      Ok(())
+      self.release_lock(&mut redis, app_id, owner).await
     })
     .await
   }
 
-  /// Releases the lock after a failed fetch.
-  pub async fn unlock_access_token(&self, app_id: &str) -> Result<()> {
+  /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
+  pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
     within_deadline(async {
-      let () = self
-        .redis
-        .get()
-        .await?
-        .del(access_token_key(app_id, "lock"))
-        .await?;
-      Ok(())
+      let mut redis = self.redis.get().await?;
+      self.release_lock(&mut redis, app_id, owner).await
     })
     .await
+  }
+
+  async fn release_lock(
+    &self,
+    redis: &mut RedisConnection,
+    app_id: &str,
+    owner: &str,
+  ) -> Result<()> {
+    let _: i64 = self
+      .release_lock
+      .key(access_token_key(app_id, "lock"))
+      .arg(owner)
+      .invoke_async(redis)
+      .await?;
+    Ok(())
   }
 
   /// Forgets the cached access token if it is still `token` (which WeChat refused).

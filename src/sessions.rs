@@ -92,19 +92,25 @@ impl Sessions {
     each_store!(self, store => store.cached_access_token(app_id).await)
   }
 
-  /// Takes the right to fetch a new access token; false when another caller holds it.
-  pub async fn lock_access_token(&self, app_id: &str, ttl: Duration) -> Result<bool> {
-    each_store!(self, store => store.lock_access_token(app_id, ttl).await)
+  /// Takes the right to fetch a new access token as `owner`; false when another caller holds it.
+  pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
+    each_store!(self, store => store.lock_access_token(app_id, owner, ttl).await)
   }
 
-  /// Caches a fresh access token for `ttl` and releases the lock.
-  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
-    each_store!(self, store => store.store_access_token(app_id, token, ttl).await)
+  /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
+  pub async fn store_access_token(
+    &self,
+    app_id: &str,
+    token: &str,
+    ttl: Duration,
+    owner: &str,
+  ) -> Result<()> {
+    each_store!(self, store => store.store_access_token(app_id, token, ttl, owner).await)
   }
 
-  /// Releases the lock after a failed fetch.
-  pub async fn unlock_access_token(&self, app_id: &str) -> Result<()> {
-    each_store!(self, store => store.unlock_access_token(app_id).await)
+  /// Releases `owner`'s lock after a failed fetch.
+  pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
+    each_store!(self, store => store.unlock_access_token(app_id, owner).await)
   }
 
   /// Forgets the cached access token if it is still `token`.

@@ -28,7 +28,8 @@ const SCHEMA: &str = "
     app_id TEXT PRIMARY KEY NOT NULL,
     access_token TEXT,
     expires_at_us INTEGER NOT NULL DEFAULT 0,
-    lock_until_us INTEGER NOT NULL DEFAULT 0
+    lock_until_us INTEGER NOT NULL DEFAULT 0,
+    lock_owner TEXT
   );
 ";
 
@@ -217,48 +218,58 @@ impl SqliteSessions {
       .await
   }
 
-  /// Takes the right to fetch a new access token for `ttl`; false when another caller has it.
-  pub async fn lock_access_token(&self, app_id: &str, ttl: Duration) -> Result<bool> {
-    let app_id = app_id.to_owned();
+  /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
+  /// caller holds it.
+  pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
+    let (app_id, owner) = (app_id.to_owned(), owner.to_owned());
     let ttl_us = ttl.as_micros() as i64;
     self
       .run(move |db| {
         let now = now_us() as i64;
         let taken = db
           .prepare_cached(
-            "INSERT INTO mpauthx_access_token(app_id, lock_until_us) VALUES (?1, ?2) \
-             ON CONFLICT(app_id) DO UPDATE SET lock_until_us = excluded.lock_until_us \
-             WHERE lock_until_us <= ?3",
+            "INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_owner) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(app_id) DO UPDATE SET lock_until_us = excluded.lock_until_us, \
+             lock_owner = excluded.lock_owner WHERE lock_until_us <= ?4",
           )?
-          .execute((&app_id, now + ttl_us, now))?;
+          .execute((&app_id, now + ttl_us, &owner, now))?;
         Ok(taken == 1)
       })
       .await
   }
 
-  /// Caches a fresh access token for `ttl` and releases the lock.
-  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
-    let (app_id, token) = (app_id.to_owned(), token.to_owned());
+  /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
+  pub async fn store_access_token(
+    &self,
+    app_id: &str,
+    token: &str,
+    ttl: Duration,
+    owner: &str,
+  ) -> Result<()> {
+    let (app_id, token, owner) = (app_id.to_owned(), token.to_owned(), owner.to_owned());
     let ttl_us = ttl.as_micros() as i64;
     self
       .run(move |db| {
         db.prepare_cached(
-          "UPDATE mpauthx_access_token SET access_token = ?2, expires_at_us = ?3, lock_until_us = 0 \
+          "UPDATE mpauthx_access_token SET access_token = ?2, expires_at_us = ?3, \
+           lock_until_us = CASE WHEN lock_owner = ?4 THEN 0 ELSE lock_until_us END \
            WHERE app_id = ?1",
         )?
-        .execute((&app_id, &token, now_us() as i64 + ttl_us))?;
+        .execute((&app_id, &token, now_us() as i64 + ttl_us, &owner))?;
         Ok(())
       })
       .await
   }
 
-  /// Releases the lock after a failed fetch.
-  pub async fn unlock_access_token(&self, app_id: &str) -> Result<()> {
-    let app_id = app_id.to_owned();
+  /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
+  pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
+    let (app_id, owner) = (app_id.to_owned(), owner.to_owned());
     self
       .run(move |db| {
-        db.prepare_cached("UPDATE mpauthx_access_token SET lock_until_us = 0 WHERE app_id = ?1")?
-          .execute([&app_id])?;
+        db.prepare_cached(
+          "UPDATE mpauthx_access_token SET lock_until_us = 0 WHERE app_id = ?1 AND lock_owner = ?2",
+        )?
+        .execute((&app_id, &owner))?;
         Ok(())
       })
       .await

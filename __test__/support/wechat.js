@@ -22,7 +22,8 @@ async function startWeChat({ appId, appSecret }) {
   let next = 0
 
   // The access tokens handed out by stable_token, and the ones still accepted.
-  const accessTokens = { issued: [], valid: new Set(), delayMs: 0 }
+  // `refuseNext` makes the next stable_token request fail with that errcode.
+  const accessTokens = { issued: [], valid: new Set(), delayMs: 0, refuseNext: 0 }
   const phoneCodes = new Map() // getPhoneNumber code -> phone_info
 
   const json = (res, body) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
@@ -39,6 +40,11 @@ async function startWeChat({ appId, appSecret }) {
       return json(res, { errcode: 40125, errmsg: 'invalid appsecret' })
     }
     await new Promise((resolve) => setTimeout(resolve, accessTokens.delayMs))
+    if (accessTokens.refuseNext) {
+      const errcode = accessTokens.refuseNext
+      accessTokens.refuseNext = 0
+      return json(res, { errcode, errmsg: 'system error' })
+    }
     const token = `ACCESS-${accessTokens.issued.length + 1}-${crypto.randomBytes(6).toString('hex')}`
     accessTokens.issued.push({ token, forceRefresh: body.force_refresh === true })
     accessTokens.valid.add(token)
