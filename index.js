@@ -112,38 +112,27 @@ function reportBatch(log, started, reply) {
 // Non-strings reach the native side as missing, which rejects with 6001 naming the parameter.
 const stringOrUndefined = (value) => (typeof value === 'string' ? value : undefined)
 
-function expectString(name, value) {
-  if (typeof value !== 'string') throw new TypeError(`${name} must be a string, got ${describe(value)}`)
+// A checker of one JavaScript type: `expect('string')(name, value)` throws a TypeError naming
+// the argument unless `value` has that type.
+const expect = (type) => (name, value) => {
+  if (typeof value !== type) throw new TypeError(`${name} must be a ${type}, got ${describe(value)}`)
   return value
 }
 
-function optionalString(name, value) {
-  return value == null ? undefined : expectString(name, value)
-}
+// The same check for an argument that may be left out (`undefined` or `null`).
+const optional = (type) => (name, value) => (value == null ? undefined : expect(type)(name, value))
 
-function optionalNumber(name, value) {
-  if (value == null) return undefined
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`)
-  return value
-}
+const expectString = expect('string')
+const optionalString = optional('string')
+const optionalNumber = optional('number')
+const optionalFunction = optional('function')
+const optionalBoolean = optional('boolean')
 
 function optionalStringArray(name, value) {
   if (value == null) return undefined
   if (!Array.isArray(value)) throw new TypeError(`${name} must be an array of strings, got ${describe(value)}`)
   value.forEach((item, i) => expectString(`${name}[${i}]`, item))
   return [...value]
-}
-
-function optionalFunction(name, value) {
-  if (value == null) return undefined
-  if (typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${describe(value)}`)
-  return value
-}
-
-function optionalBoolean(name, value) {
-  if (value == null) return undefined
-  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`)
-  return value
 }
 
 function describe(value) {

@@ -349,7 +349,7 @@ impl RedisSessions {
     session_key: Option<&str>,
   ) -> Result<bool> {
     match session_key {
-      None => self.check_live(token).await,
+      None => check_live(redis, token).await,
       Some(key) => {
         let live: i64 = self
           .keep_session_key
@@ -359,19 +359,6 @@ impl RedisSessions {
           .await?;
         Ok(live == 1)
       }
-    }
-  }
-
-  async fn check_live(&self, token: &str) -> Result<bool> {
-    if !token::is_well_formed(token) {
-      return Ok(false);
-    }
-    let mut redis = self.redis.get().await?;
-    match redis.hexists(token, CTIME_FIELD).await {
-      Ok(live) => Ok(live),
-      // Some other kind of key of the application's own: not a token.
-      Err(err) if err.code() == Some("WRONGTYPE") => Ok(false),
-      Err(err) => Err(err.into()),
     }
   }
 
@@ -400,12 +387,7 @@ impl RedisSessions {
       pipe.query_async(&mut redis).await?
     };
     for (i, reply) in candidates.into_iter().zip(replies) {
-      live[i] = match reply {
-        Ok(exists) => exists,
-        // Some other kind of key of the application's own: not a token.
-        Err(err) if err.code() == Some("WRONGTYPE") => false,
-        Err(err) => return Err(err.into()),
-      };
+      live[i] = is_token(reply)?;
     }
     Ok(live)
   }
@@ -495,6 +477,24 @@ impl RedisSessions {
       .invoke_async(redis)
       .await?;
     Ok(())
+  }
+}
+
+/// Whether `token` is live (a hash with `ctime`), on the caller's connection.
+async fn check_live(redis: &mut RedisConnection, token: &str) -> Result<bool> {
+  if !token::is_well_formed(token) {
+    return Ok(false);
+  }
+  is_token(redis.hexists(token, CTIME_FIELD).await)
+}
+
+/// Reads the answer to `HEXISTS <key> ctime`: a key of another type is some key of the
+/// application's own, not a token.
+fn is_token(reply: redis::RedisResult<bool>) -> Result<bool> {
+  match reply {
+    Ok(exists) => Ok(exists),
+    Err(err) if err.code() == Some("WRONGTYPE") => Ok(false),
+    Err(err) => Err(err.into()),
   }
 }
 

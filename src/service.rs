@@ -94,9 +94,8 @@ impl Service {
     let code = login_code(code)?;
     self.check_open()?;
     let session = self.wechat.code_to_session(&code, trace).await?;
-    let user_id = session.union_id.as_deref().unwrap_or(&session.open_id);
     self
-      .sign_in(user_id, &[], &session.session_key, trace)
+      .sign_in(session.user_id(), &[], &session.session_key, trace)
       .await
   }
 

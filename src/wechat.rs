@@ -18,6 +18,13 @@ pub struct Session {
   pub union_id: Option<String>,
 }
 
+impl Session {
+  /// The id a user is known by: the unionid when WeChat gives one, else the openid.
+  pub fn user_id(&self) -> &str {
+    self.union_id.as_deref().unwrap_or(&self.open_id)
+  }
+}
+
 // The session key is a secret: it never reaches a log.
 impl std::fmt::Debug for Session {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,21 +108,12 @@ impl WeChatClient {
       "secret": self.app_secret,
       "force_refresh": force_refresh,
     });
-    let request = self
-      .http
-      .post(format!("{}/cgi-bin/stable_token", self.api_base))
-      .header(reqwest::header::CONTENT_TYPE, "application/json")
-      .body(body.to_string());
-    let api = |why: String| Error::WeChatApi {
-      endpoint: "stable_token",
-      why,
-    };
-    let reply = self
-      .send(request, "POST /cgi-bin/stable_token", trace)
+    let api = api_error("stable_token");
+    let url = self.url("/cgi-bin/stable_token").map_err(api)?;
+    let reply: StableTokenReply = self
+      .post_json(url, body, "POST /cgi-bin/stable_token", trace)
       .await
       .map_err(api)?;
-    let reply: StableTokenReply = serde_json::from_slice(&reply)
-      .map_err(|err| api(format!("reply is not the expected JSON ({err})")))?;
     match reply {
       StableTokenReply {
         errcode: 0,
@@ -140,32 +138,16 @@ impl WeChatClient {
     code: &str,
     trace: &mut Trace,
   ) -> Result<std::result::Result<PhoneInfo, (i64, String)>> {
-    let mut url = reqwest::Url::parse(&format!(
-      "{}/wxa/business/getuserphonenumber",
-      self.api_base
-    ))
-    .map_err(|err| Error::WeChatApi {
-      endpoint: "getuserphonenumber",
-      why: err.to_string(),
-    })?;
+    let api = api_error("getuserphonenumber");
+    let mut url = self.url("/wxa/business/getuserphonenumber").map_err(api)?;
     url
       .query_pairs_mut()
       .append_pair("access_token", access_token);
-    let request = self
-      .http
-      .post(url)
-      .header(reqwest::header::CONTENT_TYPE, "application/json")
-      .body(serde_json::json!({ "code": code }).to_string());
-    let api = |why: String| Error::WeChatApi {
-      endpoint: "getuserphonenumber",
-      why,
-    };
-    let reply = self
-      .send(request, "POST /wxa/business/getuserphonenumber", trace)
+    let body = serde_json::json!({ "code": code });
+    let reply: PhoneReply = self
+      .post_json(url, body, "POST /wxa/business/getuserphonenumber", trace)
       .await
       .map_err(api)?;
-    let reply: PhoneReply = serde_json::from_slice(&reply)
-      .map_err(|err| api(format!("reply is not the expected JSON ({err})")))?;
     if reply.errcode != 0 {
       return Ok(Err((reply.errcode, reply.errmsg)));
     }
@@ -178,6 +160,28 @@ impl WeChatClient {
       ));
     }
     Ok(Ok(info))
+  }
+
+  /// An endpoint of the WeChat API at `path`.
+  fn url(&self, path: &str) -> std::result::Result<reqwest::Url, String> {
+    reqwest::Url::parse(&format!("{}{path}", self.api_base)).map_err(|err| err.to_string())
+  }
+
+  /// POSTs `body` as JSON and reads the reply as `T`; the error says why.
+  async fn post_json<T: serde::de::DeserializeOwned>(
+    &self,
+    url: reqwest::Url,
+    body: serde_json::Value,
+    what: &'static str,
+    trace: &mut Trace,
+  ) -> std::result::Result<T, String> {
+    let request = self
+      .http
+      .post(url)
+      .header(reqwest::header::CONTENT_TYPE, "application/json")
+      .body(body.to_string());
+    let reply = self.send(request, what, trace).await?;
+    serde_json::from_slice(&reply).map_err(|err| format!("reply is not the expected JSON ({err})"))
   }
 
   /// Sends a request and reads its body, all bounded by the timeout; the error says why.
@@ -270,6 +274,11 @@ impl std::fmt::Debug for PhoneInfo {
 #[derive(Deserialize, Clone, PartialEq, Eq)]
 struct Watermark {
   appid: String,
+}
+
+/// Turns the reason a call to `endpoint` failed into its error.
+fn api_error(endpoint: &'static str) -> impl Fn(String) -> Error + Copy {
+  move |why| Error::WeChatApi { endpoint, why }
 }
 
 fn too_large() -> String {
