@@ -21,6 +21,19 @@ export declare class Mpauthx {
   getAccessToken(): Promise<Reply>
   getPhoneNumber(code?: string | undefined | null): Promise<Reply>
   refreshToken(userId?: string | undefined | null): Promise<Reply>
+  /** Live tokens the validation cache remembers at most (`options.validationCacheSize`). */
+  get validationCacheSize(): number
+  /**
+   * What the validation cache vouches for `token`, answered on the calling thread; `null`
+   * when the store must be asked.
+   */
+  cachedToken(token: string): VouchedToken | null
+  /**
+   * The validation cache's counters and lease as memory that JavaScript reads without a
+   * call (laid out as `Validity` in src/validation_cache.rs); `null` without a cache, or
+   * on a runtime that copies external memory (a copy would never see an invalidation).
+   */
+  validity(): ArrayBuffer | null
   /**
    * Checks the tokens of every `isTokenValid` call made in the same tick, in one Redis
    * round trip (`index.js` gathers them).
@@ -48,12 +61,6 @@ export interface CheckReply {
   steps?: Array<Step>
 }
 
-/** The part of a token before the first `|`, or `""` when there is none. */
-export declare function extractOpenId(token: string): string
-
-/** The middle part of a token of exactly three `|`-separated parts, else `null`. */
-export declare function extractSku(token: string): string | null
-
 /** Factory arguments after `index.js` has checked their JavaScript types. */
 export interface NativeOptions {
   appId: string
@@ -67,6 +74,7 @@ export interface NativeOptions {
   wechatApiBase?: string
   httpTimeoutMs?: number
   tokenStore?: string
+  validationCacheSize?: number
   /** Whether calls report their steps in `Reply.steps`. */
   diagnostics?: boolean
 }
@@ -117,4 +125,18 @@ export interface TokenInfo {
   ctime: number
   /** Seconds left to live; `null` for a token without a TTL. */
   expiresIn?: number
+}
+
+/**
+ * A token the validation cache vouches for, and the counters it is vouched under: an answer
+ * from JavaScript's memory holds while they are unchanged (see `Validity`).
+ */
+export interface VouchedToken {
+  /** Issue time, ms since the epoch. */
+  ctime: number
+  /** When the token expires, ms since the epoch; `null` for a token without a TTL. */
+  expiresAt?: number
+  generation: number
+  shard: number
+  stamp: number
 }

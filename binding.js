@@ -836,5 +836,3 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Mpauthx = nativeBinding.Mpauthx
-module.exports.extractOpenId = nativeBinding.extractOpenId
-module.exports.extractSku = nativeBinding.extractSku

@@ -4,9 +4,10 @@
 // turns native replies into the original's success objects and coded Errors, and holds
 // no other logic.
 
-const { Mpauthx, extractOpenId, extractSku } = require('./binding.js')
+const { Mpauthx } = require('./binding.js')
 const { createLogger, reportCall } = require('./diagnostics.js')
 const middleware = require('./middleware.js')
+const { createValidationCache } = require('./validation-cache.js')
 
 const constants = Object.freeze({
   statusCode: Object.freeze({
@@ -63,7 +64,7 @@ const MAX_BATCH = 1024
 // `isTokenValid` calls made in the same tick are checked by one native call, which sends
 // their tokens to Redis as one pipeline: one napi crossing and one round trip for many calls,
 // and a lone call waits for no timer (the batch goes at the end of the current tick).
-function batchedTokenCheck(native, log) {
+function batchedTokenCheck(native, validationCache, log) {
   let pending = []
 
   function flush() {
@@ -91,14 +92,27 @@ function batchedTokenCheck(native, log) {
     }
   }
 
-  return (token) =>
-    new Promise((resolve, reject) => {
+  return (token) => {
+    // Most checks are answered here, from the validation cache, with no round trip.
+    if (typeof token === 'string' && validationCache.lookup(token) !== undefined) {
+      if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
+      return Promise.resolve()
+    }
+    return new Promise((resolve, reject) => {
       if (pending.length === 0) process.nextTick(flush)
       // Non-strings reach the native side as empty, which rejects with 6001.
       pending.push({ token: typeof token === 'string' ? token : '', resolve, reject })
       if (pending.length === MAX_BATCH) flush()
     })
+  }
 }
+
+// What diagnostics report for a check answered from the validation cache.
+const CACHED = Object.freeze({
+  statusCode: constants.statusCode.success,
+  message: 'OK',
+  steps: [Object.freeze({ name: 'session.cached', elapsedMs: 0, detail: 'live, answered from the validation cache' })],
+})
 
 // Reports a batch's native steps once, then each call's outcome.
 function reportBatch(log, started, reply) {
@@ -107,6 +121,28 @@ function reportBatch(log, started, reply) {
   for (let i = 1; i < statusCodes.length; i++) {
     reportCall(log, 'isTokenValid', started, { statusCode: statusCodes[i], message: messages[i] })
   }
+}
+
+// What `verifyToken` resolves with, from the binding's `TokenInfo`.
+const tokenInfo = (info) => ({ openId: info.openId, sku: info.sku, ctime: info.ctime, expiresIn: info.expiresIn ?? null })
+
+// The parts of a token `<userId>|<sku>|<64 hex>`, read as src/token.rs reads them; here in
+// JavaScript because every authenticated request needs them and a call into the binding
+// would cost more than the whole check answered from the validation cache.
+
+/** The part before the first `|`, or `''` when there is none. */
+function extractOpenId(token) {
+  const end = token.indexOf('|')
+  return end < 0 ? '' : token.slice(0, end)
+}
+
+/** The middle part of a token of exactly three `|`-separated parts, else `null`. */
+function extractSku(token) {
+  const start = token.indexOf('|')
+  if (start < 0) return null
+  const end = token.indexOf('|', start + 1)
+  if (end < 0 || token.includes('|', end + 1)) return null
+  return token.slice(start + 1, end)
 }
 
 // Non-strings reach the native side as missing, which rejects with 6001 naming the parameter.
@@ -162,6 +198,7 @@ const optionTypes = {
   wechatApiBase: optionalString,
   httpTimeoutMs: optionalNumber,
   tokenStore: optionalString,
+  validationCacheSize: optionalNumber,
   logger: optionalFunction,
 }
 
@@ -201,26 +238,35 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
     diagnostics: log !== null,
   })
 
-  const isTokenValid = batchedTokenCheck(native, log)
+  const validationCache = createValidationCache(native)
+  const isTokenValid = batchedTokenCheck(native, validationCache, log)
 
-  // What the middleware puts on the request: rejects like `isTokenValid`, with 6007 for a
-  // missing token and, unless `anySku`, for a token of another sku.
+  // What the middleware puts on the request, returned at once when the validation cache
+  // answers (no promise, so the request goes on in the same callback), else a promise; it
+  // rejects like `isTokenValid`, with 6007 for a missing token and, unless `anySku`, for a
+  // token of another sku.
   const authenticator = (middlewareOptions) => {
     const { anySku } = readOptions('middlewareOptions', middlewareOptions, middlewareOptionTypes)
-    return async (headers) => {
+    return (headers) => {
       const token = middleware.requestToken(headers)
       if (token === undefined) {
-        throw new MpauthxError(
-          constants.statusCode.invalidAccessToken,
-          'access token is missing: send "Authorization: Bearer <token>" or "x-access-token"',
+        return Promise.reject(
+          new MpauthxError(
+            constants.statusCode.invalidAccessToken,
+            'access token is missing: send "Authorization: Bearer <token>" or "x-access-token"',
+          ),
         )
       }
       const tokenSku = extractSku(token)
       if (!anySku && tokenSku !== sku) {
-        throw new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku')
+        return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku'))
       }
-      await isTokenValid(token)
-      return { token, openId: extractOpenId(token), sku: tokenSku }
+      const auth = { token, openId: extractOpenId(token), sku: tokenSku }
+      if (validationCache.lookup(token) !== undefined) {
+        if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
+        return auth
+      }
+      return isTokenValid(token).then(() => auth)
     }
   }
 
@@ -258,13 +304,23 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
       })),
     revokeToken: (token) =>
       settle(log, 'revokeToken', () => native.revokeToken(stringOrUndefined(token)), (reply) => reply.revoked),
-    verifyToken: (token) =>
-      settle(log, 'verifyToken', () => native.verifyToken(stringOrUndefined(token)), (reply) => ({
-        openId: reply.tokenInfo.openId,
-        sku: reply.tokenInfo.sku,
-        ctime: reply.tokenInfo.ctime,
-        expiresIn: reply.tokenInfo.expiresIn ?? null,
-      })),
+    verifyToken: (token) => {
+      const cached = typeof token === 'string' ? validationCache.lookup(token) : undefined
+      if (cached !== undefined) {
+        if (log) reportCall(log, 'verifyToken', performance.now(), CACHED)
+        const response = {
+          openId: extractOpenId(token),
+          sku: extractSku(token),
+          ctime: cached.ctime,
+          // Whole seconds left, rounded as Redis's TTL rounds them.
+          expiresIn: cached.expiresAt === Infinity ? null : Math.floor((cached.expiresAt - Date.now() + 500) / 1000),
+        }
+        return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
+      }
+      return settle(log, 'verifyToken', () => native.verifyToken(stringOrUndefined(token)), (reply) =>
+        tokenInfo(reply.tokenInfo),
+      )
+    },
     isTokenValid,
     extractOpenId: (token) => extractOpenId(checkToken(token)),
     extractSku: (token) => extractSku(checkToken(token)),

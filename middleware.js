@@ -40,11 +40,17 @@ function failureAnswer(err) {
 
 /**
  * An Express/Connect middleware: `(req, res, next)`.
- * @param {(headers: object) => Promise<object>} authenticate resolves with `req.mpauthx`
+ * @param {(headers: object) => object | Promise<object>} authenticate gives `req.mpauthx`, at
+ *   once when it can, else as a promise
  */
 function connectMiddleware(authenticate) {
   return function mpauthxMiddleware(req, res, next) {
-    authenticate(req.headers).then(
+    const auth = authenticate(req.headers)
+    if (!(auth instanceof Promise)) {
+      req.mpauthx = auth
+      return next()
+    }
+    auth.then(
       (auth) => {
         req.mpauthx = auth
         next()
@@ -63,13 +69,14 @@ function connectMiddleware(authenticate) {
 
 /**
  * A Koa middleware: `async (ctx, next)`.
- * @param {(headers: object) => Promise<object>} authenticate resolves with `ctx.state.mpauthx`
+ * @param {(headers: object) => object | Promise<object>} authenticate gives
+ *   `ctx.state.mpauthx`, at once when it can, else as a promise
  */
 function koaMiddleware(authenticate) {
   return async function mpauthxKoaMiddleware(ctx, next) {
-    let auth
+    let auth = authenticate(ctx.headers)
     try {
-      auth = await authenticate(ctx.headers)
+      if (auth instanceof Promise) auth = await auth
     } catch (err) {
       const answer = failureAnswer(err)
       if (!answer) throw err

@@ -106,6 +106,7 @@ describe('package layout', () => {
       'index.js',
       'middleware.js',
       'package.json',
+      'validation-cache.js',
     ])
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {
       assert.equal(pkg.scripts[hook], undefined, `${hook} would run on users' machines`)

@@ -6,15 +6,14 @@
 // Nothing here is a test: no number decides a pass or a fail.
 
 const { execFileSync, fork } = require('node:child_process')
-const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
 const mpauthx = require('..')
 const { startRedis } = require('../__test__/support/redis')
+const { APP_ID, loginData } = require('./login-data')
 
-const APP_ID = 'wxbench000000000'
 const APP_SECRET = 'bench-secret'
 const SKU = 'bench'
 const QUICK = process.argv.includes('--quick')
@@ -38,29 +37,6 @@ function startStandIn() {
     child.stdout.once('data', (port) => resolve({ base: `http://127.0.0.1:${String(port).trim()}`, child }))
     child.once('exit', (code) => reject(new Error(`the WeChat stand-in exited with ${code}`)))
   })
-}
-
-// All bench users share one session key and iv; only the openId differs.
-const sessionKey = crypto.randomBytes(16)
-const iv = crypto.randomBytes(16)
-const ivBase64 = iv.toString('base64')
-const code = (openId) => `${openId}.${sessionKey.toString('hex')}`
-
-/** What the mini-program sends for `openId`: code, encryptedData, iv. */
-function loginData(openId) {
-  const profile = JSON.stringify({
-    openId,
-    nickName: 'Bench',
-    gender: 1,
-    language: 'en',
-    city: 'Shenzhen',
-    province: 'Guangdong',
-    country: 'CN',
-    watermark: { appid: APP_ID, timestamp: 1700000000 },
-  })
-  const cipher = crypto.createCipheriv('aes-128-cbc', sessionKey, iv)
-  const encryptedData = Buffer.concat([cipher.update(profile), cipher.final()]).toString('base64')
-  return [code(openId), encryptedData, ivBase64]
 }
 
 /** Latencies in buckets 1% wide, from 1 µs up: percentiles within 1%, in a few KiB. */

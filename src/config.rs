@@ -7,6 +7,8 @@ pub const DEFAULT_TTL_SECONDS: f64 = 259_200.0;
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
+/// Live tokens each instance remembers: about 2 MB at 200 bytes a token.
+pub const DEFAULT_VALIDATION_CACHE_SIZE: f64 = 10_000.0;
 pub const ENV_REDIS_URL: &str = "MPAUTHX_REDIS_URL";
 pub const ENV_WECHAT_API_BASE: &str = "MPAUTHX_WECHAT_API_BASE";
 pub const ENV_REDIS_CLUSTER_NODES: &str = "MPAUTHX_REDIS_CLUSTER_NODES";
@@ -25,6 +27,7 @@ pub struct Options {
   pub wechat_api_base: Option<String>,
   pub http_timeout_ms: Option<f64>,
   pub token_store: Option<String>,
+  pub validation_cache_size: Option<f64>,
 }
 
 /// Which store keeps the sessions.
@@ -57,6 +60,8 @@ pub struct Settings {
   pub ttl: Duration,
   pub wechat_api_base: String,
   pub http_timeout: Duration,
+  /// Live tokens remembered between checks; 0 for none.
+  pub validation_cache_size: usize,
 }
 
 // Hand-written so that the app secret and the Redis password never reach a log.
@@ -69,6 +74,7 @@ impl std::fmt::Debug for Settings {
       .field("ttl", &self.ttl)
       .field("wechat_api_base", &self.wechat_api_base)
       .field("http_timeout", &self.http_timeout)
+      .field("validation_cache_size", &self.validation_cache_size)
       .finish_non_exhaustive()
   }
 }
@@ -131,6 +137,14 @@ impl Settings {
       "options.httpTimeoutMs",
       options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
     )?;
+    let validation_cache_size = options
+      .validation_cache_size
+      .unwrap_or(DEFAULT_VALIDATION_CACHE_SIZE);
+    if !(validation_cache_size.fract() == 0.0 && (0.0..=1e9).contains(&validation_cache_size)) {
+      return Err(ConfigError::range_error(format!(
+        "options.validationCacheSize must be a whole number from 0 to 1e9, got {validation_cache_size}"
+      )));
+    }
     let redis = redis_target(options.redis_url, options.redis_cluster_nodes, &env)?;
     let token_store = match options.token_store.as_deref() {
       None | Some("redis") => TokenStore::Redis,
@@ -165,6 +179,7 @@ impl Settings {
       ttl: Duration::from_secs(ttl),
       wechat_api_base,
       http_timeout: Duration::from_millis(http_timeout_ms),
+      validation_cache_size: validation_cache_size as usize,
     })
   }
 }

@@ -16,10 +16,13 @@ pub mod sqlite_sessions;
 pub mod token;
 pub mod trace;
 pub mod user_store;
+pub mod validation_cache;
 pub mod wechat;
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use napi::bindgen_prelude::ArrayBuffer;
 use napi::{Env, Status};
 use napi_derive::napi;
 
@@ -27,6 +30,7 @@ use crate::config::{ConfigErrorKind, Options, Settings};
 use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
+use crate::validation_cache::{epoch_ms, Validity};
 
 /// Factory arguments after `index.js` has checked their JavaScript types.
 #[napi(object)]
@@ -42,6 +46,7 @@ pub struct NativeOptions {
   pub wechat_api_base: Option<String>,
   pub http_timeout_ms: Option<f64>,
   pub token_store: Option<String>,
+  pub validation_cache_size: Option<f64>,
   /// Whether calls report their steps in `Reply.steps`.
   pub diagnostics: Option<bool>,
 }
@@ -79,6 +84,17 @@ pub struct TokenInfo {
   pub expires_in: Option<f64>,
 }
 
+impl From<sessions::TokenInfo> for TokenInfo {
+  fn from(info: sessions::TokenInfo) -> Self {
+    TokenInfo {
+      open_id: info.user_id,
+      sku: info.sku,
+      ctime: info.ctime_ms as f64,
+      expires_in: info.expires_in.map(|seconds| seconds as f64),
+    }
+  }
+}
+
 /// The app's shared access token, as `getAccessToken` resolves it.
 #[napi(object)]
 pub struct AccessToken {
@@ -102,6 +118,19 @@ pub struct Step {
   /// Milliseconds from the start of the native call.
   pub elapsed_ms: f64,
   pub detail: String,
+}
+
+/// A token the validation cache vouches for, and the counters it is vouched under: an answer
+/// from JavaScript's memory holds while they are unchanged (see `Validity`).
+#[napi(object)]
+pub struct VouchedToken {
+  /// Issue time, ms since the epoch.
+  pub ctime: f64,
+  /// When the token expires, ms since the epoch; `null` for a token without a TTL.
+  pub expires_at: Option<f64>,
+  pub generation: u32,
+  pub shard: u32,
+  pub stamp: u32,
 }
 
 /// The outcomes of a batch of token checks, in the order of the tokens.
@@ -160,6 +189,7 @@ impl Reply {
 pub struct Mpauthx {
   service: Arc<Service>,
   diagnostics: bool,
+  validation_cache_size: u32,
 }
 
 #[napi]
@@ -180,6 +210,7 @@ impl Mpauthx {
       wechat_api_base: options.wechat_api_base,
       http_timeout_ms: options.http_timeout_ms,
       token_store: options.token_store,
+      validation_cache_size: options.validation_cache_size,
     };
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
       Ok(settings) => settings,
@@ -191,11 +222,13 @@ impl Mpauthx {
         return Err(napi::Error::new(Status::PendingException, err.message));
       }
     };
+    let validation_cache_size = settings.validation_cache_size as u32;
     let service = Service::new(settings)
       .map_err(|err| napi::Error::new(Status::GenericFailure, err.to_string()))?;
     Ok(Self {
       service: Arc::new(service),
       diagnostics,
+      validation_cache_size,
     })
   }
 
@@ -235,12 +268,7 @@ impl Mpauthx {
     let mut trace = self.trace();
     let result = self.service.verify_token(token, &mut trace).await;
     Ok(Reply::with(result, trace, |reply, info| {
-      reply.token_info = Some(TokenInfo {
-        open_id: info.user_id,
-        sku: info.sku,
-        ctime: info.ctime_ms as f64,
-        expires_in: info.expires_in.map(|seconds| seconds as f64),
-      })
+      reply.token_info = Some(info.into())
     }))
   }
 
@@ -307,6 +335,45 @@ impl Mpauthx {
     Ok(Reply::new(result, trace))
   }
 
+  /// Live tokens the validation cache remembers at most (`options.validationCacheSize`).
+  #[napi(getter)]
+  pub fn validation_cache_size(&self) -> u32 {
+    self.validation_cache_size
+  }
+
+  /// What the validation cache vouches for `token`, answered on the calling thread; `null`
+  /// when the store must be asked.
+  #[napi]
+  pub fn cached_token(&self, token: String) -> Option<VouchedToken> {
+    let now = Instant::now();
+    let (cached, vouched) = self.service.cached(&token)?;
+    Some(VouchedToken {
+      ctime: cached.ctime_ms as f64,
+      expires_at: cached.expires_at.map(|at| epoch_ms(at, now)),
+      generation: vouched.generation,
+      shard: vouched.shard as u32,
+      stamp: vouched.stamp,
+    })
+  }
+
+  /// The validation cache's counters and lease as memory that JavaScript reads without a
+  /// call (laid out as `Validity` in src/validation_cache.rs); `null` without a cache, or
+  /// on a runtime that copies external memory (a copy would never see an invalidation).
+  #[napi]
+  pub fn validity<'env>(&self, env: &'env Env) -> napi::Result<Option<ArrayBuffer<'env>>> {
+    let Some(validity) = self.service.validity() else {
+      return Ok(None);
+    };
+    let data = Arc::as_ptr(&validity).cast_mut().cast::<u8>();
+    let len = std::mem::size_of::<Validity>();
+    // SAFETY: `data` points to `len` bytes that live as long as the `Arc` the buffer's
+    // finalizer drops; they are only written through atomics.
+    let buffer = unsafe {
+      ArrayBuffer::from_external(env, data, len, validity, |_, validity| drop(validity))
+    }?;
+    Ok((buffer.as_ptr() == data.cast_const()).then_some(buffer))
+  }
+
   /// Checks the tokens of every `isTokenValid` call made in the same tick, in one Redis
   /// round trip (`index.js` gathers them).
   #[napi]
@@ -351,16 +418,4 @@ impl Mpauthx {
     self.service.close().await;
     Ok(())
   }
-}
-
-/// The part of a token before the first `|`, or `""` when there is none.
-#[napi(catch_unwind)]
-pub fn extract_open_id(token: String) -> String {
-  token::user_id(&token).to_owned()
-}
-
-/// The middle part of a token of exactly three `|`-separated parts, else `null`.
-#[napi(catch_unwind)]
-pub fn extract_sku(token: String) -> Option<String> {
-  token::sku(&token).map(str::to_owned)
 }

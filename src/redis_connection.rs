@@ -1,20 +1,25 @@
 //! The Redis connection of an instance: one server through a `ConnectionManager`, or a Redis
 //! Cluster through the cluster client. Opened on first use, re-made by the client after
-//! failures, closed once.
+//! failures, closed once. A connection given a [`PushHandler`] speaks RESP3 and hands every
+//! push (invalidations, and the client's own notice of a lost connection) to it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
 
 use crate::config::RedisTarget;
 use crate::error::{Error, Result};
 
 /// Bound on connecting to a server and on each reply, well inside a call's deadline.
 const TIMEOUT: Duration = Duration::from_millis(700);
+
+/// Called on the connection's reader task for each push, in the order they arrive; it must
+/// not block.
+pub type PushHandler = Arc<dyn Fn(PushInfo) + Send + Sync>;
 
 /// A connection to either kind of deployment; cheap to clone, multiplexed.
 #[derive(Clone)]
@@ -81,19 +86,37 @@ pub struct Connector {
 
 impl Connector {
   /// Checks the URLs without connecting; `password`, when given, applies to every node.
-  pub fn new(target: &RedisTarget, password: Option<&str>) -> Result<Self> {
+  /// With `push`, the connection speaks RESP3 and hands its pushes to it.
+  pub fn new(
+    target: &RedisTarget,
+    password: Option<&str>,
+    push: Option<PushHandler>,
+  ) -> Result<Self> {
+    let push_sender = |handler: PushHandler| {
+      move |info: PushInfo| {
+        handler(info);
+        Ok::<(), std::convert::Infallible>(())
+      }
+    };
     let client = match target {
       RedisTarget::Single(url) => {
         let mut info = url.as_str().into_connection_info()?;
+        let mut settings = info.redis_settings().clone();
         if let Some(password) = password {
-          let settings = info.redis_settings().clone().set_password(password);
-          info = info.set_redis_settings(settings);
+          settings = settings.set_password(password);
         }
-        let config = ConnectionManagerConfig::new()
+        if push.is_some() {
+          settings = settings.set_protocol(ProtocolVersion::RESP3);
+        }
+        info = info.set_redis_settings(settings);
+        let mut config = ConnectionManagerConfig::new()
           .set_connection_timeout(Some(TIMEOUT))
           .set_response_timeout(Some(TIMEOUT))
           .set_number_of_retries(1)
           .set_max_delay(Duration::from_millis(500));
+        if let Some(handler) = push {
+          config = config.set_push_sender(push_sender(handler));
+        }
         Client::Single(redis::Client::open(info)?, config)
       }
       RedisTarget::Cluster(nodes) => {
@@ -102,6 +125,11 @@ impl Connector {
           .response_timeout(TIMEOUT);
         if let Some(password) = password {
           builder = builder.password(password);
+        }
+        if let Some(handler) = push {
+          builder = builder
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(push_sender(handler));
         }
         Client::Cluster(builder.build()?)
       }

@@ -10,16 +10,22 @@
 //! Every step touches a single key, so the same code is race-safe on a single Redis and
 //! on Redis Cluster: the index is only ever replaced by compare-and-set, and a token that
 //! loses a race is deleted before anyone sees it.
+//!
+//! Token checks read over a second connection with client-side tracking, which keeps the
+//! [`ValidationCache`] exact (see there); writes go over the first.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Once, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, PushInfo, PushKind, Script, Value};
 
 use crate::config::RedisTarget;
 use crate::error::{Error, Result};
 use crate::redis_connection::{Connector, RedisConnection};
 use crate::sessions::{Issue, TokenInfo};
 use crate::token;
+use crate::validation_cache::{CachedToken, ValidationCache, Validity, Vouched, LEASE};
 
 /// The hash field that marks a key as a token.
 const CTIME_FIELD: &str = "ctime";
@@ -70,12 +76,16 @@ if fields.err or not fields[1] then return false end
 return fields[2]
 ";
 
-/// The issue time and TTL of a token, or nothing for a key that is not one.
-const DESCRIBE: &str = r"
+/// The issue time and TTL in ms of a token, or nothing for a key that is not one. Read over
+/// the tracking connection, it also makes Redis track the key for this client.
+const READ: &str = r"
 local ctime = redis.pcall('HGET', KEYS[1], 'ctime')
 if type(ctime) ~= 'string' then return false end
-return {ctime, redis.call('TTL', KEYS[1])}
+return {ctime, redis.call('PTTL', KEYS[1])}
 ";
+
+/// How often the tracking connection is proven alive (and its invalidations delivered).
+const HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// The cached access token and its remaining seconds, or nothing.
 const CACHED_ACCESS_TOKEN: &str = r"
@@ -111,16 +121,53 @@ pub struct RedisSessions {
   drop_access_token: Script,
   release_lock: Script,
   session_key: Script,
-  describe: Script,
+  read: Script,
   revoke: Script,
   ttl: Duration,
+  tracking: Option<Arc<Tracking>>,
+}
+
+/// The connection that carries invalidations, and the cache it keeps exact.
+struct Tracking {
+  redis: Connector,
+  cache: Arc<ValidationCache>,
+  heartbeat: Once,
+}
+
+/// What a tracked read of a token found.
+enum Read {
+  /// A live token: issue time (ms since the epoch) and `PTTL`.
+  Live(u64, i64),
+  NotLive,
+  /// Redis refused the tracked read (a proxy or ACL without `CLIENT`, a redirection inside
+  /// the pipeline): ask again without tracking.
+  Untracked,
 }
 
 impl RedisSessions {
-  /// Prepares the store; the connection is made on first use and re-made after failures.
-  pub fn new(target: &RedisTarget, redis_pass: Option<&str>, ttl: Duration) -> Result<Self> {
+  /// Prepares the store; connections are made on first use and re-made after failures.
+  /// `cache_size` live tokens are remembered (none when 0).
+  pub fn new(
+    target: &RedisTarget,
+    redis_pass: Option<&str>,
+    ttl: Duration,
+    cache_size: usize,
+  ) -> Result<Self> {
+    let tracking = match NonZeroUsize::new(cache_size) {
+      None => None,
+      Some(capacity) => {
+        let cache = Arc::new(ValidationCache::new(capacity));
+        let handler = Arc::clone(&cache);
+        let push = Arc::new(move |push: PushInfo| on_push(&handler, push));
+        Some(Arc::new(Tracking {
+          redis: Connector::new(target, redis_pass, Some(push))?,
+          cache,
+          heartbeat: Once::new(),
+        }))
+      }
+    };
     Ok(Self {
-      redis: Connector::new(target, redis_pass)?,
+      redis: Connector::new(target, redis_pass, None)?,
       compare_and_set: Script::new(COMPARE_AND_SET),
       create: Script::new(CREATE),
       keep_session_key: Script::new(KEEP_SESSION_KEY),
@@ -128,21 +175,127 @@ impl RedisSessions {
       drop_access_token: Script::new(DROP_ACCESS_TOKEN),
       release_lock: Script::new(RELEASE_LOCK),
       session_key: Script::new(SESSION_KEY),
-      describe: Script::new(DESCRIBE),
+      read: Script::new(READ),
       revoke: Script::new(REVOKE),
       ttl,
+      tracking,
     })
   }
 
-  /// Drops the connection; later calls fail with [`Error::Closed`].
+  /// Drops the connections and forgets every cached token; later calls fail with
+  /// [`Error::Closed`].
   pub fn close(&self) {
     self.redis.close();
+    if let Some(tracking) = &self.tracking {
+      tracking.redis.close();
+      tracking.cache.clear();
+    }
+  }
+
+  /// What the validation cache may answer for `token` now, without a round trip.
+  pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
+    self.tracking.as_ref()?.cache.get(token, Instant::now())
+  }
+
+  /// The validation cache's counters and lease, when there is a cache.
+  pub fn validity(&self) -> Option<Arc<Validity>> {
+    Some(self.tracking.as_ref()?.cache.validity())
   }
 
   /// For each token, whether it is live; all are checked in one pipelined round trip
   /// (on a cluster, in one round trip per node).
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
-    within_deadline(self.check_all_live(tokens)).await
+    within_deadline(async {
+      let Some(tracking) = &self.tracking else {
+        return self.check_all_live(tokens).await;
+      };
+      let reads = self.read_tracked(tracking, tokens).await?;
+      let mut live = Vec::with_capacity(tokens.len());
+      let mut redis = None;
+      for (token, read) in tokens.iter().zip(reads) {
+        live.push(match read {
+          Read::Live(..) => true,
+          Read::NotLive => false,
+          Read::Untracked => {
+            let redis = match &mut redis {
+              Some(redis) => redis,
+              None => redis.insert(self.redis.get().await?),
+            };
+            check_live(redis, token).await?
+          }
+        });
+      }
+      Ok(live)
+    })
+    .await
+  }
+
+  /// Reads each well-formed token over the tracking connection and remembers the live ones.
+  async fn read_tracked(&self, tracking: &Arc<Tracking>, tokens: &[&str]) -> Result<Vec<Read>> {
+    let mut reads: Vec<Read> = tokens.iter().map(|_| Read::NotLive).collect();
+    let candidates: Vec<usize> = (0..tokens.len())
+      .filter(|&i| token::is_well_formed(tokens[i]))
+      .collect();
+    if candidates.is_empty() {
+      return Ok(reads);
+    }
+    let mut redis = tracking.connection().await?;
+    let tickets: Vec<_> = candidates
+      .iter()
+      .map(|&i| tracking.cache.ticket(tokens[i]))
+      .collect();
+    // Each read is preceded by `CLIENT CACHING YES`, and the pipeline by `CLIENT TRACKING ON
+    // OPTIN`, so that a connection the client re-made is tracked again before it reads.
+    let tracked_pipe = |tokens: &mut dyn Iterator<Item = &str>| {
+      let mut pipe = redis::pipe();
+      pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("OPTIN");
+      for token in tokens {
+        pipe.cmd("CLIENT").arg("CACHING").arg("YES");
+        pipe.cmd("EVAL").arg(READ).arg(1).arg(token);
+      }
+      pipe
+    };
+    let found: Vec<Read> = if redis.is_cluster() {
+      // Tokens hash to different slots: one pipeline each, sent to the token's node.
+      let reads = candidates.iter().map(|&i| {
+        let mut redis = redis.clone();
+        let pipe = tracked_pipe(&mut std::iter::once(tokens[i]));
+        async move { pipe.query_async::<Vec<Value>>(&mut redis).await }
+      });
+      let mut found = Vec::with_capacity(candidates.len());
+      for replies in futures_util::future::join_all(reads).await {
+        match replies?.as_slice() {
+          [tracking, caching, read] => found.push(tracked_read(tracking, caching, read)),
+          _ => found.push(Read::Untracked),
+        }
+      }
+      found
+    } else {
+      let pipe = tracked_pipe(&mut candidates.iter().map(|&i| tokens[i]));
+      let replies: Vec<Value> = pipe.query_async(&mut redis).await?;
+      match replies.split_first() {
+        Some((tracking, rest)) if rest.len() == 2 * candidates.len() => rest
+          .chunks(2)
+          .map(|pair| tracked_read(tracking, &pair[0], &pair[1]))
+          .collect(),
+        _ => candidates.iter().map(|_| Read::Untracked).collect(),
+      }
+    };
+    for ((&i, ticket), read) in candidates.iter().zip(tickets).zip(found) {
+      if let Read::Live(ctime, pttl) = read {
+        tracking.cache.fill(ticket, tokens[i], ctime, pttl);
+      }
+      reads[i] = read;
+    }
+    Ok(reads)
+  }
+
+  /// Drops a token this instance deleted or replaced, before the call resolves (the
+  /// invalidation Redis sends may arrive just after).
+  fn forget(&self, token: &str) {
+    if let Some(tracking) = &self.tracking {
+      tracking.cache.invalidate([token.as_bytes()]);
+    }
   }
 
   /// Deletes `token` if it is a live token; says whether it was. The session index may go
@@ -157,6 +310,7 @@ impl RedisSessions {
         .key(token)
         .invoke_async(&mut self.redis.get().await?)
         .await?;
+      self.forget(token);
       Ok(deleted == 1)
     })
     .await
@@ -168,18 +322,31 @@ impl RedisSessions {
       return Ok(None);
     }
     within_deadline(async {
-      let found: Option<(String, i64)> = self
-        .describe
-        .key(token)
-        .invoke_async(&mut self.redis.get().await?)
-        .await?;
-      Ok(found.and_then(|(ctime, ttl)| {
-        Some(TokenInfo {
-          user_id: token::user_id(token).to_owned(),
-          sku: token::sku(token)?.to_owned(),
-          ctime_ms: ctime.parse().ok()?,
-          expires_in: u64::try_from(ttl).ok(),
-        })
+      let tracked = match &self.tracking {
+        Some(tracking) => self.read_tracked(tracking, &[token]).await?.pop(),
+        None => None,
+      };
+      let (ctime, pttl) = match tracked {
+        Some(Read::Live(ctime, pttl)) => (ctime, pttl),
+        Some(Read::NotLive) => return Ok(None),
+        Some(Read::Untracked) | None => {
+          let found: Option<(String, i64)> = self
+            .read
+            .key(token)
+            .invoke_async(&mut self.redis.get().await?)
+            .await?;
+          match found.and_then(|(ctime, pttl)| Some((ctime.parse().ok()?, pttl))) {
+            Some(found) => found,
+            None => return Ok(None),
+          }
+        }
+      };
+      Ok(token::sku(token).map(|sku| TokenInfo {
+        user_id: token::user_id(token).to_owned(),
+        sku: sku.to_owned(),
+        ctime_ms: ctime,
+        // Rounded as Redis's own `TTL` rounds.
+        expires_in: u64::try_from(pttl).ok().map(|ms| (ms + 500) / 1000),
       }))
     })
     .await
@@ -449,7 +616,8 @@ impl RedisSessions {
         .await?;
       if swapped {
         if let Some(old) = indexed {
-          let _: () = redis.del(old).await?;
+          let _: () = redis.del(&old).await?;
+          self.forget(&old);
         }
         return Ok(token);
       }
@@ -477,6 +645,80 @@ impl RedisSessions {
       .invoke_async(redis)
       .await?;
     Ok(())
+  }
+}
+
+impl Tracking {
+  /// The tracking connection; the first use starts the heartbeat that lets the cache answer.
+  async fn connection(self: &Arc<Self>) -> Result<RedisConnection> {
+    let redis = self.redis.get().await?;
+    self.heartbeat.call_once(|| {
+      tokio::spawn(heartbeat(Arc::downgrade(self)));
+    });
+    Ok(redis)
+  }
+}
+
+/// Proves the tracking connection alive every [`HEARTBEAT`]: a PING's reply comes after every
+/// invalidation Redis sent before it, so answers from memory stay allowed for a [`LEASE`]
+/// from when it was sent. Ends when the store is closed or dropped.
+async fn heartbeat(tracking: Weak<Tracking>) {
+  loop {
+    let Some(current) = tracking.upgrade() else {
+      return;
+    };
+    let sent = Instant::now();
+    match current.redis.get().await {
+      Ok(mut redis) => {
+        let ping = redis::cmd("PING");
+        if let Ok(Ok(_)) = tokio::time::timeout(LEASE, ping.query_async::<Value>(&mut redis)).await
+        {
+          current.cache.confirm(sent);
+        }
+      }
+      Err(Error::Closed) => return,
+      Err(_) => {}
+    }
+    drop(current);
+    tokio::time::sleep(HEARTBEAT.saturating_sub(sent.elapsed())).await;
+  }
+}
+
+/// Applies a push of the tracking connection to the cache: an invalidation drops its keys
+/// (a null list, after FLUSHALL or FLUSHDB, drops everything), and a lost connection drops
+/// everything, since the invalidations it would have carried are lost with it.
+fn on_push(cache: &ValidationCache, push: PushInfo) {
+  match push.kind {
+    PushKind::Invalidate => match push.data.first() {
+      Some(Value::Array(keys)) => cache.invalidate(keys.iter().filter_map(|key| match key {
+        Value::BulkString(bytes) => Some(bytes.as_slice()),
+        _ => None,
+      })),
+      _ => cache.clear(),
+    },
+    PushKind::Disconnection => cache.clear(),
+    _ => {}
+  }
+}
+
+/// Reads the replies of one tracked read: `CLIENT TRACKING`, `CLIENT CACHING`, then `READ`.
+fn tracked_read(tracking: &Value, caching: &Value, read: &Value) -> Read {
+  let refused = |value: &Value| matches!(value, Value::ServerError(_));
+  if refused(tracking) || refused(caching) {
+    return Read::Untracked;
+  }
+  match read {
+    Value::Array(found) => match found.as_slice() {
+      [ctime, Value::Int(pttl)] => {
+        match redis::from_redis_value_ref::<String>(ctime).map(|ctime| ctime.parse::<u64>()) {
+          Ok(Ok(ctime)) => Read::Live(ctime, *pttl),
+          _ => Read::NotLive,
+        }
+      }
+      _ => Read::NotLive,
+    },
+    Value::Nil | Value::Boolean(false) => Read::NotLive,
+    _ => Read::Untracked,
   }
 }
 
@@ -551,9 +793,12 @@ mod tests {
     let single = |url: &str| RedisTarget::Single(url.into());
     let cluster = |url: &str| RedisTarget::Cluster(vec![url.into()]);
     let ttl = Duration::from_secs(5);
-    assert!(RedisSessions::new(&single("redis://127.0.0.1:6379"), Some("pw"), ttl).is_ok());
-    assert!(RedisSessions::new(&cluster("redis://127.0.0.1:7000"), Some("pw"), ttl).is_ok());
-    assert!(RedisSessions::new(&single("http://x"), None, ttl).is_err());
-    assert!(RedisSessions::new(&cluster("http://x"), None, ttl).is_err());
+    for cache_size in [0, 10] {
+      let new = |target: RedisTarget, pass| RedisSessions::new(&target, pass, ttl, cache_size);
+      assert!(new(single("redis://127.0.0.1:6379"), Some("pw")).is_ok());
+      assert!(new(cluster("redis://127.0.0.1:7000"), Some("pw")).is_ok());
+      assert!(new(single("http://x"), None).is_err());
+      assert!(new(cluster("http://x"), None).is_err());
+    }
   }
 }

@@ -2,6 +2,7 @@
 //! client, the decryption, the SQLite user store and the Redis session store.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::access_token;
 use crate::config::Settings;
@@ -14,6 +15,7 @@ use crate::sqlite_sessions::SqliteSessions;
 use crate::token;
 use crate::trace::Trace;
 use crate::user_store::UserStore;
+use crate::validation_cache::{CachedToken, Validity, Vouched};
 use crate::wechat::{PhoneInfo, WeChatClient};
 
 /// Longest login code accepted; WeChat's are 32 characters.
@@ -38,6 +40,7 @@ impl Service {
         &settings.redis,
         settings.redis_pass.as_deref(),
         settings.ttl,
+        settings.validation_cache_size,
       )?)),
       TokenStore::Sqlite => Sessions::Sqlite(SqliteSessions::new(users.clone(), settings.ttl)),
     };
@@ -282,6 +285,18 @@ impl Service {
       .await?;
     trace.record("session.issued", || "token replaced".into());
     Ok(token)
+  }
+
+  /// What the validation cache vouches for `token`, answered on the caller's thread; `None`
+  /// when the store must be asked (unknown token, or the cache may not answer now).
+  pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
+    self.check_open().ok()?;
+    self.sessions.cached(token)
+  }
+
+  /// The validation cache's counters and lease, for JavaScript to read.
+  pub fn validity(&self) -> Option<Arc<Validity>> {
+    self.sessions.validity()
   }
 
   /// Checks many tokens at once, in one Redis round trip; each gets the outcome that

@@ -2,11 +2,13 @@
 //! application's SQLite file, for a single server that runs without Redis. Both keep the same
 //! rules: a TTL, reuse of the live token, refresh, revoke, one live token per user and sku.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
 use crate::redis_sessions::RedisSessions;
 use crate::sqlite_sessions::SqliteSessions;
+use crate::validation_cache::{CachedToken, Validity, Vouched};
 
 /// Whether an existing live token is handed back or replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,23 @@ macro_rules! each_store {
 }
 
 impl Sessions {
+  /// What the validation cache vouches for `token`, without a round trip. Only the Redis
+  /// store has a cache: other processes write a SQLite file without telling anyone.
+  pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
+    match self {
+      Sessions::Redis(store) => store.cached(token),
+      Sessions::Sqlite(_) => None,
+    }
+  }
+
+  /// The validation cache's counters and lease, for JavaScript to read.
+  pub fn validity(&self) -> Option<Arc<Validity>> {
+    match self {
+      Sessions::Redis(store) => store.validity(),
+      Sessions::Sqlite(_) => None,
+    }
+  }
+
   /// For each token, whether it is live.
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     each_store!(self, store => store.are_live(tokens).await)

@@ -1,0 +1,47 @@
+'use strict'
+
+// The HTTP workload's server, in its own process: a Fastify app on one port with an open
+// route and one route per way of checking a token, as a user would write them. Started by
+// bench/run.js with the Redis URL and the WeChat stand-in; it logs in `USERS` users, prints
+// `{ port, tokens }` on stdout and answers `cpu` messages with its CPU time.
+
+const fastify = require('fastify')
+const mpauthx = require('..')
+const { loginData } = require('./login-data')
+
+const [redisUrl, wechatApiBase, dbPath, users] = process.argv.slice(2)
+
+async function main() {
+  const auth = mpauthx('wxbench000000000', 'bench-secret', 'bench', dbPath, null, 3600, { redisUrl, wechatApiBase })
+  const tokens = []
+  for (let i = 0; i < Number(users); i++) tokens.push((await auth.authorize(...loginData(`oHttp${i}`))).response)
+
+  const app = fastify({ logger: false })
+  const hello = { hello: 'world' }
+  const bearer = (request) => request.headers.authorization.slice('Bearer '.length)
+  app.get('/open', async () => hello)
+  app.get('/isTokenValid', async (request) => {
+    await auth.isTokenValid(bearer(request))
+    return hello
+  })
+  app.get('/verifyToken', async (request) => {
+    await auth.verifyToken(bearer(request))
+    return hello
+  })
+  const middleware = auth.middleware()
+  app.get('/middleware', { onRequest: (request, reply, done) => middleware(request.raw, reply.raw, done) }, async () => hello)
+
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  process.stdout.write(JSON.stringify({ port: app.server.address().port, tokens }) + '\n')
+  process.on('message', () => process.send(process.cpuUsage()))
+  process.on('disconnect', async () => {
+    await app.close()
+    await auth.close()
+    process.exit(0)
+  })
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})

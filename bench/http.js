@@ -1,0 +1,95 @@
+'use strict'
+
+// The HTTP workload: a Fastify app (bench/http-server.js) in one process, autocannon
+// (bench/http-load.js) in another, as users run them. A shared machine's speed drifts by
+// tens of percent within a minute, far more than the few percent a check costs, so the
+// routes are loaded in short slices, round after round, each round visiting every route in
+// a rotated order; the cost of a check is the median over rounds of what its route loses
+// against the open route of the same round.
+
+const { fork } = require('node:child_process')
+const path = require('node:path')
+
+const ROUTES = ['/open', '/isTokenValid', '/middleware', '/verifyToken']
+
+function startServer({ redisUrl, wechatApiBase, dbPath, users }) {
+  const child = fork(path.join(__dirname, 'http-server.js'), [redisUrl, wechatApiBase, dbPath, String(users)], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  })
+  return new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (chunk) => {
+      out += chunk
+      if (out.includes('\n')) resolve({ child, ...JSON.parse(out) })
+    })
+    child.once('exit', (code) => reject(new Error(`the HTTP bench server exited with ${code}`)))
+  })
+}
+
+/** Asks a child process and resolves with its next message. */
+function ask(child, message) {
+  return new Promise((resolve, reject) => {
+    const exited = (code) => reject(new Error(`a bench process exited with ${code}`))
+    child.once('exit', exited)
+    child.once('message', (answer) => {
+      child.off('exit', exited)
+      resolve(answer)
+    })
+    child.send(message)
+  })
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/**
+ * Loads every route for `seconds` per slice, `rounds` times; resolves with one row per
+ * route: median req/s, p50/p99 of its median slice, the server's CPU µs per request, and
+ * `costPercent`, the median of the paired losses against `/open`.
+ */
+async function httpWorkload({ redisUrl, wechatApiBase, dbPath, users = 16, connections = 64, seconds, rounds }) {
+  const server = await startServer({ redisUrl, wechatApiBase, dbPath, users })
+  const loader = fork(path.join(__dirname, 'http-load.js'), { stdio: 'inherit' })
+  const slices = Object.fromEntries(ROUTES.map((route) => [route, []]))
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < ROUTES.length; i++) {
+        const route = ROUTES[(i + round) % ROUTES.length]
+        const cpuBefore = await ask(server.child, 'cpu')
+        const url = `http://127.0.0.1:${server.port}${route}`
+        const slice = await ask(loader, { url, tokens: server.tokens, connections, seconds })
+        const cpuAfter = await ask(server.child, 'cpu')
+        const cpuSeconds = (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / 1e6
+        slice.serverCpuUsPerRequest = (cpuSeconds * 1e6) / slice.calls
+        slices[route].push(slice)
+      }
+      process.stderr.write(`HTTP round ${round + 1}/${rounds}\n`)
+    }
+  } finally {
+    loader.disconnect()
+    server.child.disconnect()
+    await new Promise((resolve) => server.child.once('exit', resolve))
+  }
+  return ROUTES.map((route) => {
+    const perSecond = median(slices[route].map((slice) => slice.perSecond))
+    const typical = slices[route].find((slice) => slice.perSecond === perSecond) ?? slices[route][0]
+    const losses = slices[route].map((slice, round) => (1 - slice.perSecond / slices['/open'][round].perSecond) * 100)
+    return {
+      name: `HTTP ${route}`,
+      route,
+      inFlight: connections,
+      calls: slices[route].reduce((sum, slice) => sum + slice.calls, 0),
+      perSecond,
+      p50Ms: typical.p50Ms,
+      p99Ms: typical.p99Ms,
+      serverCpuUsPerRequest: median(slices[route].map((slice) => slice.serverCpuUsPerRequest)),
+      costPercent: route === '/open' ? 0 : median(losses),
+      roundsPerSecond: slices[route].map((slice) => Math.round(slice.perSecond)),
+    }
+  })
+}
+
+module.exports = { httpWorkload, ROUTES }

@@ -1,0 +1,59 @@
+'use strict'
+
+// The Node-thread half of the validation cache (src/validation_cache.rs). It remembers each
+// token the native cache vouched for, with the counters it was vouched under, and answers
+// from its own memory only while those counters are unchanged, the lease that the heartbeat
+// renews holds and the token has time left. The native side bumps the counters on every
+// invalidation Redis sends, every token this instance replaces or revokes, every lost
+// connection and `close()`; it writes them to memory this side reads directly, so an answer
+// from here costs no call into the binding.
+
+/** Tokens the native cache vouched for, bounded like it: the oldest goes first. */
+function createValidationCache(native) {
+  const buffer = native.validity()
+  if (buffer === null) return { lookup: () => undefined }
+  const capacity = native.validationCacheSize
+  // Layout of `Validity`: the lease in ms since the epoch, then the generation and the
+  // stamp of each shard.
+  const lease = new Float64Array(buffer, 0, 1)
+  const counters = new Uint32Array(buffer, 8)
+  const entries = new Map()
+
+  // What the native cache vouches for now, remembered here; `undefined` for a token the
+  // store must be asked about.
+  function vouch(token) {
+    const vouched = native.cachedToken(token)
+    if (vouched === null) return undefined
+    const entry = {
+      ctime: vouched.ctime,
+      expiresAt: vouched.expiresAt ?? Infinity,
+      generation: vouched.generation,
+      counter: 1 + vouched.shard,
+      stamp: vouched.stamp,
+    }
+    if (entries.size >= capacity) entries.delete(entries.keys().next().value)
+    entries.set(token, entry)
+    return entry
+  }
+
+  return {
+    /**
+     * `{ ctime, expiresAt }` of a live token (`expiresAt` in ms since the epoch, `Infinity`
+     * without a TTL), or `undefined` when the store must be asked.
+     * @param {string} token
+     */
+    lookup(token) {
+      const now = Date.now()
+      if (now >= lease[0]) return undefined
+      const entry = entries.get(token)
+      if (entry === undefined) return vouch(token)
+      if (now < entry.expiresAt && counters[0] === entry.generation && counters[entry.counter] === entry.stamp) {
+        return entry
+      }
+      entries.delete(token)
+      return vouch(token)
+    },
+  }
+}
+
+module.exports = { createValidationCache }
