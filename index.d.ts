@@ -134,6 +134,13 @@ declare namespace mpauthx {
      */
     tokenStore?: 'redis' | 'sqlite'
     /**
+     * Live tokens each instance remembers, so that `isTokenValid`, `verifyToken` and the
+     * middleware answer most checks from memory, kept exact by Redis's client-side tracking
+     * (see README "How checks stay exact"). Default 10000 (about 2 MB); `0` turns the cache off.
+     * The SQLite store never answers from memory.
+     */
+    validationCacheSize?: number
+    /**
      * Receives one event per step of every call (diagnostics); without it, `DEBUG=mpauthx`
      * writes the events to stderr. Silent by default. Events carry no secret, token or user id.
      */

@@ -40,6 +40,9 @@ pub enum Error {
   InvalidToken,
   /// Redis or SQLite failed or could not be reached.
   Store(String),
+  /// The Redis connection was found dead before the command reached the server (refused,
+  /// dropped while idle, a restarted server): the client reconnects, so one more try is safe.
+  Disconnected(String),
   /// The instance was closed with `close()`.
   Closed,
 }
@@ -56,7 +59,7 @@ impl Error {
       Error::OpenIdMismatch => status::OPEN_ID_OR_UNION_ID_NOT_MATCH,
       Error::UserNotFound => status::USER_NOT_EXIST_IN_DB,
       Error::InvalidToken => status::INVALID_ACCESS_TOKEN,
-      Error::Store(_) | Error::Closed => status::DATABASE_RELATED_ERROR,
+      Error::Store(_) | Error::Disconnected(_) | Error::Closed => status::DATABASE_RELATED_ERROR,
     }
   }
 }
@@ -76,7 +79,7 @@ impl fmt::Display for Error {
       }
       Error::UserNotFound => f.write_str("user does not exist in the user table"),
       Error::InvalidToken => f.write_str("token is not valid (unknown, expired or revoked)"),
-      Error::Store(why) => write!(f, "store error: {why}"),
+      Error::Store(why) | Error::Disconnected(why) => write!(f, "store error: {why}"),
       Error::Closed => f.write_str("this mpauthx instance is closed"),
     }
   }
@@ -86,7 +89,12 @@ impl std::error::Error for Error {}
 
 impl From<redis::RedisError> for Error {
   fn from(err: redis::RedisError) -> Self {
-    Error::Store(format!("Redis: {err}"))
+    let why = format!("Redis: {err}");
+    if err.is_connection_refusal() || err.is_connection_dropped() {
+      Error::Disconnected(why)
+    } else {
+      Error::Store(why)
+    }
   }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
 
 use crate::config::RedisTarget;
@@ -32,6 +33,23 @@ impl RedisConnection {
   /// A cluster cannot pipeline keys of different slots, so callers send such commands apart.
   pub fn is_cluster(&self) -> bool {
     matches!(self, RedisConnection::Cluster(_))
+  }
+
+  /// Sends `pipeline` to the master serving `key`, whatever else its commands name (the
+  /// cluster client would route `CLIENT …` commands by their first argument).
+  pub async fn pipeline_to_node_of(
+    &mut self,
+    key: &str,
+    pipeline: Pipeline,
+  ) -> redis::RedisResult<Vec<Value>> {
+    match self {
+      RedisConnection::Single(connection) => pipeline.query_async(connection).await,
+      RedisConnection::Cluster(connection) => {
+        let count = pipeline.len();
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+        connection.route_pipeline(pipeline, 0, count, route).await
+      }
+    }
   }
 }
 

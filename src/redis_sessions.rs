@@ -205,34 +205,24 @@ impl RedisSessions {
   /// For each token, whether it is live; all are checked in one pipelined round trip
   /// (on a cluster, in one round trip per node).
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
-    within_deadline(async {
+    within_deadline(|| async {
       let Some(tracking) = &self.tracking else {
         return self.check_all_live(tokens).await;
       };
       let reads = self.read_tracked(tracking, tokens).await?;
-      let mut live = Vec::with_capacity(tokens.len());
-      let mut redis = None;
-      for (token, read) in tokens.iter().zip(reads) {
-        live.push(match read {
-          Read::Live(..) => true,
-          Read::NotLive => false,
-          Read::Untracked => {
-            let redis = match &mut redis {
-              Some(redis) => redis,
-              None => redis.insert(self.redis.get().await?),
-            };
-            check_live(redis, token).await?
-          }
-        });
-      }
-      Ok(live)
+      Ok(reads.into_iter().map(|read| read.is_some()).collect())
     })
     .await
   }
 
-  /// Reads each well-formed token over the tracking connection and remembers the live ones.
-  async fn read_tracked(&self, tracking: &Arc<Tracking>, tokens: &[&str]) -> Result<Vec<Read>> {
-    let mut reads: Vec<Read> = tokens.iter().map(|_| Read::NotLive).collect();
+  /// Reads each token over the tracking connection, and remembers the live ones: for each,
+  /// its issue time (ms since the epoch) and `PTTL`, or `None` when it is not live.
+  async fn read_tracked(
+    &self,
+    tracking: &Arc<Tracking>,
+    tokens: &[&str],
+  ) -> Result<Vec<Option<(u64, i64)>>> {
+    let mut reads = vec![None; tokens.len()];
     let candidates: Vec<usize> = (0..tokens.len())
       .filter(|&i| token::is_well_formed(tokens[i]))
       .collect();
@@ -260,7 +250,7 @@ impl RedisSessions {
       let reads = candidates.iter().map(|&i| {
         let mut redis = redis.clone();
         let pipe = tracked_pipe(&mut std::iter::once(tokens[i]));
-        async move { pipe.query_async::<Vec<Value>>(&mut redis).await }
+        async move { redis.pipeline_to_node_of(tokens[i], pipe).await }
       });
       let mut found = Vec::with_capacity(candidates.len());
       for replies in futures_util::future::join_all(reads).await {
@@ -282,10 +272,22 @@ impl RedisSessions {
       }
     };
     for ((&i, ticket), read) in candidates.iter().zip(tickets).zip(found) {
-      if let Read::Live(ctime, pttl) = read {
-        tracking.cache.fill(ticket, tokens[i], ctime, pttl);
-      }
-      reads[i] = read;
+      reads[i] = match read {
+        Read::Live(ctime, pttl) => {
+          tracking.cache.fill(ticket, tokens[i], ctime, pttl);
+          Some((ctime, pttl))
+        }
+        Read::NotLive => None,
+        // Read again without tracking, as one command, which follows a redirection (and so
+        // teaches a cluster connection where the slot went); the answer is not remembered.
+        Read::Untracked => {
+          let found: Value = self.read.key(tokens[i]).invoke_async(&mut redis).await?;
+          match parse_read(&found) {
+            Some(Read::Live(ctime, pttl)) => Some((ctime, pttl)),
+            _ => None,
+          }
+        }
+      };
     }
     Ok(reads)
   }
@@ -304,7 +306,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(false);
     }
-    within_deadline(async {
+    within_deadline(|| async {
       let deleted: i64 = self
         .revoke
         .key(token)
@@ -321,25 +323,20 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(async {
-      let tracked = match &self.tracking {
-        Some(tracking) => self.read_tracked(tracking, &[token]).await?.pop(),
-        None => None,
-      };
-      let (ctime, pttl) = match tracked {
-        Some(Read::Live(ctime, pttl)) => (ctime, pttl),
-        Some(Read::NotLive) => return Ok(None),
-        Some(Read::Untracked) | None => {
+    within_deadline(|| async {
+      let found = match &self.tracking {
+        Some(tracking) => self.read_tracked(tracking, &[token]).await?.pop().flatten(),
+        None => {
           let found: Option<(String, i64)> = self
             .read
             .key(token)
             .invoke_async(&mut self.redis.get().await?)
             .await?;
-          match found.and_then(|(ctime, pttl)| Some((ctime.parse().ok()?, pttl))) {
-            Some(found) => found,
-            None => return Ok(None),
-          }
+          found.and_then(|(ctime, pttl)| Some((ctime.parse().ok()?, pttl)))
         }
+      };
+      let Some((ctime, pttl)) = found else {
+        return Ok(None);
       };
       Ok(token::sku(token).map(|sku| TokenInfo {
         user_id: token::user_id(token).to_owned(),
@@ -354,7 +351,7 @@ impl RedisSessions {
 
   /// The access token of `app_id` cached by any process, with its remaining seconds.
   pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
-    within_deadline(async {
+    within_deadline(|| async {
       let mut redis = self.redis.get().await?;
       let cached: Option<(String, i64)> = self
         .cached_access_token
@@ -369,7 +366,7 @@ impl RedisSessions {
   /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
   /// caller holds it.
   pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    within_deadline(async {
+    within_deadline(|| async {
       let mut redis = self.redis.get().await?;
       let taken: Option<String> = redis::cmd("SET")
         .arg(access_token_key(app_id, "lock"))
@@ -392,7 +389,7 @@ impl RedisSessions {
     ttl: Duration,
     owner: &str,
   ) -> Result<()> {
-    within_deadline(async {
+    within_deadline(|| async {
       let mut redis = self.redis.get().await?;
       let () = redis
         .pset_ex(
@@ -408,7 +405,7 @@ impl RedisSessions {
 
   /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
   pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    within_deadline(async {
+    within_deadline(|| async {
       let mut redis = self.redis.get().await?;
       self.release_lock(&mut redis, app_id, owner).await
     })
@@ -432,7 +429,7 @@ impl RedisSessions {
 
   /// Forgets the cached access token if it is still `token` (which WeChat refused).
   pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-    within_deadline(async {
+    within_deadline(|| async {
       let mut redis = self.redis.get().await?;
       let _: i64 = self
         .drop_access_token
@@ -447,7 +444,7 @@ impl RedisSessions {
 
   /// Records that the user is registered for `sku`, for every server sharing this Redis.
   pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
-    within_deadline(async {
+    within_deadline(|| async {
       let () = self
         .redis
         .get()
@@ -461,7 +458,7 @@ impl RedisSessions {
 
   /// Whether any server recorded the user as registered for `sku`.
   pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
-    within_deadline(async {
+    within_deadline(|| async {
       Ok(
         self
           .redis
@@ -481,7 +478,7 @@ impl RedisSessions {
     sku: &str,
     session_key: Option<&str>,
   ) -> Result<Option<String>> {
-    within_deadline(self.find_live_token(user_id, sku, session_key)).await
+    within_deadline(|| self.find_live_token(user_id, sku, session_key)).await
   }
 
   /// The session key kept with a live token.
@@ -489,7 +486,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(async {
+    within_deadline(|| async {
       let mut redis = self.redis.get().await?;
       Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
     })
@@ -505,7 +502,7 @@ impl RedisSessions {
     mode: Issue,
     session_key: Option<&str>,
   ) -> Result<String> {
-    within_deadline(self.issue_token(user_id, sku, mode, session_key)).await
+    within_deadline(|| self.issue_token(user_id, sku, mode, session_key)).await
   }
 
   /// Whether `token` is live, keeping `session_key` with it when given.
@@ -707,18 +704,23 @@ fn tracked_read(tracking: &Value, caching: &Value, read: &Value) -> Read {
   if refused(tracking) || refused(caching) {
     return Read::Untracked;
   }
+  parse_read(read).unwrap_or(Read::Untracked)
+}
+
+/// Reads the reply of the `READ` script; `None` for an error reply.
+fn parse_read(read: &Value) -> Option<Read> {
   match read {
     Value::Array(found) => match found.as_slice() {
       [ctime, Value::Int(pttl)] => {
         match redis::from_redis_value_ref::<String>(ctime).map(|ctime| ctime.parse::<u64>()) {
-          Ok(Ok(ctime)) => Read::Live(ctime, *pttl),
-          _ => Read::NotLive,
+          Ok(Ok(ctime)) => Some(Read::Live(ctime, *pttl)),
+          _ => Some(Read::NotLive),
         }
       }
-      _ => Read::NotLive,
+      _ => Some(Read::NotLive),
     },
-    Value::Nil | Value::Boolean(false) => Read::NotLive,
-    _ => Read::Untracked,
+    Value::Nil | Value::Boolean(false) => Some(Read::NotLive),
+    _ => None,
   }
 }
 
@@ -740,8 +742,21 @@ fn is_token(reply: redis::RedisResult<bool>) -> Result<bool> {
   }
 }
 
-async fn within_deadline<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-  tokio::time::timeout(DEADLINE, call)
+/// Runs a store operation within [`DEADLINE`], and once more when the connection turned out
+/// to be dead (a restarted Redis, a connection closed while idle): the client reconnects on
+/// that failure, and every operation here is safe to run again from the start.
+async fn within_deadline<T, F, Fut>(operation: F) -> Result<T>
+where
+  F: Fn() -> Fut,
+  Fut: std::future::Future<Output = Result<T>>,
+{
+  let attempts = async {
+    match operation().await {
+      Err(Error::Disconnected(_)) => operation().await,
+      outcome => outcome,
+    }
+  };
+  tokio::time::timeout(DEADLINE, attempts)
     .await
     .unwrap_or_else(|_| {
       Err(Error::Store(format!(

@@ -67,6 +67,32 @@ async function startRedisCluster({ masters = 3, password } = {}) {
     return nodes.find((node) => node.port === replica.port)
   }
 
+  /** Whether a live node is a master now. */
+  function isMaster(node) {
+    return topology().some((entry) => entry.port === node.port && entry.master)
+  }
+
+  /**
+   * Moves the slot of `key`, with its keys, from master `from` to master `to`, as
+   * `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE, then SETSLOT NODE on
+   * every master.
+   */
+  function moveSlotOf(key, from, to) {
+    const slot = from.cli('CLUSTER', 'KEYSLOT', key)
+    const fromId = from.cli('CLUSTER', 'MYID')
+    const toId = to.cli('CLUSTER', 'MYID')
+    to.cli('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId)
+    from.cli('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId)
+    for (;;) {
+      const keys = from.cli('CLUSTER', 'GETKEYSINSLOT', slot, '100').split('\n').filter(Boolean)
+      if (keys.length === 0) break
+      from.cli('MIGRATE', '127.0.0.1', to.port, '', '0', '5000', 'KEYS', ...keys)
+    }
+    for (const node of [to, from, ...alive().filter((node) => node !== to && node !== from && isMaster(node))]) {
+      node.cli('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
+    }
+  }
+
   /** Kills a node for good. */
   async function kill(node) {
     node.killed = true
@@ -78,7 +104,7 @@ async function startRedisCluster({ masters = 3, password } = {}) {
     for (const node of nodes) fs.rmSync(node.dir, { recursive: true, force: true })
   }
 
-  return { nodes, urls: nodes.map((node) => node.url), masterOf, replicaOf, kill, stop }
+  return { nodes, urls: nodes.map((node) => node.url), masterOf, replicaOf, isMaster, moveSlotOf, kill, stop }
 }
 
 module.exports = { startRedisCluster }

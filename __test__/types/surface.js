@@ -37,6 +37,7 @@ const optionKeys = {
   wechatApiBase: true,
   httpTimeoutMs: true,
   tokenStore: true,
+  validationCacheSize: true,
   logger: true,
 }
 

@@ -1,0 +1,52 @@
+'use strict'
+
+// A loopback TCP proxy that can be frozen: while frozen it delivers nothing in either
+// direction but closes nothing, as a network cut that neither side notices; thawed, it
+// delivers what waited, in order, as a network that came back.
+
+const net = require('node:net')
+
+/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), stop() }. */
+function startTcpProxy(targetPort) {
+  const sockets = new Set()
+  const held = [] // [socket, chunk] written while frozen
+  let frozen = false
+  const forward = (from, to) =>
+    from.on('data', (chunk) => {
+      if (frozen) held.push([to, chunk])
+      else to.write(chunk)
+    })
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1')
+    for (const socket of [client, upstream]) sockets.add(socket)
+    forward(client, upstream)
+    forward(upstream, client)
+    const close = () => {
+      client.destroy()
+      upstream.destroy()
+      sockets.delete(client)
+      sockets.delete(upstream)
+    }
+    for (const socket of [client, upstream]) socket.on('error', close).on('close', close)
+  })
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: server.address().port,
+        freeze() {
+          frozen = true
+        },
+        thaw() {
+          frozen = false
+          for (const [to, chunk] of held.splice(0)) if (!to.destroyed) to.write(chunk)
+        },
+        stop() {
+          for (const socket of sockets) socket.destroy()
+          return new Promise((done) => server.close(done))
+        },
+      }),
+    )
+  })
+}
+
+module.exports = { startTcpProxy }

@@ -1,0 +1,353 @@
+'use strict'
+
+// The validation cache answers most token checks from memory; these tests prove that it
+// never answers differently from the store: on a single Redis, on a Redis Cluster (through a
+// failover and a slot move) and, without a cache, on the SQLite store. Every deadline below
+// is a guarantee of the README, polled for, never slept on.
+
+const assert = require('node:assert/strict')
+const { fork } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const v8 = require('node:v8')
+const vm = require('node:vm')
+const { after, before, describe, test } = require('node:test')
+
+const mpauthx = require('..')
+const { startHarness, rejection, sql, APP_ID, APP_SECRET, SKU } = require('./support/harness')
+const { startRedisCluster } = require('./support/redis-cluster')
+const { startWeChat } = require('./support/wechat')
+const { startTcpProxy } = require('./support/tcp-proxy')
+const { waitUntil } = require('./support/redis')
+const { answeredFromMemory, warmToken, watchToken } = require('./support/checks')
+
+/** How soon every instance rejects a token another one revoked or replaced (README). */
+const PROPAGATION_MS = 50
+/** How long answers from memory outlive the last heartbeat (src/validation_cache.rs). */
+const LEASE_MS = 500
+
+/** A single Redis: the harness, with instances that record their diagnostics. */
+async function singleRedis() {
+  const h = await startHarness()
+  return {
+    create: (options = {}, ttl = 3600) => h.create({ ttl, options }),
+    login: (user, instance) => h.login(user, instance).then((reply) => reply.response),
+    nodeOf: () => h.redis,
+    workerSettings: { dbFile: h.dbFile, options: { redisUrl: h.redis.url, wechatApiBase: h.wechat.base } },
+    h,
+    stop: () => h.stop(),
+  }
+}
+
+/** A 3+3 Redis Cluster, the WeChat stand-in and a SQLite file. */
+async function redisCluster() {
+  const cluster = await startRedisCluster()
+  const wechat = await startWeChat({ appId: APP_ID, appSecret: APP_SECRET })
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-cache-'))
+  const dbFile = path.join(dir, 'users.db')
+  const instances = []
+  const options = { redisClusterNodes: cluster.urls.slice(0, 2), wechatApiBase: wechat.base }
+  return {
+    create: (more = {}, ttl = 3600) => {
+      const instance = mpauthx(APP_ID, APP_SECRET, SKU, dbFile, null, ttl, { ...options, ...more })
+      instances.push(instance)
+      return instance
+    },
+    login: (user, instance) => {
+      const { code, encryptedData, iv } = wechat.login(user)
+      return instance.authorize(code, encryptedData, iv).then((reply) => reply.response)
+    },
+    nodeOf: (key) => cluster.masterOf(key),
+    workerSettings: { dbFile, options },
+    cluster,
+    stop: async () => {
+      await Promise.all(instances.map((instance) => instance.close()))
+      await wechat.stop()
+      await cluster.stop()
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** An instance whose latest diagnostics are collected in `instance.events`. */
+function observed(deployment, options = {}, ttl) {
+  const events = []
+  const logger = (event) => events.length < 1000 && events.push(event)
+  const instance = deployment.create({ ...options, logger }, ttl)
+  instance.events = events
+  return instance
+}
+
+/** A backend in another process on the same deployment, driven by messages. */
+async function startWorker(settings) {
+  const child = fork(path.join(__dirname, 'support', 'check-worker.js'))
+  const ask = (message) =>
+    new Promise((resolve, reject) => {
+      child.once('message', (answer) => (answer.error ? reject(new Error(answer.error)) : resolve(answer)))
+      child.send(message)
+    })
+  await ask({ appId: APP_ID, appSecret: APP_SECRET, sku: SKU, ...settings })
+  return {
+    warm: (token) => ask({ warm: token }),
+    watch: (token) => ask({ watch: token }),
+    stop: () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.disconnect()
+      return exited
+    },
+  }
+}
+
+/**
+ * `change` makes `token` dead through instance `writer` (or any Redis client); an instance
+ * in this process and one in another process, both answering the token from memory, must
+ * reject it within PROPAGATION_MS of `change` resolving, and `writer` at once.
+ */
+async function assertChangeSeenEverywhere({ writer, reader, worker, token, change }) {
+  await warmToken(reader, reader.events, token)
+  await worker.warm(token)
+  const watchers = [watchToken(reader, token), worker.watch(token)]
+  await change()
+  const resolvedAt = Date.now()
+  assert.equal((await rejection(writer.isTokenValid(token))).code, 6007, 'the writer itself rejects at once')
+  for (const [where, seen] of [['this process', await watchers[0]], ['another process', await watchers[1]]]) {
+    assert.equal(seen.code, 6007, `${where}: rejected as not live`)
+    assert.ok(
+      seen.rejectedAt - resolvedAt <= PROPAGATION_MS,
+      `${where}: rejected ${seen.rejectedAt - resolvedAt} ms after the change resolved`,
+    )
+  }
+}
+
+for (const [name, start] of [
+  ['a single Redis', singleRedis],
+  ['a Redis Cluster', redisCluster],
+]) {
+  describe(`validation cache on ${name}`, () => {
+    let deployment
+    let worker
+    before(async () => {
+      deployment = await start()
+      worker = await startWorker(deployment.workerSettings)
+    })
+    after(async () => {
+      await worker.stop()
+      await deployment.stop()
+    })
+
+    test('checks are answered from memory, and verifyToken from memory says what the store says', async () => {
+      const auth = observed(deployment)
+      const token = await deployment.login({ openId: 'oMemory' }, auth)
+      const fromStore = (await auth.verifyToken(token)).response
+      await warmToken(auth, auth.events, token)
+      auth.events.length = 0
+      const fromMemory = (await auth.verifyToken(token)).response
+      assert.ok(answeredFromMemory(auth.events), 'verifyToken was answered from memory')
+      assert.deepEqual({ ...fromMemory, expiresIn: undefined }, { ...fromStore, expiresIn: undefined })
+      assert.ok(Math.abs(fromMemory.expiresIn - fromStore.expiresIn) <= 1, 'the same seconds left, give or take one')
+    })
+
+    test(`a token revoked, refreshed away or deleted is rejected everywhere within ${PROPAGATION_MS} ms`, async () => {
+      const writer = deployment.create()
+      const reader = observed(deployment)
+      let token = await deployment.login({ openId: 'oRevoked' }, writer)
+      await assertChangeSeenEverywhere({ writer, reader, worker, token, change: () => writer.revokeToken(token) })
+
+      token = await deployment.login({ openId: 'oRefreshed' }, writer)
+      await assertChangeSeenEverywhere({ writer, reader, worker, token, change: () => writer.refreshToken('oRefreshed') })
+
+      token = await deployment.login({ openId: 'oDeleted' }, writer)
+      const change = async () => deployment.nodeOf(token).cli('DEL', token)
+      await assertChangeSeenEverywhere({ writer, reader, worker, token, change })
+    })
+
+    test('a token never validates after its TTL, however often it was checked', async () => {
+      const auth = observed(deployment, {}, 2)
+      const token = await deployment.login({ openId: 'oExpiring' }, auth)
+      const expiresAt = Number(deployment.nodeOf(token).cli('PEXPIRETIME', token))
+      await warmToken(auth, auth.events, token)
+      const seen = await watchToken(auth, token)
+      assert.equal(seen.code, 6007)
+      assert.ok(seen.validated > 100, `checked ${seen.validated} times from memory before it expired`)
+      assert.ok(seen.lastValidatedAt <= expiresAt, `validated ${seen.lastValidatedAt - expiresAt} ms past its expiry`)
+    })
+
+    test('validationCacheSize: 0 answers nothing from memory', async () => {
+      const auth = observed(deployment, { validationCacheSize: 0 })
+      const token = await deployment.login({ openId: 'oNoCache' }, auth)
+      for (let i = 0; i < 50; i++) await auth.isTokenValid(token)
+      await auth.verifyToken(token)
+      assert.equal(answeredFromMemory(auth.events), false)
+      deployment.nodeOf(token).cli('DEL', token)
+      assert.equal((await rejection(auth.isTokenValid(token))).code, 6007)
+    })
+  })
+}
+
+describe('validation cache when the connection is lost', () => {
+  let deployment
+  before(async () => {
+    deployment = await singleRedis()
+  })
+  after(() => deployment.stop())
+
+  test('Redis killed: nothing from memory; restarted empty: the old token is unknown, new ones are cached', async () => {
+    const { h } = deployment
+    const auth = observed(deployment)
+    const token = await deployment.login({ openId: 'oKilled' }, auth)
+    await warmToken(auth, auth.events, token)
+    await h.redis.stop()
+    const began = Date.now()
+    const err = await rejection(auth.isTokenValid(token))
+    assert.equal(err.code, 6000, 'the store is down: 6000, not an answer from memory')
+    assert.ok(Date.now() - began < 2000, 'within 2 s')
+
+    await h.redis.start()
+    await waitUntil(() => auth.isTokenValid(token).then(() => assert.fail('a token of the lost Redis validated'), (err) => err.code === 6007), 'recovery', 10_000)
+    const fresh = await deployment.login({ openId: 'oKilled' }, auth)
+    assert.notEqual(fresh, token)
+    await warmToken(auth, auth.events, fresh)
+  })
+
+  test(`a silent network cut: nothing from memory once the ${LEASE_MS} ms lease is over, and nothing stale after it heals`, async () => {
+    const { h } = deployment
+    const proxy = await startTcpProxy(h.redis.port)
+    try {
+      const auth = observed(deployment, { redisUrl: `redis://127.0.0.1:${proxy.port}` })
+      const token = await deployment.login({ openId: 'oCut' }, auth)
+      await warmToken(auth, auth.events, token)
+      proxy.freeze()
+      const cutAt = Date.now()
+      h.redis.cli('DEL', token)
+      // Checks may be answered from memory until the lease ends; none may validate after it.
+      const seen = await watchToken(auth, token)
+      assert.equal(seen.code, 6000, 'the store cannot be reached: 6000')
+      assert.ok(seen.rejectedAt - cutAt <= LEASE_MS + 100, `answered from memory ${seen.rejectedAt - cutAt} ms into the cut`)
+      proxy.thaw()
+      await waitUntil(() => auth.isTokenValid(token).then(() => assert.fail('the deleted token validated'), (err) => err.code === 6007), 'the network to heal', 10_000)
+    } finally {
+      await proxy.stop()
+    }
+  })
+})
+
+describe('validation cache through a failover and a slot move', () => {
+  let deployment
+  let worker
+  before(async () => {
+    deployment = await redisCluster()
+    worker = await startWorker(deployment.workerSettings)
+  })
+  after(async () => {
+    await worker.stop()
+    await deployment.stop()
+  })
+
+  test('after a failover, the new master keeps every instance exact', async () => {
+    const { cluster } = deployment
+    const writer = deployment.create()
+    const reader = observed(deployment)
+    const token = await deployment.login({ openId: 'oFailover' }, writer)
+    await warmToken(reader, reader.events, token)
+    await worker.warm(token)
+    const master = cluster.masterOf(token)
+    const replica = cluster.replicaOf(master)
+    // Redis replicates asynchronously: kill the master once its replica holds every write.
+    const offset = (node, field) => Number(node.cli('INFO', 'replication').match(new RegExp(`${field}:(\\d+)`))[1])
+    const target = offset(master, 'master_repl_offset')
+    await waitUntil(() => offset(replica, 'slave_repl_offset') >= target, 'the replica to catch up')
+    await cluster.kill(master)
+    await waitUntil(() => cluster.masterOf(token)?.port === replica.port, 'the replica to take over', 15_000)
+    await waitUntil(() => reader.isTokenValid(token).then(() => true, () => false), 'the reader to serve again', 10_000)
+    await assertChangeSeenEverywhere({ writer, reader, worker, token, change: () => writer.revokeToken(token) })
+  })
+
+  test('after a slot moves to another master, invalidations come from the new one', async () => {
+    const { cluster } = deployment
+    const writer = deployment.create()
+    const reader = observed(deployment)
+    const token = await deployment.login({ openId: 'oMoved' }, writer)
+    await warmToken(reader, reader.events, token)
+    await worker.warm(token)
+    const from = cluster.masterOf(token)
+    const to = cluster.nodes.find((node) => !node.killed && node !== from && cluster.isMaster(node))
+    cluster.moveSlotOf(token, from, to)
+    assert.equal(cluster.masterOf(token).port, to.port)
+    await waitUntil(() => reader.isTokenValid(token).then(() => true, () => false), 'the moved token to validate', 10_000)
+    await warmToken(reader, reader.events, token)
+    await worker.warm(token)
+    await assertChangeSeenEverywhere({ writer, reader, worker, token, change: () => writer.revokeToken(token) })
+  })
+})
+
+describe('the SQLite store answers nothing from memory', () => {
+  let h
+  let worker
+  before(async () => {
+    h = await startHarness()
+    worker = await startWorker({ dbFile: h.dbFile, options: { tokenStore: 'sqlite', wechatApiBase: h.wechat.base } })
+  })
+  after(async () => {
+    await worker.stop()
+    await h.stop()
+  })
+
+  test('a token revoked by another process is rejected at the next check', async () => {
+    const events = []
+    const auth = h.create({ options: { tokenStore: 'sqlite', logger: (event) => events.push(event) } })
+    const token = (await h.login({ openId: 'oSqlite' }, auth)).response
+    for (let i = 0; i < 20; i++) await auth.isTokenValid(token)
+    assert.equal(answeredFromMemory(events), false)
+    const watched = worker.watch(token)
+    sql(h.dbFile, `DELETE FROM mpauthx_session WHERE token = '${token}'`)
+    const deletedAt = Date.now()
+    const seen = await watched
+    assert.equal(seen.code, 6007)
+    assert.ok(seen.rejectedAt - deletedAt <= PROPAGATION_MS)
+    assert.equal((await rejection(auth.isTokenValid(token))).code, 6007)
+  })
+})
+
+describe('memory stays bounded', () => {
+  let h
+  before(async () => {
+    h = await startHarness()
+  })
+  after(() => h.stop())
+
+  test('a million checks of distinct live tokens leave RSS flat', async () => {
+    const count = 1_000_000
+    const tokenOf = (i) => `oMany${i}|${SKU}|${i.toString(16).padStart(64, '0')}`
+    h.redis.cli(
+      'EVAL',
+      `for i = 0, ${count - 1} do redis.call('HSET', string.format('oMany%d|${SKU}|%064x', i, i), 'ctime', '1') end`,
+      '0',
+    )
+    const auth = h.create()
+    const checkRange = async (from, to) => {
+      for (let start = from; start < to; start += 1024) {
+        const batch = []
+        for (let i = start; i < Math.min(start + 1024, to); i++) batch.push(auth.isTokenValid(tokenOf(i)))
+        await Promise.all(batch)
+      }
+    }
+    // Garbage the checks leave behind is collected first, so that only what is kept counts.
+    v8.setFlagsFromString('--expose-gc')
+    const gc = vm.runInNewContext('gc')
+    await checkRange(0, 200_000)
+    gc()
+    const warm = process.memoryUsage().rss
+    await checkRange(200_000, count)
+    gc()
+    const grown = (process.memoryUsage().rss - warm) / 2 ** 20
+    assert.ok(grown < 40, `RSS grew by ${grown.toFixed(1)} MiB over 800,000 more distinct tokens`)
+  })
+
+  test('validationCacheSize must be a whole number from 0', () => {
+    for (const bad of [-1, 1.5, Infinity]) {
+      assert.throws(() => h.create({ options: { validationCacheSize: bad } }), RangeError)
+    }
+    assert.throws(() => h.create({ options: { validationCacheSize: '10' } }), TypeError)
+  })
+})
