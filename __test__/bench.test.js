@@ -12,7 +12,7 @@ const { promisify } = require('node:util')
 
 test('a quick benchmark run prints the table and writes every workload to JSON', async () => {
   const script = path.join(__dirname, '..', 'bench', 'run.js')
-  const { stdout } = await promisify(execFile)(process.execPath, [script, '--quick'], { timeout: 120_000 })
+  const { stdout } = await promisify(execFile)(process.execPath, [script, '--quick'], { timeout: 240_000 })
   assert.match(stdout, /\| workload \| in flight \| calls\/s \| p50 ms \| p99 ms \| peak RSS MiB \|/)
   assert.match(stdout, /napi boundary: one no-op async call every [\d.]+ µs/)
   const results = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'bench', 'results-quick.json'), 'utf8'))
@@ -21,7 +21,9 @@ test('a quick benchmark run prints the table and writes every workload to JSON',
     [
       'napi no-op async call',
       'redis-benchmark -c 64 EXISTS',
-      'isTokenValid',
+      'isTokenValid, 64 calls in one tick',
+      'isTokenValid, each call in its own callback',
+      'isTokenValid, each call in its own callback, validationCacheSize 0',
       'isTokenValid, one at a time',
       'authorize, new user',
       'authorize, returning user',
@@ -33,6 +35,12 @@ test('a quick benchmark run prints the table and writes every workload to JSON',
   for (const row of results.rows) {
     for (const field of ['perSecond', 'p50Ms', 'p99Ms']) assert.ok(row[field] > 0, `${row.name} ${field}`)
   }
-  assert.equal(results.checks.length, 6)
+  assert.deepEqual(
+    results.http.map((row) => row.route),
+    ['/open', '/isTokenValid', '/middleware', '/verifyToken'],
+  )
+  for (const row of results.http) assert.ok(row.perSecond > 0 && Number.isFinite(row.costPercent), row.route)
+  assert.match(stdout, /\| HTTP route \(Fastify, autocannon -c 64\) \|/)
+  assert.equal(results.checks.length, 9)
   assert.ok(results.checks.every((check) => typeof check.met === 'boolean' && Number.isFinite(check.value)))
 })

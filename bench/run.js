@@ -13,6 +13,8 @@ const path = require('node:path')
 const mpauthx = require('..')
 const { startRedis } = require('../__test__/support/redis')
 const { APP_ID, loginData } = require('./login-data')
+const { httpWorkload } = require('./http')
+const { setImmediate: nextMacrotask } = require('node:timers/promises')
 
 const APP_SECRET = 'bench-secret'
 const SKU = 'bench'
@@ -61,13 +63,16 @@ class Histogram {
 
 /**
  * Runs `count` calls of `op(i)` with `concurrency` in flight; resolves with calls/s, p50, p99.
+ * With `ownCallback`, each call starts from a callback of its own, as the requests of a
+ * server arrive (each in its own I/O callback), instead of many calls in one tick.
  */
-async function measure({ concurrency, count, op }) {
+async function measure({ concurrency, count, op, ownCallback = false }) {
   const latencies = new Histogram()
   let next = 0
   const started = performance.now()
   async function worker() {
     while (next < count) {
+      if (ownCallback) await nextMacrotask()
       const t0 = performance.now()
       await op(next++)
       latencies.record(performance.now() - t0)
@@ -125,26 +130,36 @@ function machine(redis) {
   }
 }
 
-/** A private redis-server, the stand-in, a temporary SQLite file and an instance on them. */
+/**
+ * A private redis-server, the stand-in, a temporary SQLite file and an instance on them;
+ * `create(options)` makes more instances on the same.
+ */
 async function startBench() {
   const redis = await startRedis()
   const standIn = await startStandIn()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-bench-'))
-  const auth = mpauthx(APP_ID, APP_SECRET, SKU, path.join(dir, 'users.db'), null, 3600, {
-    redisUrl: redis.url,
-    wechatApiBase: standIn.base,
-  })
+  const instances = []
+  const create = (options = {}) => {
+    const instance = mpauthx(APP_ID, APP_SECRET, SKU, path.join(dir, 'users.db'), null, 3600, {
+      redisUrl: redis.url,
+      wechatApiBase: standIn.base,
+      ...options,
+    })
+    instances.push(instance)
+    return instance
+  }
+  const auth = create()
   async function stop() {
-    await auth.close()
+    await Promise.all(instances.map((instance) => instance.close()))
     standIn.child.kill()
     await redis.stop()
     for (const tmp of [dir, redis.dir]) fs.rmSync(tmp, { recursive: true, force: true })
   }
-  return { redis, standIn, auth, stop }
+  return { redis, standIn, auth, create, dir, stop }
 }
 
 async function main() {
-  const { redis, standIn, auth, stop } = await startBench()
+  const { redis, standIn, auth, create, dir, stop } = await startBench()
   const rows = []
   const run = async (name, inFlight, workload) => {
     process.stderr.write(`${name} ...`)
@@ -162,6 +177,17 @@ async function main() {
   const flush = () => redis.cli('FLUSHALL')
 
   try {
+    // First, while nothing else has run: a web server under load, as users run one.
+    process.stderr.write('HTTP workload ...\n')
+    const http = await httpWorkload({
+      redisUrl: redis.url,
+      wechatApiBase: standIn.base,
+      dbPath: path.join(dir, 'http-users.db'),
+      seconds: QUICK ? 1 : 2,
+      rounds: QUICK ? 2 : 10,
+    })
+    const httpCost = (route) => http.find((row) => row.route === route).costPercent
+
     const noop = auth[Symbol.for('mpauthx.testing')].noop
     await run('napi no-op async call', 64, () => measure({ concurrency: 64, count: scale(300_000), op: noop }))
     const reference64 = await run('redis-benchmark -c 64 EXISTS', 64, async () => redisBenchmark(redis.port, scale(400_000)))
@@ -169,8 +195,16 @@ async function main() {
     flush()
     const tokens = []
     for (let i = 0; i < 1000; i++) tokens.push((await authorize(`oToken${i}`)).response)
-    const isTokenValid = await run('isTokenValid', 64, () =>
-      measure({ concurrency: 64, count: scale(1_000_000), op: (i) => auth.isTokenValid(tokens[i % tokens.length]) }),
+    const checkWith = (instance) => (i) => instance.isTokenValid(tokens[i % tokens.length])
+    const isTokenValid = await run('isTokenValid, 64 calls in one tick', 64, () =>
+      measure({ concurrency: 64, count: scale(1_000_000), op: checkWith(auth) }),
+    )
+    await run('isTokenValid, each call in its own callback', 64, () =>
+      measure({ concurrency: 64, count: scale(1_000_000), op: checkWith(auth), ownCallback: true }),
+    )
+    const uncached = create({ validationCacheSize: 0 })
+    await run('isTokenValid, each call in its own callback, validationCacheSize 0', 64, () =>
+      measure({ concurrency: 64, count: scale(200_000), op: checkWith(uncached), ownCallback: true }),
     )
     await run('isTokenValid, one at a time', 1, () =>
       measure({ concurrency: 1, count: scale(10_000), op: (i) => auth.isTokenValid(tokens[i % tokens.length]) }),
@@ -203,14 +237,17 @@ async function main() {
 
     const peakRssMiB = process.resourceUsage().maxRSS / 1024
     const checks = [
-      check('isTokenValid / redis-benchmark', isTokenValid.perSecond / reference64.perSecond, 2.0, 'x', reference.isTokenValid.target),
+      check('HTTP isTokenValid: cost against the open route', httpCost('/isTokenValid'), 5, ' %', '≤ 5 %', true),
+      check('HTTP middleware(): cost against the open route', httpCost('/middleware'), 5, ' %', '≤ 5 %', true),
+      check('HTTP verifyToken: cost against the open route', httpCost('/verifyToken'), 10, ' %', '≤ 10 %', true),
+      check('isTokenValid, 64 calls in one tick / redis-benchmark', isTokenValid.perSecond / reference64.perSecond, 2.0, 'x', reference.isTokenValid.target),
       check('authorize, returning user', authorizeReturning.perSecond, 12_400, '/s', reference.authorizeReturning.target),
       check('authorize, new user', authorizeNew.perSecond, 4_250, '/s', reference.authorizeNew.target),
       check('refreshToken', refresh.perSecond, 14_000, '/s', reference.refreshToken.target),
       check('one-at-a-time login p50, 500k keys / empty', populated.p50Ms / empty.p50Ms, 1.3, 'x', reference.populated.target, true),
       check('peak RSS', peakRssMiB, reference.rss.mib, ' MiB', reference.rss.target, true),
     ]
-    const results = { machine: machine(redis), rows, checks, reference }
+    const results = { machine: machine(redis), http, rows, checks, reference }
     fs.writeFileSync(RESULTS, JSON.stringify(results, null, 2) + '\n')
     print(results)
     console.log(`\nwritten to ${path.relative(process.cwd(), RESULTS)}`)
@@ -223,9 +260,18 @@ function check(name, value, bound, unit, target, atMost = false) {
   return { name, value, target, met: atMost ? value <= bound : value >= bound, unit }
 }
 
-function print({ machine, rows, checks }) {
+function print({ machine, http, rows, checks }) {
   const fmt = (n, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
   console.log(`\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.mode}\n`)
+  console.log('| HTTP route (Fastify, autocannon -c 64) | req/s (median of rounds) | p50 ms | p99 ms | server CPU µs/request | cost against /open (median of paired rounds) |')
+  console.log('|---|---:|---:|---:|---:|---:|')
+  for (const row of http) {
+    const cost = row.route === '/open' ? '—' : `${fmt(row.costPercent, 1)} %`
+    console.log(
+      `| \`${row.route}\` | ${fmt(row.perSecond)} | ${fmt(row.p50Ms)} | ${fmt(row.p99Ms)} | ${fmt(row.serverCpuUsPerRequest, 1)} | ${cost} |`,
+    )
+  }
+  console.log()
   console.log('| workload | in flight | calls/s | p50 ms | p99 ms | peak RSS MiB | CPU µs/call: Node process, WeChat stand-in, Redis |')
   console.log('|---|---:|---:|---:|---:|---:|---|')
   for (const row of rows) {
@@ -244,7 +290,8 @@ function print({ machine, rows, checks }) {
   console.log('\n| check | value | target | met |')
   console.log('|---|---:|---|---|')
   for (const c of checks) {
-    console.log(`| ${c.name} | ${fmt(c.value, c.unit === 'x' ? 2 : 0)}${c.unit} | ${c.target} | ${c.met ? 'yes' : 'no'} |`)
+    const digits = c.unit === 'x' || c.unit === ' %' ? (c.unit === 'x' ? 2 : 1) : 0
+    console.log(`| ${c.name} | ${fmt(c.value, digits)}${c.unit} | ${c.target} | ${c.met ? 'yes' : 'no'} |`)
   }
 }
 

@@ -253,11 +253,15 @@ mod tests {
     let now = Instant::now();
     assert_eq!(cache.get("u|s|t", now).map(|(t, _)| t.ctime_ms), Some(42));
     assert_eq!(cache.get("u|s|t", now).unwrap().0.expires_in(now), Some(60));
-    assert_eq!(
-      cache.get("u|s|t", ticket.sent_at + Duration::from_secs(60)),
-      None
-    );
-    assert!(cache.is_empty(), "an expired entry is dropped when met");
+    // Expiry is measured from before the read was sent; checked here within the lease.
+    let ticket = cache.ticket("u|s|short");
+    cache.fill(ticket, "u|s|short", 42, 100);
+    let expiry = ticket.sent_at + Duration::from_millis(100);
+    assert!(cache
+      .get("u|s|short", expiry - Duration::from_millis(1))
+      .is_some());
+    assert_eq!(cache.get("u|s|short", expiry), None);
+    assert_eq!(cache.len(), 1, "an expired entry is dropped when met");
   }
 
   #[test]
