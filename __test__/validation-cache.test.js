@@ -281,6 +281,43 @@ describe('validation cache through a failover and a slot move', () => {
   })
 })
 
+describe('a Redis that cannot track', () => {
+  const checkedWithoutMemory = async (deployment, auth) => {
+    const token = await deployment.login({ openId: 'oUntracked' }, auth)
+    for (let i = 0; i < 20; i++) await auth.isTokenValid(token)
+    assert.equal((await auth.verifyToken(token)).response.openId, 'oUntracked')
+    assert.equal(answeredFromMemory(auth.events), false)
+    deployment.nodeOf(token).cli('DEL', token)
+    assert.equal((await rejection(auth.isTokenValid(token))).code, 6007)
+    assert.equal((await rejection(auth.verifyToken(token))).code, 6007)
+  }
+
+  test('a server without RESP3 (HELLO unknown, as before Redis 6): every check goes to the store', async () => {
+    const h = await startHarness({ redisArgs: ['--rename-command', 'HELLO', 'HELLO_RENAMED_BY_TEST'] })
+    try {
+      const deployment = { login: (user, instance) => h.login(user, instance).then((reply) => reply.response), nodeOf: () => h.redis }
+      const auth = observed({ create: (options) => h.create({ options }) })
+      await checkedWithoutMemory(deployment, auth)
+    } finally {
+      await h.stop()
+    }
+  })
+
+  test('a user not allowed CLIENT: every check goes to the store', async () => {
+    const h = await startHarness()
+    try {
+      h.redis.cli('ACL', 'SETUSER', 'app', 'on', '>app-pass', '~*', '+@all', '-client')
+      const deployment = { login: (user, instance) => h.login(user, instance).then((reply) => reply.response), nodeOf: () => h.redis }
+      const auth = observed({
+        create: (options) => h.create({ options: { ...options, redisUrl: `redis://app:app-pass@127.0.0.1:${h.redis.port}` } }),
+      })
+      await checkedWithoutMemory(deployment, auth)
+    } finally {
+      await h.stop()
+    }
+  })
+})
+
 describe('the SQLite store answers nothing from memory', () => {
   let h
   let worker

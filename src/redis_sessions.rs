@@ -15,6 +15,7 @@
 //! [`ValidationCache`] exact (see there); writes go over the first.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Once, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -132,7 +133,13 @@ struct Tracking {
   redis: Connector,
   cache: Arc<ValidationCache>,
   heartbeat: Once,
+  /// Tracked reads that failed in a row where an untracked read then worked.
+  refusals: AtomicU32,
 }
+
+/// Tracked reads refused in a row (a server before 6.0, or a proxy without RESP3 or client
+/// tracking) after which the instance stops trying: it checks every token with the store.
+const MAX_REFUSALS: u32 = 3;
 
 /// What a tracked read of a token found.
 enum Read {
@@ -163,6 +170,7 @@ impl RedisSessions {
           redis: Connector::new(target, redis_pass, Some(push))?,
           cache,
           heartbeat: Once::new(),
+          refusals: AtomicU32::new(0),
         }))
       }
     };
@@ -206,13 +214,39 @@ impl RedisSessions {
   /// (on a cluster, in one round trip per node).
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     within_deadline(|| async {
-      let Some(tracking) = &self.tracking else {
-        return self.check_all_live(tokens).await;
-      };
-      let reads = self.read_tracked(tracking, tokens).await?;
-      Ok(reads.into_iter().map(|read| read.is_some()).collect())
+      if let Some(reads) = self.try_tracked(tokens).await? {
+        return Ok(reads.into_iter().map(|read| read.is_some()).collect());
+      }
+      self.check_all_live(tokens).await
     })
     .await
+  }
+
+  /// Reads `tokens` over the tracking connection (see [`RedisSessions::read_tracked`]);
+  /// `None` when there is no cache, or the tracked read failed where an untracked one may
+  /// not: the caller then reads without tracking, and after [`MAX_REFUSALS`] such failures
+  /// in a row the cache is turned off for good.
+  async fn try_tracked(&self, tokens: &[&str]) -> Result<Option<Vec<Option<(u64, i64)>>>> {
+    let Some(tracking) = self.tracking.as_ref().filter(|tracking| tracking.usable()) else {
+      return Ok(None);
+    };
+    match self.read_tracked(tracking, tokens).await {
+      Ok(reads) => {
+        tracking.refusals.store(0, Ordering::Release);
+        Ok(Some(reads))
+      }
+      Err(err @ Error::Disconnected(_)) => Err(err),
+      Err(_) => {
+        // Counted only once the other connection answers: the store itself works.
+        let _: Value = redis::cmd("PING")
+          .query_async(&mut self.redis.get().await?)
+          .await?;
+        if tracking.refusals.fetch_add(1, Ordering::AcqRel) + 1 >= MAX_REFUSALS {
+          tracking.cache.clear();
+        }
+        Ok(None)
+      }
+    }
   }
 
   /// Reads each token over the tracking connection, and remembers the live ones: for each,
@@ -324,8 +358,8 @@ impl RedisSessions {
       return Ok(None);
     }
     within_deadline(|| async {
-      let found = match &self.tracking {
-        Some(tracking) => self.read_tracked(tracking, &[token]).await?.pop().flatten(),
+      let found = match self.try_tracked(&[token]).await? {
+        Some(mut reads) => reads.pop().flatten(),
         None => {
           let found: Option<(String, i64)> = self
             .read
@@ -646,6 +680,11 @@ impl RedisSessions {
 }
 
 impl Tracking {
+  /// Whether tracked reads are still tried (see [`MAX_REFUSALS`]).
+  fn usable(&self) -> bool {
+    self.refusals.load(Ordering::Acquire) < MAX_REFUSALS
+  }
+
   /// The tracking connection; the first use starts the heartbeat that lets the cache answer.
   async fn connection(self: &Arc<Self>) -> Result<RedisConnection> {
     let redis = self.redis.get().await?;
@@ -664,6 +703,9 @@ async fn heartbeat(tracking: Weak<Tracking>) {
     let Some(current) = tracking.upgrade() else {
       return;
     };
+    if !current.usable() {
+      return;
+    }
     let sent = Instant::now();
     match current.redis.get().await {
       Ok(mut redis) => {

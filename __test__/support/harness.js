@@ -23,8 +23,8 @@ function sql(file, statement) {
   return execFileSync('sqlite3', ['-cmd', '.timeout 5000', file, statement], { encoding: 'utf8' }).trim()
 }
 
-async function startHarness({ password, appId = APP_ID, appSecret = APP_SECRET } = {}) {
-  const redis = await startRedis({ password })
+async function startHarness({ password, appId = APP_ID, appSecret = APP_SECRET, redisArgs } = {}) {
+  const redis = await startRedis({ password, args: redisArgs })
   const wechat = await startWeChat({ appId, appSecret })
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-test-'))
   const dbFile = path.join(dir, 'users.db')
