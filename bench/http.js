@@ -2,10 +2,11 @@
 
 // The HTTP workload: a Fastify app (bench/http-server.js) in one process, autocannon
 // (bench/http-load.js) in another, as users run them. A shared machine's speed drifts by
-// tens of percent within a minute, far more than the few percent a check costs, so the
-// routes are loaded in short slices, round after round, each round visiting every route in
-// a rotated order; the cost of a check is the median over rounds of what its route loses
-// against the open route of the same round.
+// tens of percent within seconds, far more than the few percent a check costs, so the
+// routes are loaded in short slices, and every slice of a checking route is bracketed by
+// slices of the open route: its cost is what it loses against the mean of the open slices
+// just before and just after it (which cancels a steady drift), and the cost reported is the
+// median over rounds.
 
 const { fork } = require('node:child_process')
 const path = require('node:path')
@@ -46,25 +47,36 @@ const median = (values) => {
 }
 
 /**
- * Loads every route for `seconds` per slice, `rounds` times; resolves with one row per
- * route: median req/s, p50/p99 of its median slice, the server's CPU µs per request, and
- * `costPercent`, the median of the paired losses against `/open`.
+ * Loads the routes in rounds of slices of `seconds`: open, check A, open, check B, open,
+ * check C, open (the checks in a rotated order). Resolves with one row per route: median
+ * req/s, p50/p99 of its median slice, the server's CPU µs per request, and `costPercent`,
+ * the median of its bracketed losses against `/open`.
  */
 async function httpWorkload({ redisUrl, wechatApiBase, dbPath, users = 16, connections = 64, seconds, rounds }) {
   const server = await startServer({ redisUrl, wechatApiBase, dbPath, users })
   const loader = fork(path.join(__dirname, 'http-load.js'), { stdio: 'inherit' })
   const slices = Object.fromEntries(ROUTES.map((route) => [route, []]))
+  const losses = Object.fromEntries(ROUTES.map((route) => [route, []]))
+  const slice = async (route) => {
+    const cpuBefore = await ask(server.child, 'cpu')
+    const url = `http://127.0.0.1:${server.port}${route}`
+    const result = await ask(loader, { url, tokens: server.tokens, connections, seconds })
+    const cpuAfter = await ask(server.child, 'cpu')
+    const cpuSeconds = (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / 1e6
+    result.serverCpuUsPerRequest = (cpuSeconds * 1e6) / result.calls
+    slices[route].push(result)
+    return result
+  }
   try {
+    const checks = ROUTES.slice(1)
     for (let round = 0; round < rounds; round++) {
-      for (let i = 0; i < ROUTES.length; i++) {
-        const route = ROUTES[(i + round) % ROUTES.length]
-        const cpuBefore = await ask(server.child, 'cpu')
-        const url = `http://127.0.0.1:${server.port}${route}`
-        const slice = await ask(loader, { url, tokens: server.tokens, connections, seconds })
-        const cpuAfter = await ask(server.child, 'cpu')
-        const cpuSeconds = (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / 1e6
-        slice.serverCpuUsPerRequest = (cpuSeconds * 1e6) / slice.calls
-        slices[route].push(slice)
+      let before = await slice('/open')
+      for (let i = 0; i < checks.length; i++) {
+        const route = checks[(i + round) % checks.length]
+        const checked = await slice(route)
+        const after = await slice('/open')
+        losses[route].push((1 - (2 * checked.perSecond) / (before.perSecond + after.perSecond)) * 100)
+        before = after
       }
       process.stderr.write(`HTTP round ${round + 1}/${rounds}\n`)
     }
@@ -74,20 +86,19 @@ async function httpWorkload({ redisUrl, wechatApiBase, dbPath, users = 16, conne
     await new Promise((resolve) => server.child.once('exit', resolve))
   }
   return ROUTES.map((route) => {
-    const perSecond = median(slices[route].map((slice) => slice.perSecond))
-    const typical = slices[route].find((slice) => slice.perSecond === perSecond) ?? slices[route][0]
-    const losses = slices[route].map((slice, round) => (1 - slice.perSecond / slices['/open'][round].perSecond) * 100)
+    const perSecond = median(slices[route].map((result) => result.perSecond))
+    const typical = slices[route].find((result) => result.perSecond === perSecond) ?? slices[route][0]
     return {
       name: `HTTP ${route}`,
       route,
       inFlight: connections,
-      calls: slices[route].reduce((sum, slice) => sum + slice.calls, 0),
+      calls: slices[route].reduce((sum, result) => sum + result.calls, 0),
       perSecond,
       p50Ms: typical.p50Ms,
       p99Ms: typical.p99Ms,
-      serverCpuUsPerRequest: median(slices[route].map((slice) => slice.serverCpuUsPerRequest)),
-      costPercent: route === '/open' ? 0 : median(losses),
-      roundsPerSecond: slices[route].map((slice) => Math.round(slice.perSecond)),
+      serverCpuUsPerRequest: median(slices[route].map((result) => result.serverCpuUsPerRequest)),
+      costPercent: route === '/open' ? 0 : median(losses[route]),
+      lossesPercent: losses[route].map((loss) => Math.round(loss * 10) / 10),
     }
   })
 }

@@ -183,8 +183,8 @@ async function main() {
       redisUrl: redis.url,
       wechatApiBase: standIn.base,
       dbPath: path.join(dir, 'http-users.db'),
-      seconds: QUICK ? 1 : 2,
-      rounds: QUICK ? 2 : 10,
+      seconds: 1,
+      rounds: QUICK ? 2 : 20,
     })
     const httpCost = (route) => http.find((row) => row.route === route).costPercent
 
@@ -269,7 +269,7 @@ function check(name, value, bound, unit, target, atMost = false) {
 function print({ machine, http, rows, checks }) {
   const fmt = (n, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
   console.log(`\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.mode}\n`)
-  console.log('| HTTP route (Fastify, autocannon -c 64) | req/s (median of rounds) | p50 ms | p99 ms | server CPU µs/request | cost against /open (median of paired rounds) |')
+  console.log('| HTTP route (Fastify, autocannon -c 64) | req/s (median of slices) | p50 ms | p99 ms | server CPU µs/request | cost against /open (median of bracketed slices) |')
   console.log('|---|---:|---:|---:|---:|---:|')
   for (const row of http) {
     const cost = row.route === '/open' ? '—' : `${fmt(row.costPercent, 1)} %`
