@@ -6,7 +6,7 @@
 // is a guarantee of the README, polled for, never slept on.
 
 const assert = require('node:assert/strict')
-const { fork } = require('node:child_process')
+const { execFileSync, fork } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -346,6 +346,33 @@ describe('the SQLite store answers nothing from memory', () => {
   })
 })
 
+/**
+ * Checks a million distinct live tokens, made beforehand by `makeTokens(count, tokenOf)`,
+ * on `auth`; fails unless RSS stays flat after the first 200,000.
+ */
+async function assertMemoryFlat(auth, makeTokens) {
+  const count = 1_000_000
+  const tokenOf = (i) => `oMany${i}|${SKU}|${i.toString(16).padStart(64, '0')}`
+  await makeTokens(count, tokenOf)
+  const checkRange = async (from, to) => {
+    for (let start = from; start < to; start += 1024) {
+      const batch = []
+      for (let i = start; i < Math.min(start + 1024, to); i++) batch.push(auth.isTokenValid(tokenOf(i)))
+      await Promise.all(batch)
+    }
+  }
+  // Garbage the checks leave behind is collected first, so that only what is kept counts.
+  v8.setFlagsFromString('--expose-gc')
+  const gc = vm.runInNewContext('gc')
+  await checkRange(0, 200_000)
+  gc()
+  const warm = process.memoryUsage().rss
+  await checkRange(200_000, count)
+  gc()
+  const grown = (process.memoryUsage().rss - warm) / 2 ** 20
+  assert.ok(grown < 40, `RSS grew by ${grown.toFixed(1)} MiB over 800,000 more distinct tokens`)
+}
+
 describe('memory stays bounded', () => {
   let h
   before(async () => {
@@ -354,31 +381,10 @@ describe('memory stays bounded', () => {
   after(() => h.stop())
 
   test('a million checks of distinct live tokens leave RSS flat', async () => {
-    const count = 1_000_000
-    const tokenOf = (i) => `oMany${i}|${SKU}|${i.toString(16).padStart(64, '0')}`
-    h.redis.cli(
-      'EVAL',
-      `for i = 0, ${count - 1} do redis.call('HSET', string.format('oMany%d|${SKU}|%064x', i, i), 'ctime', '1') end`,
-      '0',
-    )
-    const auth = h.create()
-    const checkRange = async (from, to) => {
-      for (let start = from; start < to; start += 1024) {
-        const batch = []
-        for (let i = start; i < Math.min(start + 1024, to); i++) batch.push(auth.isTokenValid(tokenOf(i)))
-        await Promise.all(batch)
-      }
-    }
-    // Garbage the checks leave behind is collected first, so that only what is kept counts.
-    v8.setFlagsFromString('--expose-gc')
-    const gc = vm.runInNewContext('gc')
-    await checkRange(0, 200_000)
-    gc()
-    const warm = process.memoryUsage().rss
-    await checkRange(200_000, count)
-    gc()
-    const grown = (process.memoryUsage().rss - warm) / 2 ** 20
-    assert.ok(grown < 40, `RSS grew by ${grown.toFixed(1)} MiB over 800,000 more distinct tokens`)
+    await assertMemoryFlat(h.create(), async (count) => {
+      const hset = `redis.call('HSET', string.format('oMany%d|${SKU}|%064x', i, i), 'ctime', '1')`
+      h.redis.cli('EVAL', `for i = 0, ${count - 1} do ${hset} end`, '0')
+    })
   })
 
   test('validationCacheSize must be a whole number from 0', () => {
@@ -388,3 +394,60 @@ describe('memory stays bounded', () => {
     assert.throws(() => h.create({ options: { validationCacheSize: '10' } }), TypeError)
   })
 })
+
+describe('validation cache on a Redis Cluster: memory and a lost shard', () => {
+  let deployment
+  before(async () => {
+    deployment = await redisCluster()
+  })
+  after(() => deployment.stop())
+
+  test('a million checks of distinct live tokens leave RSS flat', async () => {
+    const { cluster } = deployment
+    await assertMemoryFlat(deployment.create(), async (count, tokenOf) => {
+      // Written to each master with redis-cli's mass insertion, keys sorted by slot owner.
+      const protocol = new Map()
+      const owner = cluster.slotOwners()
+      for (let i = 0; i < count; i++) {
+        const token = tokenOf(i)
+        const node = owner[keySlot(token)]
+        if (!protocol.has(node)) protocol.set(node, [])
+        protocol.get(node).push(`*4\r\n$4\r\nHSET\r\n$${token.length}\r\n${token}\r\n$5\r\nctime\r\n$1\r\n1\r\n`)
+      }
+      for (const [node, commands] of protocol) {
+        execFileSync('redis-cli', ['-p', String(node.port), '--pipe'], { input: commands.join(''), stdio: ['pipe', 'ignore', 'inherit'] })
+      }
+    })
+  })
+
+  test('a shard lost: nothing from memory; back empty: its tokens are unknown', async () => {
+    const { cluster } = deployment
+    const auth = observed(deployment)
+    const token = await deployment.login({ openId: 'oShardLost' }, auth)
+    await warmToken(auth, auth.events, token)
+    const master = cluster.masterOf(token)
+    const replica = cluster.replicaOf(master)
+    await cluster.kill(replica)
+    await cluster.kill(master)
+    const began = Date.now()
+    assert.equal((await rejection(auth.isTokenValid(token))).code, 6000, 'the shard is down: 6000, not an answer from memory')
+    assert.ok(Date.now() - began < 2000, 'within 2 s')
+    await cluster.revive(master)
+    await cluster.revive(replica)
+    await waitUntil(
+      () => auth.isTokenValid(token).then(() => assert.fail('a token of the lost shard validated'), (err) => err.code === 6007),
+      'the shard to come back',
+      20_000,
+    )
+  })
+})
+
+/** The hash slot of a key without hash tags: CRC16 (XMODEM) mod 16384, as Redis computes it. */
+function keySlot(key) {
+  let crc = 0
+  for (const byte of Buffer.from(key)) {
+    crc ^= byte << 8
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  }
+  return crc % 16384
+}

@@ -93,6 +93,25 @@ async function startRedisCluster({ masters = 3, password } = {}) {
     }
   }
 
+  /** For each of the 16384 slots, the live master node serving it. */
+  function slotOwners() {
+    const owners = new Array(16384)
+    for (const entry of topology().filter((node) => node.master)) {
+      const node = nodes.find((candidate) => candidate.port === entry.port)
+      for (const range of entry.slots) {
+        const [from, to = from] = range.split('-').map(Number)
+        for (let slot = from; slot <= to; slot++) owners[slot] = node
+      }
+    }
+    return owners
+  }
+
+  /** Starts a killed node again, empty (nothing is persisted), in its old place in the cluster. */
+  async function revive(node) {
+    await node.start()
+    node.killed = false
+  }
+
   /** Kills a node for good. */
   async function kill(node) {
     node.killed = true
@@ -104,7 +123,7 @@ async function startRedisCluster({ masters = 3, password } = {}) {
     for (const node of nodes) fs.rmSync(node.dir, { recursive: true, force: true })
   }
 
-  return { nodes, urls: nodes.map((node) => node.url), masterOf, replicaOf, isMaster, moveSlotOf, kill, stop }
+  return { nodes, urls: nodes.map((node) => node.url), masterOf, replicaOf, isMaster, moveSlotOf, slotOwners, kill, revive, stop }
 }
 
 module.exports = { startRedisCluster }
