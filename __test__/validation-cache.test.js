@@ -173,6 +173,15 @@ for (const [name, start] of [
       assert.ok(seen.lastValidatedAt <= expiresAt, `validated ${seen.lastValidatedAt - expiresAt} ms past its expiry`)
     })
 
+    test('after close(), nothing is answered from memory', async () => {
+      const auth = observed(deployment)
+      const token = await deployment.login({ openId: 'oClosing' }, auth)
+      await warmToken(auth, auth.events, token)
+      await auth.close()
+      assert.equal((await rejection(auth.isTokenValid(token))).code, 6000)
+      assert.equal((await rejection(auth.verifyToken(token))).code, 6000)
+    })
+
     test('validationCacheSize: 0 answers nothing from memory', async () => {
       const auth = observed(deployment, { validationCacheSize: 0 })
       const token = await deployment.login({ openId: 'oNoCache' }, auth)

@@ -40,6 +40,13 @@ function ask(child, message) {
   })
 }
 
+/** The order statistics bracketing the median with about 95 % confidence (n ≥ 6). */
+const medianInterval = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const k = Math.max(0, Math.floor(sorted.length / 2 - 0.98 * Math.sqrt(sorted.length)))
+  return [sorted[k], sorted[sorted.length - 1 - k]]
+}
+
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
@@ -98,6 +105,7 @@ async function httpWorkload({ redisUrl, wechatApiBase, dbPath, users = 16, conne
       p99Ms: typical.p99Ms,
       serverCpuUsPerRequest: median(slices[route].map((result) => result.serverCpuUsPerRequest)),
       costPercent: route === '/open' ? 0 : median(losses[route]),
+      costIntervalPercent: route === '/open' ? [0, 0] : medianInterval(losses[route]),
       lossesPercent: losses[route].map((loss) => Math.round(loss * 10) / 10),
     }
   })

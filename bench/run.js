@@ -184,7 +184,7 @@ async function main() {
       wechatApiBase: standIn.base,
       dbPath: path.join(dir, 'http-users.db'),
       seconds: 1,
-      rounds: QUICK ? 2 : 20,
+      rounds: QUICK ? 2 : 30,
     })
     const httpCost = (route) => http.find((row) => row.route === route).costPercent
 
@@ -272,7 +272,8 @@ function print({ machine, http, rows, checks }) {
   console.log('| HTTP route (Fastify, autocannon -c 64) | req/s (median of slices) | p50 ms | p99 ms | server CPU µs/request | cost against /open (median of bracketed slices) |')
   console.log('|---|---:|---:|---:|---:|---:|')
   for (const row of http) {
-    const cost = row.route === '/open' ? '—' : `${fmt(row.costPercent, 1)} %`
+    const [low, high] = row.costIntervalPercent
+    const cost = row.route === '/open' ? '—' : `${fmt(row.costPercent, 1)} % (95 % CI ${fmt(low, 1)} to ${fmt(high, 1)} %)`
     console.log(
       `| \`${row.route}\` | ${fmt(row.perSecond)} | ${fmt(row.p50Ms)} | ${fmt(row.p99Ms)} | ${fmt(row.serverCpuUsPerRequest, 1)} | ${cost} |`,
     )
