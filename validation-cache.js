@@ -8,8 +8,11 @@
 // connection and `close()`; it writes them to memory this side reads directly, so an answer
 // from here costs no call into the binding.
 
-/** Tokens the native cache vouched for, bounded like it: the oldest goes first. */
-function createValidationCache(native) {
+/**
+ * Tokens the native cache vouched for, bounded like it: the oldest goes first. `parts(token)`
+ * gives `{ openId, sku }`, remembered with each entry.
+ */
+function createValidationCache(native, parts) {
   const buffer = native.validity()
   if (buffer === null) return { lookup: () => undefined }
   const capacity = native.validationCacheSize
@@ -22,9 +25,12 @@ function createValidationCache(native) {
   // What the native cache vouches for now, remembered here; `undefined` for a token the
   // store must be asked about.
   function vouch(token) {
-    const vouched = native.cachedToken(token)
+    // A token with whitespace is never remembered, so that a remembered token can be taken
+    // from `Bearer <token>` without parsing the header (see index.js).
+    const vouched = WHITESPACE.test(token) ? null : native.cachedToken(token)
     if (vouched === null) return undefined
     const entry = {
+      ...parts(token),
       ctime: vouched.ctime,
       expiresAt: vouched.expiresAt ?? Infinity,
       generation: vouched.generation,
@@ -38,8 +44,8 @@ function createValidationCache(native) {
 
   return {
     /**
-     * `{ ctime, expiresAt }` of a live token (`expiresAt` in ms since the epoch, `Infinity`
-     * without a TTL), or `undefined` when the store must be asked.
+     * `{ openId, sku, ctime, expiresAt }` of a live token (`expiresAt` in ms since the epoch,
+     * `Infinity` without a TTL), or `undefined` when the store must be asked.
      * @param {string} token
      */
     lookup(token) {
@@ -55,5 +61,7 @@ function createValidationCache(native) {
     },
   }
 }
+
+const WHITESPACE = /\s/
 
 module.exports = { createValidationCache }

@@ -76,6 +76,18 @@ for (const [name, mount] of Object.entries(frameworks)) {
       assert.equal(notBearer.status, 200)
     })
 
+    test('answers from the validation cache match the store: header spellings, a revoked token', async () => {
+      const own = (await h.login({ openId: 'oMiddlewareCached' }, auth)).response
+      for (let i = 0; i < 5; i++) {
+        assert.equal((await server.get({ authorization: `Bearer ${own}` })).status, 200)
+        assert.equal((await server.get({ authorization: `Bearer  ${own}\t` })).status, 200)
+        assert.equal((await server.get({ authorization: `Bearer ${own}0` })).status, 401)
+        assert.equal((await server.get({ authorization: `Bearer ${own} extra` })).status, 401)
+      }
+      await auth.revokeToken(own)
+      assert.equal((await server.get({ authorization: `Bearer ${own}` })).status, 401)
+    })
+
     test('a missing token answers 401 with status_code 6007 and never reaches the route', async () => {
       for (const headers of [{}, { authorization: 'Bearer' }, { authorization: `Token ${token}` }]) {
         const reply = await server.get(headers)

@@ -28,8 +28,10 @@ async function main() {
     await auth.verifyToken(bearer(request))
     return hello
   })
+  // The Express/Connect middleware called from the handler, so that the route pays for the
+  // check and not for a Fastify hook around it.
   const middleware = auth.middleware()
-  app.get('/middleware', { onRequest: (request, reply, done) => middleware(request.raw, reply.raw, done) }, async () => hello)
+  app.get('/middleware', (request, reply) => middleware(request.raw, reply.raw, () => reply.send(hello)))
 
   await app.listen({ port: 0, host: '127.0.0.1' })
   process.stdout.write(JSON.stringify({ port: app.server.address().port, tokens }) + '\n')

@@ -184,7 +184,7 @@ async function main() {
       wechatApiBase: standIn.base,
       dbPath: path.join(dir, 'http-users.db'),
       seconds: 1,
-      rounds: QUICK ? 2 : 30,
+      rounds: QUICK ? 2 : 60,
     })
     const httpCost = (route) => http.find((row) => row.route === route).costPercent
 
