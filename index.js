@@ -96,7 +96,7 @@ function batchedTokenCheck(native, validationCache, log) {
     // Most checks are answered here, from the validation cache, with no round trip.
     if (typeof token === 'string' && validationCache.lookup(token) !== undefined) {
       if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
-      return Promise.resolve()
+      return LIVE
     }
     return new Promise((resolve, reject) => {
       if (pending.length === 0) process.nextTick(flush)
@@ -106,6 +106,10 @@ function batchedTokenCheck(native, validationCache, log) {
     })
   }
 }
+
+// What `isTokenValid` returns for a check answered from the validation cache: one settled
+// promise, shared (a settled promise cannot change, and each `then` makes a new one).
+const LIVE = Promise.resolve()
 
 // What diagnostics report for a check answered from the validation cache.
 const CACHED = Object.freeze({
