@@ -37,7 +37,7 @@ test('a quick benchmark run prints the table and writes every workload to JSON',
   }
   assert.deepEqual(
     results.http.map((row) => row.route),
-    ['/open', '/isTokenValid', '/middleware', '/verifyToken'],
+    ['/open', '/await', '/isTokenValid', '/middleware', '/verifyToken'],
   )
   for (const row of results.http) assert.ok(row.perSecond > 0 && Number.isFinite(row.costPercent), row.route)
   assert.match(stdout, /\| HTTP route \(Fastify, autocannon -c 64\) \|/)

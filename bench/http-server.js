@@ -20,6 +20,14 @@ async function main() {
   const hello = { hello: 'world' }
   const bearer = (request) => request.headers.authorization.slice('Bearer '.length)
   app.get('/open', async () => hello)
+  // No check at all: reads the header and awaits a settled promise, the floor of any check
+  // written as `await something(token)` in an async handler.
+  const settled = Promise.resolve()
+  app.get('/await', async (request) => {
+    bearer(request)
+    await settled
+    return hello
+  })
   app.get('/isTokenValid', async (request) => {
     await auth.isTokenValid(bearer(request))
     return hello

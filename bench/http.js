@@ -11,7 +11,7 @@
 const { fork } = require('node:child_process')
 const path = require('node:path')
 
-const ROUTES = ['/open', '/isTokenValid', '/middleware', '/verifyToken']
+const ROUTES = ['/open', '/await', '/isTokenValid', '/middleware', '/verifyToken']
 
 function startServer({ redisUrl, wechatApiBase, dbPath, users }) {
   const child = fork(path.join(__dirname, 'http-server.js'), [redisUrl, wechatApiBase, dbPath, String(users)], {
