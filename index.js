@@ -249,7 +249,8 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
   const isTokenValid = batchedTokenCheck(native, validationCache, log)
 
   // What the middleware puts on the request, returned at once when the validation cache
-  // answers (no promise, so the request goes on in the same callback), else a promise; it
+  // answers for `Bearer <token>` (no promise, so the request goes on in the same callback),
+  // else a promise; it
   // rejects like `isTokenValid`, with 6007 for a missing token and, unless `anySku`, for a
   // token of another sku.
   const authenticator = (middlewareOptions) => {
@@ -280,10 +281,6 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
         return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku'))
       }
       const auth = { token, openId: extractOpenId(token), sku: tokenSku }
-      if (validationCache.lookup(token) !== undefined) {
-        if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
-        return auth
-      }
       return isTokenValid(token).then(() => auth)
     }
   }

@@ -27,9 +27,9 @@ const PROPAGATION_MS = 50
 /** How long answers from memory outlive the last heartbeat (src/validation_cache.rs). */
 const LEASE_MS = 500
 
-/** A single Redis: the harness, with instances that record their diagnostics. */
-async function singleRedis() {
-  const h = await startHarness()
+/** A single Redis: the harness (started with `harnessOptions`) as a deployment. */
+async function singleRedis(harnessOptions) {
+  const h = await startHarness(harnessOptions)
   return {
     create: (options = {}, ttl = 3600) => h.create({ ttl, options }),
     login: (user, instance) => h.login(user, instance).then((reply) => reply.response),
@@ -68,6 +68,23 @@ async function redisCluster() {
       fs.rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * A deployment made by `start` before the enclosing suite's tests, with a backend in another
+ * process on it when `worker` is set (`.worker`), both stopped after them.
+ */
+function useDeployment(start, { worker = false } = {}) {
+  const env = {}
+  before(async () => {
+    env.deployment = await start()
+    if (worker) env.worker = await startWorker(env.deployment.workerSettings)
+  })
+  after(async () => {
+    await env.worker?.stop()
+    await env.deployment.stop()
+  })
+  return env
 }
 
 /** An instance whose latest diagnostics are collected in `instance.events`. */
@@ -125,18 +142,10 @@ for (const [name, start] of [
   ['a Redis Cluster', redisCluster],
 ]) {
   describe(`validation cache on ${name}`, () => {
-    let deployment
-    let worker
-    before(async () => {
-      deployment = await start()
-      worker = await startWorker(deployment.workerSettings)
-    })
-    after(async () => {
-      await worker.stop()
-      await deployment.stop()
-    })
+    const env = useDeployment(start, { worker: true })
 
     test('checks are answered from memory, and verifyToken from memory says what the store says', async () => {
+      const { deployment } = env
       const auth = observed(deployment)
       const token = await deployment.login({ openId: 'oMemory' }, auth)
       const fromStore = (await auth.verifyToken(token)).response
@@ -149,6 +158,7 @@ for (const [name, start] of [
     })
 
     test(`a token revoked, refreshed away or deleted is rejected everywhere within ${PROPAGATION_MS} ms`, async () => {
+      const { deployment, worker } = env
       const writer = deployment.create()
       const reader = observed(deployment)
       let token = await deployment.login({ openId: 'oRevoked' }, writer)
@@ -163,6 +173,7 @@ for (const [name, start] of [
     })
 
     test('a token never validates after its TTL, however often it was checked', async () => {
+      const { deployment } = env
       const auth = observed(deployment, {}, 2)
       const token = await deployment.login({ openId: 'oExpiring' }, auth)
       const expiresAt = Number(deployment.nodeOf(token).cli('PEXPIRETIME', token))
@@ -174,6 +185,7 @@ for (const [name, start] of [
     })
 
     test('after close(), nothing is answered from memory', async () => {
+      const { deployment } = env
       const auth = observed(deployment)
       const token = await deployment.login({ openId: 'oClosing' }, auth)
       await warmToken(auth, auth.events, token)
@@ -183,6 +195,7 @@ for (const [name, start] of [
     })
 
     test('validationCacheSize: 0 answers nothing from memory', async () => {
+      const { deployment } = env
       const auth = observed(deployment, { validationCacheSize: 0 })
       const token = await deployment.login({ openId: 'oNoCache' }, auth)
       for (let i = 0; i < 50; i++) await auth.isTokenValid(token)
@@ -195,13 +208,10 @@ for (const [name, start] of [
 }
 
 describe('validation cache when the connection is lost', () => {
-  let deployment
-  before(async () => {
-    deployment = await singleRedis()
-  })
-  after(() => deployment.stop())
+  const env = useDeployment(singleRedis)
 
   test('Redis killed: nothing from memory; restarted empty: the old token is unknown, new ones are cached', async () => {
+    const { deployment } = env
     const { h } = deployment
     const auth = observed(deployment)
     const token = await deployment.login({ openId: 'oKilled' }, auth)
@@ -220,6 +230,7 @@ describe('validation cache when the connection is lost', () => {
   })
 
   test(`a silent network cut: nothing from memory once the ${LEASE_MS} ms lease is over, and nothing stale after it heals`, async () => {
+    const { deployment } = env
     const { h } = deployment
     const proxy = await startTcpProxy(h.redis.port)
     try {
@@ -242,18 +253,10 @@ describe('validation cache when the connection is lost', () => {
 })
 
 describe('validation cache through a failover and a slot move', () => {
-  let deployment
-  let worker
-  before(async () => {
-    deployment = await redisCluster()
-    worker = await startWorker(deployment.workerSettings)
-  })
-  after(async () => {
-    await worker.stop()
-    await deployment.stop()
-  })
+  const env = useDeployment(redisCluster, { worker: true })
 
   test('after a failover, the new master keeps every instance exact', async () => {
+    const { deployment, worker } = env
     const { cluster } = deployment
     const writer = deployment.create()
     const reader = observed(deployment)
@@ -273,6 +276,7 @@ describe('validation cache through a failover and a slot move', () => {
   })
 
   test('after a slot moves to another master, invalidations come from the new one', async () => {
+    const { deployment, worker } = env
     const { cluster } = deployment
     const writer = deployment.create()
     const reader = observed(deployment)
@@ -302,27 +306,22 @@ describe('a Redis that cannot track', () => {
   }
 
   test('a server without RESP3 (HELLO unknown, as before Redis 6): every check goes to the store', async () => {
-    const h = await startHarness({ redisArgs: ['--rename-command', 'HELLO', 'HELLO_RENAMED_BY_TEST'] })
+    const deployment = await singleRedis({ redisArgs: ['--rename-command', 'HELLO', 'HELLO_RENAMED_BY_TEST'] })
     try {
-      const deployment = { login: (user, instance) => h.login(user, instance).then((reply) => reply.response), nodeOf: () => h.redis }
-      const auth = observed({ create: (options) => h.create({ options }) })
-      await checkedWithoutMemory(deployment, auth)
+      await checkedWithoutMemory(deployment, observed(deployment))
     } finally {
-      await h.stop()
+      await deployment.stop()
     }
   })
 
   test('a user not allowed CLIENT: every check goes to the store', async () => {
-    const h = await startHarness()
+    const deployment = await singleRedis()
     try {
-      h.redis.cli('ACL', 'SETUSER', 'app', 'on', '>app-pass', '~*', '+@all', '-client')
-      const deployment = { login: (user, instance) => h.login(user, instance).then((reply) => reply.response), nodeOf: () => h.redis }
-      const auth = observed({
-        create: (options) => h.create({ options: { ...options, redisUrl: `redis://app:app-pass@127.0.0.1:${h.redis.port}` } }),
-      })
-      await checkedWithoutMemory(deployment, auth)
+      const { redis } = deployment.h
+      redis.cli('ACL', 'SETUSER', 'app', 'on', '>app-pass', '~*', '+@all', '-client')
+      await checkedWithoutMemory(deployment, observed(deployment, { redisUrl: `redis://app:app-pass@127.0.0.1:${redis.port}` }))
     } finally {
-      await h.stop()
+      await deployment.stop()
     }
   })
 })
@@ -405,13 +404,10 @@ describe('memory stays bounded', () => {
 })
 
 describe('validation cache on a Redis Cluster: memory and a lost shard', () => {
-  let deployment
-  before(async () => {
-    deployment = await redisCluster()
-  })
-  after(() => deployment.stop())
+  const env = useDeployment(redisCluster)
 
   test('a million checks of distinct live tokens leave RSS flat', async () => {
+    const { deployment } = env
     const { cluster } = deployment
     await assertMemoryFlat(deployment.create(), async (count, tokenOf) => {
       // Written to each master with redis-cli's mass insertion, keys sorted by slot owner.
@@ -430,6 +426,7 @@ describe('validation cache on a Redis Cluster: memory and a lost shard', () => {
   })
 
   test('a shard lost: nothing from memory; back empty: its tokens are unknown', async () => {
+    const { deployment } = env
     const { cluster } = deployment
     const auth = observed(deployment)
     const token = await deployment.login({ openId: 'oShardLost' }, auth)

@@ -257,9 +257,7 @@ impl RedisSessions {
     tokens: &[&str],
   ) -> Result<Vec<Option<(u64, i64)>>> {
     let mut reads = vec![None; tokens.len()];
-    let candidates: Vec<usize> = (0..tokens.len())
-      .filter(|&i| token::is_well_formed(tokens[i]))
-      .collect();
+    let candidates = well_formed(tokens);
     if candidates.is_empty() {
       return Ok(reads);
     }
@@ -316,10 +314,7 @@ impl RedisSessions {
         // teaches a cluster connection where the slot went); the answer is not remembered.
         Read::Untracked => {
           let found: Value = self.read.key(tokens[i]).invoke_async(&mut redis).await?;
-          match parse_read(&found) {
-            Some(Read::Live(ctime, pttl)) => Some((ctime, pttl)),
-            _ => None,
-          }
+          parse_read(&found).and_then(Read::live)
         }
       };
     }
@@ -361,12 +356,12 @@ impl RedisSessions {
       let found = match self.try_tracked(&[token]).await? {
         Some(mut reads) => reads.pop().flatten(),
         None => {
-          let found: Option<(String, i64)> = self
+          let found: Value = self
             .read
             .key(token)
             .invoke_async(&mut self.redis.get().await?)
             .await?;
-          found.and_then(|(ctime, pttl)| Some((ctime.parse().ok()?, pttl)))
+          parse_read(&found).and_then(Read::live)
         }
       };
       let Some((ctime, pttl)) = found else {
@@ -562,9 +557,7 @@ impl RedisSessions {
 
   async fn check_all_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     let mut live = vec![false; tokens.len()];
-    let candidates: Vec<usize> = (0..tokens.len())
-      .filter(|&i| token::is_well_formed(tokens[i]))
-      .collect();
+    let candidates = well_formed(tokens);
     if candidates.is_empty() {
       return Ok(live);
     }
@@ -749,7 +742,25 @@ fn tracked_read(tracking: &Value, caching: &Value, read: &Value) -> Read {
   parse_read(read).unwrap_or(Read::Untracked)
 }
 
-/// Reads the reply of the `READ` script; `None` for an error reply.
+impl Read {
+  /// Issue time and `PTTL` of a live token.
+  fn live(self) -> Option<(u64, i64)> {
+    match self {
+      Read::Live(ctime, pttl) => Some((ctime, pttl)),
+      Read::NotLive | Read::Untracked => None,
+    }
+  }
+}
+
+/// The indexes of the tokens that have a token's shape: only those are sent to Redis.
+fn well_formed(tokens: &[&str]) -> Vec<usize> {
+  (0..tokens.len())
+    .filter(|&i| token::is_well_formed(tokens[i]))
+    .collect()
+}
+
+/// Reads the reply of the `READ` script (RESP2's nil or RESP3's false for a key that is not
+/// a token); `None` for an error reply.
 fn parse_read(read: &Value) -> Option<Read> {
   match read {
     Value::Array(found) => match found.as_slice() {
