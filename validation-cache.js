@@ -20,25 +20,33 @@ function createValidationCache(native, parts) {
   // stamp of each shard.
   const lease = new Float64Array(buffer, 0, 1)
   const counters = new Uint32Array(buffer, 8)
+  // Keyed by `slot(token)`, not by the token: a token comes from a request header as a new
+  // string each time, and a Map keyed by strings would hash all of it on every lookup, which
+  // costs more than the rest of a check. An entry holds its token, compared in full.
   const entries = new Map()
 
   // What the native cache vouches for now, remembered here; `undefined` for a token the
-  // store must be asked about.
-  function vouch(token) {
+  // store must be asked about. Only a vouched token replaces an entry, so a token that
+  // merely shares a slot with a remembered one never pushes it out.
+  function vouch(token, key) {
     // A token with whitespace is never remembered, so that a remembered token can be taken
     // from `Bearer <token>` without parsing the header (see index.js).
     const vouched = WHITESPACE.test(token) ? null : native.cachedToken(token)
     if (vouched === null) return undefined
+    const { openId, sku } = parts(token)
     const entry = {
-      ...parts(token),
+      token,
+      openId,
+      sku,
       ctime: vouched.ctime,
       expiresAt: vouched.expiresAt ?? Infinity,
       generation: vouched.generation,
       counter: 1 + vouched.shard,
       stamp: vouched.stamp,
     }
+    entries.delete(key)
     if (entries.size >= capacity) entries.delete(entries.keys().next().value)
-    entries.set(token, entry)
+    entries.set(key, entry)
     return entry
   }
 
@@ -51,15 +59,24 @@ function createValidationCache(native, parts) {
     lookup(token) {
       const now = Date.now()
       if (now >= lease[0]) return undefined
-      const entry = entries.get(token)
-      if (entry === undefined) return vouch(token)
+      const key = slot(token)
+      const entry = entries.get(key)
+      if (entry === undefined || entry.token !== token) return vouch(token, key)
       if (now < entry.expiresAt && counters[0] === entry.generation && counters[entry.counter] === entry.stamp) {
         return entry
       }
-      entries.delete(token)
-      return vouch(token)
+      entries.delete(key)
+      return vouch(token, key)
     },
   }
+}
+
+// A small integer from the last characters of a token (its random hex), cheap to compute and
+// to look up; different tokens may share one.
+function slot(token) {
+  let key = token.length
+  for (let i = Math.max(0, token.length - 8); i < token.length; i++) key = (key * 31 + token.charCodeAt(i)) | 0
+  return key
 }
 
 const WHITESPACE = /\s/

@@ -23,23 +23,23 @@ async function main() {
   // No check at all: reads the header and awaits a settled promise, the floor of any check
   // written as `await something(token)` in an async handler.
   const settled = Promise.resolve()
-  app.get('/await', async (request) => {
+  app.get('/wait', async (request) => {
     bearer(request)
     await settled
     return hello
   })
-  app.get('/isTokenValid', async (request) => {
+  app.get('/auth', async (request) => {
     await auth.isTokenValid(bearer(request))
     return hello
   })
-  app.get('/verifyToken', async (request) => {
+  app.get('/info', async (request) => {
     await auth.verifyToken(bearer(request))
     return hello
   })
   // The Express/Connect middleware called from the handler, so that the route pays for the
   // check and not for a Fastify hook around it.
   const middleware = auth.middleware()
-  app.get('/middleware', (request, reply) => middleware(request.raw, reply.raw, () => reply.send(hello)))
+  app.get('/midw', (request, reply) => middleware(request.raw, reply.raw, () => reply.send(hello)))
 
   await app.listen({ port: 0, host: '127.0.0.1' })
   process.stdout.write(JSON.stringify({ port: app.server.address().port, tokens }) + '\n')
