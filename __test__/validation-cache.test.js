@@ -157,6 +157,29 @@ for (const [name, start] of [
       assert.ok(Math.abs(fromMemory.expiresIn - fromStore.expiresIn) <= 1, 'the same seconds left, give or take one')
     })
 
+    test('a token sharing the last characters of a remembered one is checked in full', async () => {
+      const { deployment } = env
+      const auth = observed(deployment)
+      const token = await deployment.login({ openId: 'oSlot' }, auth)
+      await warmToken(auth, auth.events, token)
+      // Remembered tokens are looked up by their last characters; these differ elsewhere.
+      const hex = token.slice(-64)
+      const forged = [
+        `${token.slice(0, -64)}${hex[0] === 'a' ? 'b' : 'a'}${hex.slice(1)}`,
+        `x${token}`,
+        token.slice(1),
+        `${token.split('|')[0]}|other|${hex}`,
+      ]
+      for (const candidate of forged) {
+        auth.events.length = 0
+        await assert.rejects(auth.isTokenValid(candidate), { code: 6007 }, candidate)
+        assert.equal(answeredFromMemory(auth.events), false, candidate)
+      }
+      auth.events.length = 0
+      await auth.isTokenValid(token)
+      assert.ok(answeredFromMemory(auth.events), 'the real token is still answered from memory')
+    })
+
     test(`a token revoked, refreshed away or deleted is rejected everywhere within ${PROPAGATION_MS} ms`, async () => {
       const { deployment, worker } = env
       const writer = deployment.create()
