@@ -75,8 +75,17 @@ export interface NativeOptions {
   httpTimeoutMs?: number
   tokenStore?: string
   validationCacheSize?: number
+  redisTls?: NativeRedisTls
   /** Whether calls report their steps in `Reply.steps`. */
   diagnostics?: boolean
+}
+
+/** `options.redisTls`, PEM text. */
+export interface NativeRedisTls {
+  ca?: string
+  cert?: string
+  key?: string
+  rejectUnauthorized?: boolean
 }
 
 /** A user's phone number, as `getPhoneNumber` resolves it. */

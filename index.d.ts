@@ -113,12 +113,36 @@ declare namespace mpauthx {
     response: T
   }
 
+  /** How `rediss://` servers are trusted (`options.redisTls`); PEM text or the Buffer of a PEM file. */
+  interface RedisTlsOptions {
+    /** CA certificates trusted in addition to the system's roots, e.g. your cloud's CA file. */
+    ca?: string | Buffer
+    /** The client certificate (chain), for servers that require one; needs `key`. */
+    cert?: string | Buffer
+    /** The client certificate's private key; needs `cert`. */
+    key?: string | Buffer
+    /**
+     * Whether the server's certificate and host name are checked. Default `true`; `false` is
+     * unsafe (anyone between you and Redis can read and change sessions) and meant for tests.
+     */
+    rejectUnauthorized?: boolean
+  }
+
   /** The settings that mpauthx 1.3.2 did not have; all are optional, unknown keys throw. */
   interface Options {
-    /** Redis to keep tokens in. Default: env `MPAUTHX_REDIS_URL`, else `redis://127.0.0.1:6379`. */
+    /**
+     * Redis to keep tokens in, `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS.
+     * Default: env `MPAUTHX_REDIS_URL`, else `redis://127.0.0.1:6379`.
+     */
     redisUrl?: string
     /**
-     * A Redis Cluster to keep tokens in, instead of `redisUrl`: `redis://` URLs of some of its
+     * TLS settings for `rediss://` URLs (in `redisUrl` or `redisClusterNodes`); given with
+     * `redis://` URLs it throws `RangeError`. Without it, `rediss://` trusts the system's roots.
+     */
+    redisTls?: RedisTlsOptions
+    /**
+     * A Redis Cluster to keep tokens in, instead of `redisUrl`: `redis://` (or, all of them,
+     * `rediss://`) URLs of some of its
      * nodes (the rest are discovered). Default: env `MPAUTHX_REDIS_CLUSTER_NODES`, comma-separated.
      * `redisPass` applies to every node. Giving both this and `redisUrl` throws `RangeError`.
      */

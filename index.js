@@ -195,10 +195,22 @@ function checkToken(token) {
   return expectString('token', token)
 }
 
+// PEM text, as a string or as the Buffer `fs.readFileSync` gives.
+const optionalPem = (name, value) => (Buffer.isBuffer(value) ? value.toString('utf8') : optionalString(name, value))
+
+// Each option of `options.redisTls` (`RedisTlsOptions` in index.d.ts).
+const redisTlsTypes = {
+  ca: optionalPem,
+  cert: optionalPem,
+  key: optionalPem,
+  rejectUnauthorized: optionalBoolean,
+}
+
 // Each option of the factory (see `Options` in index.d.ts) and how its type is checked.
 const optionTypes = {
   redisUrl: optionalString,
   redisClusterNodes: optionalStringArray,
+  redisTls: (name, value) => (value == null ? undefined : readOptions(name, value, redisTlsTypes)),
   wechatApiBase: optionalString,
   httpTimeoutMs: optionalNumber,
   tokenStore: optionalString,

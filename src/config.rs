@@ -28,6 +28,39 @@ pub struct Options {
   pub http_timeout_ms: Option<f64>,
   pub token_store: Option<String>,
   pub validation_cache_size: Option<f64>,
+  pub redis_tls: Option<RedisTlsOptions>,
+}
+
+/// `options.redisTls`: how `rediss://` servers are trusted, in PEM text.
+#[derive(Clone, Default)]
+pub struct RedisTlsOptions {
+  pub ca: Option<String>,
+  pub cert: Option<String>,
+  pub key: Option<String>,
+  pub reject_unauthorized: Option<bool>,
+}
+
+/// How the client trusts `rediss://` servers and proves itself to them. Holds a private key,
+/// so it is deliberately not `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisTls {
+  /// PEM certificates trusted in addition to the system's roots.
+  pub ca: Option<String>,
+  /// The client's certificate chain and private key (PEM), for servers that ask for one.
+  pub client: Option<(String, String)>,
+  /// Whether the server's certificate and host name are checked: always, unless
+  /// `rejectUnauthorized: false`.
+  pub verify: bool,
+}
+
+impl Default for RedisTls {
+  fn default() -> Self {
+    Self {
+      ca: None,
+      client: None,
+      verify: true,
+    }
+  }
 }
 
 /// Which store keeps the sessions.
@@ -57,6 +90,7 @@ pub struct Settings {
   pub token_store: TokenStore,
   pub redis: RedisTarget,
   pub redis_pass: Option<String>,
+  pub redis_tls: RedisTls,
   pub ttl: Duration,
   pub wechat_api_base: String,
   pub http_timeout: Duration,
@@ -146,6 +180,7 @@ impl Settings {
       )));
     }
     let redis = redis_target(options.redis_url, options.redis_cluster_nodes, &env)?;
+    let redis_tls = redis_tls(options.redis_tls, &redis)?;
     let token_store = match options.token_store.as_deref() {
       None | Some("redis") => TokenStore::Redis,
       Some("sqlite") => TokenStore::Sqlite,
@@ -176,6 +211,7 @@ impl Settings {
       token_store,
       redis,
       redis_pass: options.redis_pass.filter(|pass| !pass.is_empty()),
+      redis_tls,
       ttl: Duration::from_secs(ttl),
       wechat_api_base,
       http_timeout: Duration::from_millis(http_timeout_ms),
@@ -215,19 +251,71 @@ fn redis_target(
   let valid = |url: &str| redis::IntoConnectionInfo::into_connection_info(url).is_ok();
   match &target {
     RedisTarget::Single(url) if !valid(url) => Err(ConfigError::range_error(
-      "options.redisUrl is not a valid redis:// URL",
+      "options.redisUrl is not a valid redis:// or rediss:// URL",
     )),
     RedisTarget::Cluster(nodes) if nodes.is_empty() => Err(ConfigError::range_error(
-      "options.redisClusterNodes must list at least one redis:// URL",
+      "options.redisClusterNodes must list at least one redis:// or rediss:// URL",
     )),
     RedisTarget::Cluster(nodes) => match nodes.iter().position(|node| !valid(node)) {
       Some(index) => Err(ConfigError::range_error(format!(
-        "options.redisClusterNodes[{index}] is not a valid redis:// URL"
+        "options.redisClusterNodes[{index}] is not a valid redis:// or rediss:// URL"
       ))),
       None => Ok(target),
     },
     RedisTarget::Single(_) => Ok(target),
   }
+}
+
+/// TLS settings go with `rediss://` URLs only (given with `redis://`, the connection would
+/// silently be plain text), and every node of a cluster speaks the same.
+fn redis_tls(
+  options: Option<RedisTlsOptions>,
+  target: &RedisTarget,
+) -> Result<RedisTls, ConfigError> {
+  let secure = |url: &str| url.starts_with("rediss://");
+  let (uses_tls, name) = match target {
+    RedisTarget::Single(url) => (secure(url), "options.redisUrl"),
+    RedisTarget::Cluster(nodes) => {
+      let count = nodes.iter().filter(|node| secure(node)).count();
+      if count != 0 && count != nodes.len() {
+        return Err(ConfigError::range_error(
+          "options.redisClusterNodes mixes redis:// and rediss:// URLs; a cluster's nodes all speak TLS or none does",
+        ));
+      }
+      (count != 0, "options.redisClusterNodes")
+    }
+  };
+  let Some(options) = options else {
+    return Ok(RedisTls::default());
+  };
+  if !uses_tls {
+    return Err(ConfigError::range_error(format!(
+      "options.redisTls applies to rediss:// URLs, and {name} is redis:// (plain text)"
+    )));
+  }
+  let pem = |name: &str, value: Option<String>, label: &str| match value {
+    Some(text) if !text.contains(&format!("-----BEGIN {label}")) => Err(ConfigError::range_error(
+      format!("options.redisTls.{name} must be PEM text (-----BEGIN {label}…)"),
+    )),
+    other => Ok(other),
+  };
+  let ca = pem("ca", options.ca, "CERTIFICATE")?;
+  let cert = pem("cert", options.cert, "CERTIFICATE")?;
+  let key = pem("key", options.key, "")?;
+  let client = match (cert, key) {
+    (Some(cert), Some(key)) => Some((cert, key)),
+    (None, None) => None,
+    _ => {
+      return Err(ConfigError::type_error(
+        "options.redisTls.cert and options.redisTls.key must be given together",
+      ))
+    }
+  };
+  Ok(RedisTls {
+    ca,
+    client,
+    verify: options.reject_unauthorized.unwrap_or(true),
+  })
 }
 
 fn non_empty(name: &str, value: String) -> Result<String, ConfigError> {

@@ -26,7 +26,7 @@ use napi::bindgen_prelude::ArrayBuffer;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::config::{ConfigErrorKind, Options, Settings};
+use crate::config::{ConfigErrorKind, Options, RedisTlsOptions, Settings};
 use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
@@ -47,8 +47,18 @@ pub struct NativeOptions {
   pub http_timeout_ms: Option<f64>,
   pub token_store: Option<String>,
   pub validation_cache_size: Option<f64>,
+  pub redis_tls: Option<NativeRedisTls>,
   /// Whether calls report their steps in `Reply.steps`.
   pub diagnostics: Option<bool>,
+}
+
+/// `options.redisTls`, PEM text.
+#[napi(object)]
+pub struct NativeRedisTls {
+  pub ca: Option<String>,
+  pub cert: Option<String>,
+  pub key: Option<String>,
+  pub reject_unauthorized: Option<bool>,
 }
 
 /// The outcome of a call. Failures travel as values so that `index.js` can attach the
@@ -211,6 +221,12 @@ impl Mpauthx {
       http_timeout_ms: options.http_timeout_ms,
       token_store: options.token_store,
       validation_cache_size: options.validation_cache_size,
+      redis_tls: options.redis_tls.map(|tls| RedisTlsOptions {
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        reject_unauthorized: tls.reject_unauthorized,
+      }),
     };
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
       Ok(settings) => settings,

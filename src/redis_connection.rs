@@ -10,9 +10,15 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
+use redis::{
+  ClientTlsConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo,
+  RedisFuture, TlsCertificates, TlsMode, Value,
+};
 
-use crate::config::RedisTarget;
+use crate::config::{RedisTarget, RedisTls};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
 use crate::error::{Error, Result};
 
 /// Bound on connecting to a server and on each reply, well inside a call's deadline.
@@ -85,6 +91,33 @@ impl ConnectionLike for RedisConnection {
   }
 }
 
+/// What the TLS client trusts and presents: the system's roots plus `tls.ca` (rustls would
+/// otherwise trust the given roots instead of the system's), and the client certificate.
+fn certificates(tls: &RedisTls) -> TlsCertificates {
+  let root_cert = tls.ca.as_ref().map(|ca| {
+    let mut bundle = String::new();
+    for cert in rustls_native_certs::load_native_certs().certs {
+      bundle.push_str("-----BEGIN CERTIFICATE-----\n");
+      let encoded = BASE64.encode(cert.as_ref());
+      for line in encoded.as_bytes().chunks(64) {
+        bundle.push_str(std::str::from_utf8(line).unwrap_or_default());
+        bundle.push('\n');
+      }
+      bundle.push_str("-----END CERTIFICATE-----\n");
+    }
+    bundle.push_str(ca);
+    bundle.into_bytes()
+  });
+  let client_tls = tls.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+    client_cert: cert.clone().into_bytes(),
+    client_key: key.clone().into_bytes(),
+  });
+  TlsCertificates {
+    client_tls,
+    root_cert,
+  }
+}
+
 enum Client {
   Single(redis::Client, ConnectionManagerConfig),
   Cluster(ClusterClient),
@@ -108,6 +141,7 @@ impl Connector {
   pub fn new(
     target: &RedisTarget,
     password: Option<&str>,
+    tls: &RedisTls,
     push: Option<PushHandler>,
   ) -> Result<Self> {
     let push_sender = |handler: PushHandler| {
@@ -135,7 +169,19 @@ impl Connector {
         if let Some(handler) = push {
           config = config.set_push_sender(push_sender(handler));
         }
-        Client::Single(redis::Client::open(info)?, config)
+        let client = match info.addr().clone() {
+          ConnectionAddr::TcpTls { host, port, .. } => {
+            let addr = ConnectionAddr::TcpTls {
+              host,
+              port,
+              insecure: !tls.verify,
+              tls_params: None,
+            };
+            redis::Client::build_with_tls(info.set_addr(addr), certificates(tls))?
+          }
+          _ => redis::Client::open(info)?,
+        };
+        Client::Single(client, config)
       }
       RedisTarget::Cluster(nodes) => {
         let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
@@ -143,6 +189,14 @@ impl Connector {
           .response_timeout(TIMEOUT);
         if let Some(password) = password {
           builder = builder.password(password);
+        }
+        if nodes.iter().any(|node| node.starts_with("rediss://")) {
+          let mode = if tls.verify {
+            TlsMode::Secure
+          } else {
+            TlsMode::Insecure
+          };
+          builder = builder.tls(mode).certs(certificates(tls));
         }
         if let Some(handler) = push {
           builder = builder

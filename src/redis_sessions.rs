@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands, PushInfo, PushKind, Script, Value};
 
-use crate::config::RedisTarget;
+use crate::config::{RedisTarget, RedisTls};
 use crate::error::{Error, Result};
 use crate::redis_connection::{Connector, RedisConnection};
 use crate::sessions::{Issue, TokenInfo};
@@ -157,6 +157,7 @@ impl RedisSessions {
   pub fn new(
     target: &RedisTarget,
     redis_pass: Option<&str>,
+    redis_tls: &RedisTls,
     ttl: Duration,
     cache_size: usize,
   ) -> Result<Self> {
@@ -167,7 +168,7 @@ impl RedisSessions {
         let handler = Arc::clone(&cache);
         let push = Arc::new(move |push: PushInfo| on_push(&handler, push));
         Some(Arc::new(Tracking {
-          redis: Connector::new(target, redis_pass, Some(push))?,
+          redis: Connector::new(target, redis_pass, redis_tls, Some(push))?,
           cache,
           heartbeat: Once::new(),
           refusals: AtomicU32::new(0),
@@ -175,7 +176,7 @@ impl RedisSessions {
       }
     };
     Ok(Self {
-      redis: Connector::new(target, redis_pass, None)?,
+      redis: Connector::new(target, redis_pass, redis_tls, None)?,
       compare_and_set: Script::new(COMPARE_AND_SET),
       create: Script::new(CREATE),
       keep_session_key: Script::new(KEEP_SESSION_KEY),
@@ -862,7 +863,9 @@ mod tests {
     let cluster = |url: &str| RedisTarget::Cluster(vec![url.into()]);
     let ttl = Duration::from_secs(5);
     for cache_size in [0, 10] {
-      let new = |target: RedisTarget, pass| RedisSessions::new(&target, pass, ttl, cache_size);
+      let new = |target: RedisTarget, pass| {
+        RedisSessions::new(&target, pass, &RedisTls::default(), ttl, cache_size)
+      };
       assert!(new(single("redis://127.0.0.1:6379"), Some("pw")).is_ok());
       assert!(new(cluster("redis://127.0.0.1:7000"), Some("pw")).is_ok());
       assert!(new(single("http://x"), None).is_err());

@@ -39,6 +39,7 @@ impl Service {
       TokenStore::Redis => Sessions::Redis(Box::new(RedisSessions::new(
         &settings.redis,
         settings.redis_pass.as_deref(),
+        &settings.redis_tls,
         settings.ttl,
         settings.validation_cache_size,
       )?)),

@@ -18,6 +18,11 @@ const withEverything = defaultImport('wx0123456789abcdef', 'secret', 'myapp', { 
   },
 })
 mpauthx.default('a', 'b', 'c', { name: 'users.db' })
+const overTls: mpauthx.Options = {
+  redisUrl: 'rediss://default:password@localhost:6380',
+  redisTls: { ca: Buffer.from('-----BEGIN CERTIFICATE-----'), cert: 'PEM', key: 'PEM', rejectUnauthorized: true },
+}
+void overTls
 
 // @ts-expect-error a misspelt option
 mpauthx('a', 'b', 'c', 'users.db', null, 60, { redisURL: 'redis://x' })

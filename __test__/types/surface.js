@@ -34,6 +34,7 @@ const instanceKeys = {
 const optionKeys = {
   redisUrl: true,
   redisClusterNodes: true,
+  redisTls: true,
   wechatApiBase: true,
   httpTimeoutMs: true,
   tokenStore: true,
