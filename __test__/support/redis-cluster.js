@@ -8,21 +8,37 @@ const { execFile } = require('node:child_process')
 const fs = require('node:fs')
 const { promisify } = require('node:util')
 
-const { startRedis, waitUntil } = require('./redis')
+const { freePort, startRedis, waitUntil } = require('./redis')
+const { tlsArgs } = require('./tls')
 
-/** Starts the cluster; returns { nodes, urls, cli, masterOf, replicaOf, stop }. */
-async function startRedisCluster({ masters = 3, password } = {}) {
+/**
+ * Starts the cluster; returns { nodes, urls, cli, masterOf, replicaOf, stop }. With
+ * `certificates` (support/tls.js), the nodes speak TLS to clients and to each other, and
+ * `urls` are their rediss:// addresses (each node keeps a plain port for the test's redis-cli).
+ */
+async function startRedisCluster({ masters = 3, password, certificates } = {}) {
   const args = ['--cluster-enabled', 'yes', '--cluster-node-timeout', '1000', '--cluster-config-file', 'nodes.conf']
-  const nodes = await Promise.all(Array.from({ length: masters * 2 }, () => startRedis({ password, args })))
+  const startNode = async () => {
+    if (!certificates) return startRedis({ password, args })
+    const tlsPort = await freePort()
+    const tls = [...tlsArgs(certificates, tlsPort), '--tls-cluster', 'yes', '--tls-replication', 'yes']
+    return Object.assign(await startRedis({ password, args: [...args, ...tls] }), {
+      tlsPort,
+      url: `rediss://127.0.0.1:${tlsPort}`,
+    })
+  }
+  const nodes = await Promise.all(Array.from({ length: masters * 2 }, startNode))
   const auth = password ? ['-a', password, '--no-auth-warning'] : []
+  const overTls = certificates ? ['--tls', '--cacert', certificates.files.ca] : []
   await promisify(execFile)('redis-cli', [
     '--cluster',
     'create',
-    ...nodes.map((node) => `127.0.0.1:${node.port}`),
+    ...nodes.map((node) => `127.0.0.1:${node.tlsPort ?? node.port}`),
     '--cluster-replicas',
     '1',
     '--cluster-yes',
     ...auth,
+    ...overTls,
   ])
   const alive = () => nodes.filter((node) => !node.killed)
   await waitUntil(

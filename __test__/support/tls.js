@@ -1,7 +1,8 @@
 'use strict'
 
 // Certificates for TLS tests, made with openssl in a temporary folder: a CA, a server
-// certificate for localhost and 127.0.0.1 signed by it, a client certificate signed by it
+// certificate for localhost and 127.0.0.1 signed by it (also a client certificate: cluster
+// nodes present it to each other), a client certificate signed by it
 // (for servers that ask for one), and a second CA that signed nothing the servers use.
 
 const { execFileSync } = require('node:child_process')
@@ -25,7 +26,7 @@ function makeCertificates() {
   }
   ca('test-ca')
   ca('other-ca')
-  signed('server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
+  signed('server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n')
   signed('client', 'extendedKeyUsage=clientAuth\n')
   const read = (name) => fs.readFileSync(file(name), 'utf8')
   return {
