@@ -88,14 +88,50 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl From<redis::RedisError> for Error {
+  /// Worded as `Redis: <what went wrong>`; the store that knows which server it was talking
+  /// to replaces `Redis` with it (see `redis_sessions::at_server`).
   fn from(err: redis::RedisError) -> Self {
-    let why = format!("Redis: {err}");
+    let why = format!("Redis: {}", redis_failure(&err));
     if err.is_connection_refusal() || err.is_connection_dropped() {
       Error::Disconnected(why)
     } else {
       Error::Store(why)
     }
   }
+}
+
+/// What went wrong with Redis, in words, on one line.
+fn redis_failure(err: &redis::RedisError) -> String {
+  use redis::{ErrorKind, ServerErrorKind};
+  let said = err.to_string().replace('\n', " ").trim().to_owned();
+  if err.is_timeout() {
+    return "timed out".to_owned();
+  }
+  if err.is_connection_refusal() || said.contains("Connection refused") {
+    return "connection refused (nothing listens there, or Redis is down)".to_owned();
+  }
+  match err.kind() {
+    ErrorKind::AuthenticationFailed => {
+      return "authentication failed: wrong user or password (redisPass, or user:password in the URL)"
+        .to_owned()
+    }
+    ErrorKind::Parse => {
+      return "not a Redis server: its reply is not the Redis protocol (or a TLS port reached with redis://)"
+        .to_owned()
+    }
+    ErrorKind::Server(ServerErrorKind::NoPerm) => {
+      return format!("the Redis user is not allowed a command the library needs (see the ACL in the README): {said}")
+    }
+    _ => {}
+  }
+  if err.code() == Some("NOAUTH") {
+    return "the server requires a password: give redisPass, or user:password in the URL"
+      .to_owned();
+  }
+  if said.contains("certificate") || said.contains("Certificate") {
+    return format!("TLS: the server's certificate is not accepted ({said})");
+  }
+  said
 }
 
 impl From<rusqlite::Error> for Error {

@@ -133,6 +133,19 @@ enum State {
 pub struct Connector {
   client: Client,
   state: Mutex<State>,
+  /// Which server this is, for messages: `Redis at host:port`, never a password.
+  server: String,
+}
+
+/// `host:port` of a Redis URL (or the socket's path), without user or password.
+fn address(url: &str) -> String {
+  match url.into_connection_info().map(|info| info.addr().clone()) {
+    Ok(ConnectionAddr::Tcp(host, port)) | Ok(ConnectionAddr::TcpTls { host, port, .. }) => {
+      format!("{host}:{port}")
+    }
+    Ok(ConnectionAddr::Unix(path)) => path.display().to_string(),
+    _ => "an invalid URL".to_owned(),
+  }
 }
 
 impl Connector {
@@ -206,10 +219,27 @@ impl Connector {
         Client::Cluster(builder.build()?)
       }
     };
+    let server = match target {
+      RedisTarget::Single(url) => format!("Redis at {}", address(url)),
+      RedisTarget::Cluster(nodes) => format!(
+        "Redis Cluster at {}",
+        nodes
+          .iter()
+          .map(|node| address(node))
+          .collect::<Vec<_>>()
+          .join(", ")
+      ),
+    };
     Ok(Self {
       client,
       state: Mutex::new(State::NotYetOpened),
+      server,
     })
+  }
+
+  /// Which server this is, for messages: `Redis at host:port` or `Redis Cluster at …`.
+  pub fn server(&self) -> &str {
+    &self.server
   }
 
   /// The connection, made now if this is its first use.

@@ -214,7 +214,7 @@ impl RedisSessions {
   /// For each token, whether it is live; all are checked in one pipelined round trip
   /// (on a cluster, in one round trip per node).
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       if let Some(reads) = self.try_tracked(tokens).await? {
         return Ok(reads.into_iter().map(|read| read.is_some()).collect());
       }
@@ -336,7 +336,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(false);
     }
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let deleted: i64 = self
         .revoke
         .key(token)
@@ -353,7 +353,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let found = match self.try_tracked(&[token]).await? {
         Some(mut reads) => reads.pop().flatten(),
         None => {
@@ -381,7 +381,7 @@ impl RedisSessions {
 
   /// The access token of `app_id` cached by any process, with its remaining seconds.
   pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let mut redis = self.redis.get().await?;
       let cached: Option<(String, i64)> = self
         .cached_access_token
@@ -396,7 +396,7 @@ impl RedisSessions {
   /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
   /// caller holds it.
   pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let mut redis = self.redis.get().await?;
       let taken: Option<String> = redis::cmd("SET")
         .arg(access_token_key(app_id, "lock"))
@@ -419,7 +419,7 @@ impl RedisSessions {
     ttl: Duration,
     owner: &str,
   ) -> Result<()> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let mut redis = self.redis.get().await?;
       let () = redis
         .pset_ex(
@@ -435,7 +435,7 @@ impl RedisSessions {
 
   /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
   pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let mut redis = self.redis.get().await?;
       self.release_lock(&mut redis, app_id, owner).await
     })
@@ -459,7 +459,7 @@ impl RedisSessions {
 
   /// Forgets the cached access token if it is still `token` (which WeChat refused).
   pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let mut redis = self.redis.get().await?;
       let _: i64 = self
         .drop_access_token
@@ -474,7 +474,7 @@ impl RedisSessions {
 
   /// Records that the user is registered for `sku`, for every server sharing this Redis.
   pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let () = self
         .redis
         .get()
@@ -488,7 +488,7 @@ impl RedisSessions {
 
   /// Whether any server recorded the user as registered for `sku`.
   pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       Ok(
         self
           .redis
@@ -508,7 +508,10 @@ impl RedisSessions {
     sku: &str,
     session_key: Option<&str>,
   ) -> Result<Option<String>> {
-    within_deadline(|| self.find_live_token(user_id, sku, session_key)).await
+    within_deadline(self.redis.server(), || {
+      self.find_live_token(user_id, sku, session_key)
+    })
+    .await
   }
 
   /// The session key kept with a live token.
@@ -516,7 +519,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(|| async {
+    within_deadline(self.redis.server(), || async {
       let mut redis = self.redis.get().await?;
       Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
     })
@@ -532,7 +535,10 @@ impl RedisSessions {
     mode: Issue,
     session_key: Option<&str>,
   ) -> Result<String> {
-    within_deadline(|| self.issue_token(user_id, sku, mode, session_key)).await
+    within_deadline(self.redis.server(), || {
+      self.issue_token(user_id, sku, mode, session_key)
+    })
+    .await
   }
 
   /// Whether `token` is live, keeping `session_key` with it when given.
@@ -799,7 +805,7 @@ fn is_token(reply: redis::RedisResult<bool>) -> Result<bool> {
 /// Runs a store operation within [`DEADLINE`], and once more when the connection turned out
 /// to be dead (a restarted Redis, a connection closed while idle): the client reconnects on
 /// that failure, and every operation here is safe to run again from the start.
-async fn within_deadline<T, F, Fut>(operation: F) -> Result<T>
+async fn within_deadline<T, F, Fut>(server: &str, operation: F) -> Result<T>
 where
   F: Fn() -> Fut,
   Fut: std::future::Future<Output = Result<T>>,
@@ -810,14 +816,26 @@ where
       outcome => outcome,
     }
   };
-  tokio::time::timeout(DEADLINE, attempts)
-    .await
-    .unwrap_or_else(|_| {
-      Err(Error::Store(format!(
-        "Redis did not answer within {} ms",
-        DEADLINE.as_millis()
-      )))
-    })
+  match tokio::time::timeout(DEADLINE, attempts).await {
+    Ok(outcome) => outcome.map_err(|err| at_server(err, server)),
+    Err(_) => Err(Error::Store(format!(
+      "{server} did not answer within {} ms",
+      DEADLINE.as_millis()
+    ))),
+  }
+}
+
+/// A Redis failure (worded `Redis: …` by `Error::from`) named after the server it came from.
+fn at_server(err: Error, server: &str) -> Error {
+  let locate = |why: String| match why.strip_prefix("Redis: ") {
+    Some(what) => format!("{server}: {what}"),
+    None => why,
+  };
+  match err {
+    Error::Store(why) => Error::Store(locate(why)),
+    Error::Disconnected(why) => Error::Disconnected(locate(why)),
+    other => other,
+  }
 }
 
 /// The session index key of a user and sku; neither may contain `|`.
