@@ -60,3 +60,78 @@ describe('Redis errors say which server and what went wrong, never a password', 
     )
   })
 })
+
+// The narrowest ACL the README recommends, as `ACL SETUSER` arguments after the user name.
+const NARROW_ACL = [
+  'resetkeys', '~mpauthx|*', '~*|*|*', 'resetchannels', '-@all',
+  '+hello', '+auth', '+ping', '+select', '+client|setname', '+client|tracking', '+client|caching',
+  '+get', '+set', '+del', '+exists', '+expire', '+ttl', '+pttl', '+hget', '+hset', '+hexists', '+hmget',
+  '+eval', '+evalsha', '+script|load',
+]
+
+describe('least-privilege Redis users', () => {
+  const env = {}
+  before(async () => {
+    env.harness = await startHarness()
+    const { cli } = env.harness.redis
+    cli('ACL', 'SETUSER', 'broad', 'on', '>broad-password', '~*', '&*', '+@all', '-@dangerous')
+    cli('ACL', 'SETUSER', 'narrow', 'on', '>narrow-password', ...NARROW_ACL)
+  })
+  after(() => env.harness.stop())
+
+  /** Every call that touches Redis, as a backend makes them; resolves when all succeeded. */
+  async function wholeApi(auth, events, openId) {
+    const { harness } = env
+    const login = harness.wechat.login({ openId })
+    const { response: token } = await auth.authorize(login.code, login.encryptedData, login.iv)
+    const again = harness.wechat.login({ openId, sessionKey: login.sessionKey })
+    const { response: sameToken } = await auth.login(again.code)
+    assert.equal(sameToken, token, 'a returning login gets the live token back')
+    await auth.isTokenValid(token)
+    const { warmToken } = require('./support/checks')
+    await warmToken(auth, events, token)
+    assert.equal((await auth.verifyToken(token)).response.openId, openId)
+    const { response: refreshed } = await auth.refreshToken(token.split('|')[0])
+    assert.equal((await rejection(auth.isTokenValid(token))).code, 6007)
+    assert.ok((await auth.getAccessToken()).response.accessToken)
+    assert.equal((await auth.revokeToken(refreshed)).response, true)
+    assert.equal((await rejection(auth.isTokenValid(refreshed))).code, 6007)
+  }
+
+  for (const [user, password] of [
+    ['broad', 'broad-password'],
+    ['narrow', 'narrow-password'],
+  ]) {
+    test(`a user '${user}' (${user === 'broad' ? '+@all -@dangerous' : 'the README\'s ACL'}) runs the whole API, checks answered from memory included`, async () => {
+      const { harness } = env
+      harness.redis.cli('ACL', 'LOG', 'RESET')
+      const events = []
+      const auth = harness.create({
+        options: { redisUrl: `redis://${user}:${password}@127.0.0.1:${harness.redis.port}`, logger: (event) => events.push(event) },
+      })
+      try {
+        await wholeApi(auth, events, `oAcl-${user}`)
+      } finally {
+        // Redis 7.2+ also logs the client library's CLIENT SETINFO, which it may refuse.
+        const log = harness.redis.cli('ACL', 'LOG').split('\n')
+        const denied = log.filter((line, i) => log[i - 1] === 'object' && line !== 'client|setinfo')
+        assert.deepEqual(denied, [], 'no command the library needs was denied')
+      }
+    })
+  }
+
+  test('a command the user is denied is an error (6000, saying so), never taken for a missing token', async () => {
+    const { harness } = env
+    const { cli, port } = harness.redis
+    cli('ACL', 'SETUSER', 'nohexists', 'on', '>nohexists-password', ...NARROW_ACL, '-hexists')
+    const auth = harness.create({
+      options: { redisUrl: `redis://nohexists:nohexists-password@127.0.0.1:${port}` },
+    })
+    const login = harness.wechat.login({ openId: 'oDenied' })
+    const { response: token } = await auth.authorize(login.code, login.encryptedData, login.iv)
+    const err = await rejection(auth.revokeToken(token))
+    assert.equal(err.code, 6000)
+    assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: the Redis user is not allowed`))
+    assert.equal(cli('EXISTS', token), '1', 'the token is still there')
+  })
+})

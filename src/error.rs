@@ -124,6 +124,10 @@ fn redis_failure(err: &redis::RedisError) -> String {
     }
     _ => {}
   }
+  // Denied inside a script, the refusal arrives as a plain error reply.
+  if said.contains("NOPERM") || said.contains("can't run this command") {
+    return format!("the Redis user is not allowed a command the library needs (see the ACL in the README): {said}");
+  }
   if err.code() == Some("NOAUTH") {
     return "the server requires a password: give redisPass, or user:password in the URL"
       .to_owned();

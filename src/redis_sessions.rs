@@ -63,9 +63,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
+// In the scripts below, a key of another type is not a token (`WRONGTYPE`, read with
+// `pcall`); any other refusal (an ACL that denies a command, say) is returned as the error it
+// is, never taken to mean "no such token", which would issue a new one.
+
 /// Keeps the latest session key with a live token; says whether the token is live.
 const KEEP_SESSION_KEY: &str = r"
-if redis.pcall('HEXISTS', KEYS[1], 'ctime') ~= 1 then return 0 end
+local live = redis.pcall('HEXISTS', KEYS[1], 'ctime')
+if type(live) == 'table' then
+  if string.find(live.err, '^WRONGTYPE') then return 0 end
+  return live
+end
+if live ~= 1 then return 0 end
 redis.call('HSET', KEYS[1], 'sk', ARGV[1])
 return 1
 ";
@@ -73,7 +82,11 @@ return 1
 /// The session key kept with a live token, or nothing.
 const SESSION_KEY: &str = r"
 local fields = redis.pcall('HMGET', KEYS[1], 'ctime', 'sk')
-if fields.err or not fields[1] then return false end
+if fields.err then
+  if string.find(fields.err, '^WRONGTYPE') then return false end
+  return fields
+end
+if not fields[1] then return false end
 return fields[2]
 ";
 
@@ -81,6 +94,10 @@ return fields[2]
 /// the tracking connection, it also makes Redis track the key for this client.
 const READ: &str = r"
 local ctime = redis.pcall('HGET', KEYS[1], 'ctime')
+if type(ctime) == 'table' then
+  if string.find(ctime.err, '^WRONGTYPE') then return false end
+  return ctime
+end
 if type(ctime) ~= 'string' then return false end
 return {ctime, redis.call('PTTL', KEYS[1])}
 ";
@@ -109,7 +126,12 @@ return 0
 
 /// Deletes a token only if it is one (a hash with `ctime`); other keys are left alone.
 const REVOKE: &str = r"
-if redis.pcall('HEXISTS', KEYS[1], 'ctime') ~= 1 then return 0 end
+local live = redis.pcall('HEXISTS', KEYS[1], 'ctime')
+if type(live) == 'table' then
+  if string.find(live.err, '^WRONGTYPE') then return 0 end
+  return live
+end
+if live ~= 1 then return 0 end
 return redis.call('DEL', KEYS[1])
 ";
 
