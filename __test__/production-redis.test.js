@@ -9,6 +9,7 @@ const { after, before, describe, test } = require('node:test')
 
 const { startHarness, rejection } = require('./support/harness')
 const { freePort } = require('./support/redis')
+const { startTcpProxy } = require('./support/tcp-proxy')
 
 const SECRET = 'hunter2-do-not-print'
 const A_TOKEN = `1|testsku|${'a'.repeat(64)}`
@@ -133,5 +134,80 @@ describe('least-privilege Redis users', () => {
     assert.equal(err.code, 6000)
     assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: the Redis user is not allowed`))
     assert.equal(cli('EXISTS', token), '1', 'the token is still there')
+  })
+})
+
+describe('connections that Redis, a proxy or a restart dropped while the app was idle', () => {
+  const env = {}
+  before(async () => {
+    env.harness = await startHarness()
+    env.proxy = await startTcpProxy(env.harness.redis.port)
+  })
+  after(async () => {
+    await env.proxy.stop()
+    await env.harness.stop()
+  })
+
+  let users = 0
+  /** An instance through `port` with `count` logged-in users: { auth, tokens }. */
+  async function loggedIn(port, count = 20) {
+    const { harness } = env
+    const auth = harness.create({ options: { redisUrl: `redis://127.0.0.1:${port}` } })
+    const tokens = []
+    for (let i = 0; i < count; i++) tokens.push((await harness.login({ openId: `oIdle${users++}` }, auth)).response)
+    await Promise.all(tokens.map((token) => auth.isTokenValid(token)))
+    return { auth, tokens }
+  }
+
+  /** One of every call after the drop; resolves with the codes of those that rejected. */
+  async function callsAfterTheDrop({ auth, tokens }) {
+    const { harness } = env
+    const calls = [
+      ...tokens.map((token) => auth.isTokenValid(token)), // one batch: all in this tick
+      harness.login({ openId: `oIdle${users++}` }, auth),
+      auth.refreshToken(tokens[0].split('|')[0]),
+      auth.verifyToken(tokens[1]),
+    ]
+    const outcomes = await Promise.allSettled(calls)
+    return outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason.code)
+  }
+
+  const clients = () => Number(/connected_clients:(\d+)/.exec(env.harness.redis.cli('INFO', 'clients'))[1])
+  const { waitUntil } = require('./support/redis')
+
+  test('after CLIENT KILL TYPE normal: no call fails', async () => {
+    const instance = await loggedIn(env.harness.redis.port)
+    env.harness.redis.cli('CLIENT', 'KILL', 'TYPE', 'normal')
+    assert.deepEqual(await callsAfterTheDrop(instance), [])
+  })
+
+  test("after the server's idle timeout closed the connection: no call fails", async () => {
+    const { redis } = env.harness
+    const instance = await loggedIn(redis.port)
+    const before = clients()
+    redis.cli('CONFIG', 'SET', 'timeout', '1')
+    try {
+      // The heartbeat keeps the tracking connection busy; the command connection goes idle.
+      await waitUntil(() => clients() < before, 'Redis to close the idle connection')
+      assert.deepEqual(await callsAfterTheDrop(instance), [])
+    } finally {
+      redis.cli('CONFIG', 'SET', 'timeout', '0')
+    }
+  })
+
+  test('after a proxy reset every connection while idle: no call fails', async () => {
+    const instance = await loggedIn(env.proxy.port)
+    env.proxy.resetAll()
+    assert.deepEqual(await callsAfterTheDrop(instance), [])
+  })
+
+  test('after Redis restarted while idle: no call fails with 6000 (its tokens are gone: 6007)', async () => {
+    const { redis } = env.harness
+    const instance = await loggedIn(redis.port)
+    await redis.stop()
+    await redis.start()
+    const codes = await callsAfterTheDrop(instance)
+    assert.ok(!codes.includes(6000), `codes: ${codes}`)
+    assert.ok(codes.every((code) => code === 6007), `codes: ${codes}`)
   })
 })

@@ -67,17 +67,28 @@ return 1
 // `pcall`); any other refusal (an ACL that denies a command, say) is returned as the error it
 // is, never taken to mean "no such token", which would issue a new one.
 
-/// Keeps the latest session key with a live token; says whether the token is live.
-const KEEP_SESSION_KEY: &str = r"
+/// The start of a script that acts on `KEYS[1]` only if it is a token (a hash with `ctime`),
+/// and returns 0 otherwise.
+macro_rules! unless_a_token_return_0 {
+  () => {
+    r"
 local live = redis.pcall('HEXISTS', KEYS[1], 'ctime')
 if type(live) == 'table' then
   if string.find(live.err, '^WRONGTYPE') then return 0 end
   return live
 end
 if live ~= 1 then return 0 end
-redis.call('HSET', KEYS[1], 'sk', ARGV[1])
+"
+  };
+}
+
+/// Keeps the latest session key with a live token; says whether the token is live.
+const KEEP_SESSION_KEY: &str = concat!(
+  unless_a_token_return_0!(),
+  r"redis.call('HSET', KEYS[1], 'sk', ARGV[1])
 return 1
-";
+"
+);
 
 /// The session key kept with a live token, or nothing.
 const SESSION_KEY: &str = r"
@@ -125,15 +136,11 @@ return 0
 ";
 
 /// Deletes a token only if it is one (a hash with `ctime`); other keys are left alone.
-const REVOKE: &str = r"
-local live = redis.pcall('HEXISTS', KEYS[1], 'ctime')
-if type(live) == 'table' then
-  if string.find(live.err, '^WRONGTYPE') then return 0 end
-  return live
-end
-if live ~= 1 then return 0 end
-return redis.call('DEL', KEYS[1])
-";
+const REVOKE: &str = concat!(
+  unless_a_token_return_0!(),
+  r"return redis.call('DEL', KEYS[1])
+"
+);
 
 pub struct RedisSessions {
   redis: Connector,

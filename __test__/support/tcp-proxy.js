@@ -6,7 +6,7 @@
 
 const net = require('node:net')
 
-/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), stop() }. */
+/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), resetAll(), stop() }. */
 function startTcpProxy(targetPort) {
   const sockets = new Set()
   const held = [] // [socket, chunk] written while frozen
@@ -39,6 +39,10 @@ function startTcpProxy(targetPort) {
         thaw() {
           frozen = false
           for (const [to, chunk] of held.splice(0)) if (!to.destroyed) to.write(chunk)
+        },
+        /** Resets every connection (TCP RST), as a proxy or load balancer dropping idle ones. */
+        resetAll() {
+          for (const socket of sockets) socket.resetAndDestroy()
         },
         stop() {
           for (const socket of sockets) socket.destroy()
