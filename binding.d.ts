@@ -76,8 +76,16 @@ export interface NativeOptions {
   tokenStore?: string
   validationCacheSize?: number
   redisTls?: NativeRedisTls
+  redisSentinel?: NativeRedisSentinel
   /** Whether calls report their steps in `Reply.steps`. */
   diagnostics?: boolean
+}
+
+/** `options.redisSentinel`. */
+export interface NativeRedisSentinel {
+  nodes: Array<string>
+  masterName: string
+  sentinelPassword?: string
 }
 
 /** `options.redisTls`, PEM text. */

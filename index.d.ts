@@ -128,6 +128,16 @@ declare namespace mpauthx {
     rejectUnauthorized?: boolean
   }
 
+  /** Redis Sentinel (`options.redisSentinel`): the sentinels that name the master. */
+  interface RedisSentinelOptions {
+    /** `redis://host:port` (or, all of them, `rediss://`) URLs of some of the sentinels. */
+    nodes: readonly string[]
+    /** The master's name in the sentinels' configuration (`sentinel monitor <name> …`). */
+    masterName: string
+    /** The sentinels' own password, when they have one (`requirepass` in their config). */
+    sentinelPassword?: string
+  }
+
   /** The settings that mpauthx 1.3.2 did not have; all are optional, unknown keys throw. */
   interface Options {
     /**
@@ -140,6 +150,11 @@ declare namespace mpauthx {
      * `redis://` URLs it throws `RangeError`. Without it, `rediss://` trusts the system's roots.
      */
     redisTls?: RedisTlsOptions
+    /**
+     * Redis Sentinel instead of `redisUrl`: the master the sentinels name, asked again after a
+     * failover. The master's password is `redisPass`; TLS settings come from `redisTls`.
+     */
+    redisSentinel?: RedisSentinelOptions
     /**
      * A Redis Cluster to keep tokens in, instead of `redisUrl`: `redis://` (or, all of them,
      * `rediss://`) URLs of some of its

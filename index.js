@@ -206,11 +206,22 @@ const redisTlsTypes = {
   rejectUnauthorized: optionalBoolean,
 }
 
+// Each option of `options.redisSentinel` (`RedisSentinelOptions` in index.d.ts).
+const redisSentinelTypes = {
+  nodes: (name, value) => {
+    if (value == null) throw new TypeError(`${name} must be an array of strings, got ${describe(value)}`)
+    return optionalStringArray(name, value)
+  },
+  masterName: expectString,
+  sentinelPassword: optionalString,
+}
+
 // Each option of the factory (see `Options` in index.d.ts) and how its type is checked.
 const optionTypes = {
   redisUrl: optionalString,
   redisClusterNodes: optionalStringArray,
   redisTls: (name, value) => (value == null ? undefined : readOptions(name, value, redisTlsTypes)),
+  redisSentinel: (name, value) => (value == null ? undefined : readOptions(name, value, redisSentinelTypes)),
   wechatApiBase: optionalString,
   httpTimeoutMs: optionalNumber,
   tokenStore: optionalString,

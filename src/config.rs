@@ -29,6 +29,15 @@ pub struct Options {
   pub token_store: Option<String>,
   pub validation_cache_size: Option<f64>,
   pub redis_tls: Option<RedisTlsOptions>,
+  pub redis_sentinel: Option<RedisSentinelOptions>,
+}
+
+/// `options.redisSentinel`: the sentinels that know which server is the master.
+#[derive(Clone, Default)]
+pub struct RedisSentinelOptions {
+  pub nodes: Vec<String>,
+  pub master_name: String,
+  pub sentinel_password: Option<String>,
 }
 
 /// `options.redisTls`: how `rediss://` servers are trusted, in PEM text.
@@ -78,6 +87,13 @@ pub enum TokenStore {
 pub enum RedisTarget {
   Single(String),
   Cluster(Vec<String>),
+  /// The master that the sentinels at `nodes` name `master_name`, asked again after a
+  /// failover.
+  Sentinel {
+    nodes: Vec<String>,
+    master_name: String,
+    sentinel_password: Option<String>,
+  },
 }
 
 /// Validated settings an instance runs with.
@@ -179,7 +195,15 @@ impl Settings {
         "options.validationCacheSize must be a whole number from 0 to 1e9, got {validation_cache_size}"
       )));
     }
-    let redis = redis_target(options.redis_url, options.redis_cluster_nodes, &env)?;
+    let redis = match options.redis_sentinel {
+      None => redis_target(options.redis_url, options.redis_cluster_nodes, &env)?,
+      Some(_) if options.redis_url.is_some() || options.redis_cluster_nodes.is_some() => {
+        return Err(ConfigError::range_error(
+          "give one of options.redisUrl, options.redisClusterNodes and options.redisSentinel",
+        ))
+      }
+      Some(sentinel) => sentinel_target(sentinel)?,
+    };
     let redis_tls = redis_tls(options.redis_tls, &redis)?;
     let token_store = match options.token_store.as_deref() {
       None | Some("redis") => TokenStore::Redis,
@@ -262,8 +286,33 @@ fn redis_target(
       ))),
       None => Ok(target),
     },
-    RedisTarget::Single(_) => Ok(target),
+    RedisTarget::Single(_) | RedisTarget::Sentinel { .. } => Ok(target),
   }
+}
+
+/// Sentinels are `redis://` (or, all of them, `rediss://`) URLs, and the master has a name.
+fn sentinel_target(sentinel: RedisSentinelOptions) -> Result<RedisTarget, ConfigError> {
+  let valid = |url: &str| redis::IntoConnectionInfo::into_connection_info(url).is_ok();
+  if sentinel.nodes.is_empty() {
+    return Err(ConfigError::range_error(
+      "options.redisSentinel.nodes must list at least one redis:// or rediss:// URL of a sentinel",
+    ));
+  }
+  if let Some(index) = sentinel.nodes.iter().position(|node| !valid(node)) {
+    return Err(ConfigError::range_error(format!(
+      "options.redisSentinel.nodes[{index}] is not a valid redis:// or rediss:// URL"
+    )));
+  }
+  if sentinel.master_name.is_empty() {
+    return Err(ConfigError::type_error(
+      "options.redisSentinel.masterName must be a non-empty string",
+    ));
+  }
+  Ok(RedisTarget::Sentinel {
+    nodes: sentinel.nodes,
+    master_name: sentinel.master_name,
+    sentinel_password: sentinel.sentinel_password.filter(|pass| !pass.is_empty()),
+  })
 }
 
 /// TLS settings go with `rediss://` URLs only (given with `redis://`, the connection would
@@ -275,14 +324,18 @@ fn redis_tls(
   let secure = |url: &str| url.starts_with("rediss://");
   let (uses_tls, name) = match target {
     RedisTarget::Single(url) => (secure(url), "options.redisUrl"),
-    RedisTarget::Cluster(nodes) => {
+    RedisTarget::Cluster(nodes) | RedisTarget::Sentinel { nodes, .. } => {
+      let name = match target {
+        RedisTarget::Cluster(_) => "options.redisClusterNodes",
+        _ => "options.redisSentinel.nodes",
+      };
       let count = nodes.iter().filter(|node| secure(node)).count();
       if count != 0 && count != nodes.len() {
-        return Err(ConfigError::range_error(
-          "options.redisClusterNodes mixes redis:// and rediss:// URLs; a cluster's nodes all speak TLS or none does",
-        ));
+        return Err(ConfigError::range_error(format!(
+          "{name} mixes redis:// and rediss:// URLs; they all speak TLS or none does"
+        )));
       }
-      (count != 0, "options.redisClusterNodes")
+      (count != 0, name)
     }
   };
   let Some(options) = options else {

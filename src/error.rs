@@ -92,7 +92,10 @@ impl From<redis::RedisError> for Error {
   /// to replaces `Redis` with it (see `redis_sessions::at_server`).
   fn from(err: redis::RedisError) -> Self {
     let why = format!("Redis: {}", redis_failure(&err));
-    if err.is_connection_refusal() || err.is_connection_dropped() {
+    // A READONLY reply means the server is a replica now, after a failover: the connection
+    // is to the wrong server, as good as lost.
+    let read_only = err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+    if err.is_connection_refusal() || err.is_connection_dropped() || read_only {
       Error::Disconnected(why)
     } else {
       Error::Store(why)

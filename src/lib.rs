@@ -26,7 +26,7 @@ use napi::bindgen_prelude::ArrayBuffer;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::config::{ConfigErrorKind, Options, RedisTlsOptions, Settings};
+use crate::config::{ConfigErrorKind, Options, RedisSentinelOptions, RedisTlsOptions, Settings};
 use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
@@ -48,8 +48,17 @@ pub struct NativeOptions {
   pub token_store: Option<String>,
   pub validation_cache_size: Option<f64>,
   pub redis_tls: Option<NativeRedisTls>,
+  pub redis_sentinel: Option<NativeRedisSentinel>,
   /// Whether calls report their steps in `Reply.steps`.
   pub diagnostics: Option<bool>,
+}
+
+/// `options.redisSentinel`.
+#[napi(object)]
+pub struct NativeRedisSentinel {
+  pub nodes: Vec<String>,
+  pub master_name: String,
+  pub sentinel_password: Option<String>,
 }
 
 /// `options.redisTls`, PEM text.
@@ -226,6 +235,11 @@ impl Mpauthx {
         cert: tls.cert,
         key: tls.key,
         reject_unauthorized: tls.reject_unauthorized,
+      }),
+      redis_sentinel: options.redis_sentinel.map(|sentinel| RedisSentinelOptions {
+        nodes: sentinel.nodes,
+        master_name: sentinel.master_name,
+        sentinel_password: sentinel.sentinel_password,
       }),
     };
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {

@@ -10,6 +10,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
   ClientTlsConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo,
   RedisFuture, TlsCertificates, TlsMode, Value,
@@ -121,6 +122,28 @@ fn certificates(tls: &RedisTls) -> TlsCertificates {
 enum Client {
   Single(redis::Client, ConnectionManagerConfig),
   Cluster(ClusterClient),
+  Sentinel(tokio::sync::Mutex<SentinelClient>, ConnectionManagerConfig),
+}
+
+/// How a connection to one server is kept: bounded connects and replies, one quick retry.
+fn manager_config<S>(push_sender: Option<S>) -> ConnectionManagerConfig
+where
+  S: redis::aio::AsyncPushSender,
+{
+  let config = ConnectionManagerConfig::new()
+    .set_connection_timeout(Some(TIMEOUT))
+    .set_response_timeout(Some(TIMEOUT))
+    .set_number_of_retries(1)
+    .set_max_delay(Duration::from_millis(500));
+  match push_sender {
+    Some(sender) => config.set_push_sender(sender),
+    None => config,
+  }
+}
+
+/// `host:port` of each URL, for messages.
+fn addresses(urls: &[String]) -> String {
+  urls.iter().map(|url| address(url)).collect::<Vec<_>>().join(", ")
 }
 
 enum State {
@@ -174,14 +197,7 @@ impl Connector {
           settings = settings.set_protocol(ProtocolVersion::RESP3);
         }
         info = info.set_redis_settings(settings);
-        let mut config = ConnectionManagerConfig::new()
-          .set_connection_timeout(Some(TIMEOUT))
-          .set_response_timeout(Some(TIMEOUT))
-          .set_number_of_retries(1)
-          .set_max_delay(Duration::from_millis(500));
-        if let Some(handler) = push {
-          config = config.set_push_sender(push_sender(handler));
-        }
+        let config = manager_config(push.map(push_sender));
         let client = match info.addr().clone() {
           ConnectionAddr::TcpTls { host, port, .. } => {
             let addr = ConnectionAddr::TcpTls {
@@ -218,17 +234,49 @@ impl Connector {
         }
         Client::Cluster(builder.build()?)
       }
+      RedisTarget::Sentinel {
+        nodes,
+        master_name,
+        sentinel_password,
+      } => {
+        let sentinels = nodes
+          .iter()
+          .map(|node| Ok(node.as_str().into_connection_info()?.addr().clone()))
+          .collect::<Result<Vec<_>>>()?;
+        let mut builder = SentinelClientBuilder::new(sentinels, master_name, SentinelServerType::Master)?;
+        if let Some(password) = password {
+          builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(password) = sentinel_password {
+          builder = builder.set_client_to_sentinel_password(password);
+        }
+        if nodes.iter().any(|node| node.starts_with("rediss://")) {
+          let mode = if tls.verify {
+            TlsMode::Secure
+          } else {
+            TlsMode::Insecure
+          };
+          builder = builder
+            .set_client_to_sentinel_tls_mode(mode)
+            .set_client_to_sentinel_certificates(certificates(tls))
+            .set_client_to_redis_tls_mode(mode)
+            .set_client_to_redis_certificates(certificates(tls));
+        }
+        if push.is_some() {
+          builder = builder.set_client_to_redis_protocol(ProtocolVersion::RESP3);
+        }
+        Client::Sentinel(
+          tokio::sync::Mutex::new(builder.build()?),
+          manager_config(push.map(push_sender)),
+        )
+      }
     };
     let server = match target {
       RedisTarget::Single(url) => format!("Redis at {}", address(url)),
-      RedisTarget::Cluster(nodes) => format!(
-        "Redis Cluster at {}",
-        nodes
-          .iter()
-          .map(|node| address(node))
-          .collect::<Vec<_>>()
-          .join(", ")
-      ),
+      RedisTarget::Cluster(nodes) => format!("Redis Cluster at {}", addresses(nodes)),
+      RedisTarget::Sentinel {
+        nodes, master_name, ..
+      } => format!("Redis master {master_name:?} of the sentinels at {}", addresses(nodes)),
     };
     Ok(Self {
       client,
@@ -256,6 +304,11 @@ impl Connector {
       // The cluster client learns the slot map as it connects; concurrent first calls
       // may each connect, and all but the first connection are dropped.
       Client::Cluster(client) => RedisConnection::Cluster(client.get_async_connection().await?),
+      // The sentinels name the master now; `forget_master` makes the next call ask again.
+      Client::Sentinel(sentinel, config) => {
+        let master = sentinel.lock().await.async_get_client().await?;
+        RedisConnection::Single(ConnectionManager::new_lazy_with_config(master, config.clone())?)
+      }
     };
     let mut state = self.lock();
     match &*state {
@@ -265,6 +318,24 @@ impl Connector {
         *state = State::Open(connection.clone());
         Ok(connection)
       }
+    }
+  }
+
+  /// After a lost connection: with Sentinel, drops the connection to the master, so that the
+  /// next call asks the sentinels which server is the master now (after a failover, the old
+  /// one is gone or a replica). Says whether it dropped one; otherwise the client reconnects
+  /// by itself to the same server.
+  pub fn forget_master(&self) -> bool {
+    if !matches!(self.client, Client::Sentinel(..)) {
+      return false;
+    }
+    let mut state = self.lock();
+    match &*state {
+      State::Open(_) => {
+        *state = State::NotYetOpened;
+        true
+      }
+      _ => false,
     }
   }
 

@@ -243,7 +243,7 @@ impl RedisSessions {
   /// For each token, whether it is live; all are checked in one pipelined round trip
   /// (on a cluster, in one round trip per node).
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       if let Some(reads) = self.try_tracked(tokens).await? {
         return Ok(reads.into_iter().map(|read| read.is_some()).collect());
       }
@@ -265,7 +265,10 @@ impl RedisSessions {
         tracking.refusals.store(0, Ordering::Release);
         Ok(Some(reads))
       }
-      Err(err @ Error::Disconnected(_)) => Err(err),
+      Err(err @ Error::Disconnected(_)) => {
+        tracking.forget_master();
+        Err(err)
+      }
       Err(_) => {
         // Counted only once the other connection answers: the store itself works.
         let _: Value = redis::cmd("PING")
@@ -365,7 +368,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(false);
     }
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let deleted: i64 = self
         .revoke
         .key(token)
@@ -382,7 +385,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let found = match self.try_tracked(&[token]).await? {
         Some(mut reads) => reads.pop().flatten(),
         None => {
@@ -410,7 +413,7 @@ impl RedisSessions {
 
   /// The access token of `app_id` cached by any process, with its remaining seconds.
   pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let mut redis = self.redis.get().await?;
       let cached: Option<(String, i64)> = self
         .cached_access_token
@@ -425,7 +428,7 @@ impl RedisSessions {
   /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
   /// caller holds it.
   pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let mut redis = self.redis.get().await?;
       let taken: Option<String> = redis::cmd("SET")
         .arg(access_token_key(app_id, "lock"))
@@ -448,7 +451,7 @@ impl RedisSessions {
     ttl: Duration,
     owner: &str,
   ) -> Result<()> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let mut redis = self.redis.get().await?;
       let () = redis
         .pset_ex(
@@ -464,7 +467,7 @@ impl RedisSessions {
 
   /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
   pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let mut redis = self.redis.get().await?;
       self.release_lock(&mut redis, app_id, owner).await
     })
@@ -488,7 +491,7 @@ impl RedisSessions {
 
   /// Forgets the cached access token if it is still `token` (which WeChat refused).
   pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let mut redis = self.redis.get().await?;
       let _: i64 = self
         .drop_access_token
@@ -503,7 +506,7 @@ impl RedisSessions {
 
   /// Records that the user is registered for `sku`, for every server sharing this Redis.
   pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let () = self
         .redis
         .get()
@@ -517,7 +520,7 @@ impl RedisSessions {
 
   /// Whether any server recorded the user as registered for `sku`.
   pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       Ok(
         self
           .redis
@@ -537,7 +540,7 @@ impl RedisSessions {
     sku: &str,
     session_key: Option<&str>,
   ) -> Result<Option<String>> {
-    within_deadline(self.redis.server(), || {
+    within_deadline(&self.redis, || {
       self.find_live_token(user_id, sku, session_key)
     })
     .await
@@ -548,7 +551,7 @@ impl RedisSessions {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(self.redis.server(), || async {
+    within_deadline(&self.redis, || async {
       let mut redis = self.redis.get().await?;
       Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
     })
@@ -564,7 +567,7 @@ impl RedisSessions {
     mode: Issue,
     session_key: Option<&str>,
   ) -> Result<String> {
-    within_deadline(self.redis.server(), || {
+    within_deadline(&self.redis, || {
       self.issue_token(user_id, sku, mode, session_key)
     })
     .await
@@ -709,6 +712,14 @@ impl RedisSessions {
 }
 
 impl Tracking {
+  /// After a lost connection, with Sentinel: the next read asks the sentinels for the master
+  /// again, and nothing remembered over the old connection is answered any more.
+  fn forget_master(&self) {
+    if self.redis.forget_master() {
+      self.cache.clear();
+    }
+  }
+
   /// Whether tracked reads are still tried (see [`MAX_REFUSALS`]).
   fn usable(&self) -> bool {
     self.refusals.load(Ordering::Acquire) < MAX_REFUSALS
@@ -739,9 +750,9 @@ async fn heartbeat(tracking: Weak<Tracking>) {
     match current.redis.get().await {
       Ok(mut redis) => {
         let ping = redis::cmd("PING");
-        if let Ok(Ok(_)) = tokio::time::timeout(LEASE, ping.query_async::<Value>(&mut redis)).await
-        {
-          current.cache.confirm(sent);
+        match tokio::time::timeout(LEASE, ping.query_async::<Value>(&mut redis)).await {
+          Ok(Ok(_)) => current.cache.confirm(sent),
+          _ => current.forget_master(),
         }
       }
       Err(Error::Closed) => return,
@@ -834,17 +845,21 @@ fn is_token(reply: redis::RedisResult<bool>) -> Result<bool> {
 /// Runs a store operation within [`DEADLINE`], and once more when the connection turned out
 /// to be dead (a restarted Redis, a connection closed while idle): the client reconnects on
 /// that failure, and every operation here is safe to run again from the start.
-async fn within_deadline<T, F, Fut>(server: &str, operation: F) -> Result<T>
+async fn within_deadline<T, F, Fut>(redis: &Connector, operation: F) -> Result<T>
 where
   F: Fn() -> Fut,
   Fut: std::future::Future<Output = Result<T>>,
 {
   let attempts = async {
     match operation().await {
-      Err(Error::Disconnected(_)) => operation().await,
+      Err(Error::Disconnected(_)) => {
+        redis.forget_master();
+        operation().await
+      }
       outcome => outcome,
     }
   };
+  let server = redis.server();
   match tokio::time::timeout(DEADLINE, attempts).await {
     Ok(outcome) => outcome.map_err(|err| at_server(err, server)),
     Err(_) => Err(Error::Store(format!(

@@ -23,6 +23,10 @@ const overTls: mpauthx.Options = {
   redisTls: { ca: Buffer.from('-----BEGIN CERTIFICATE-----'), cert: 'PEM', key: 'PEM', rejectUnauthorized: true },
 }
 void overTls
+const withSentinel: mpauthx.Options = {
+  redisSentinel: { nodes: ['redis://10.0.0.1:26379'], masterName: 'mymaster', sentinelPassword: 'x' },
+}
+void withSentinel
 
 // @ts-expect-error a misspelt option
 mpauthx('a', 'b', 'c', 'users.db', null, 60, { redisURL: 'redis://x' })

@@ -35,6 +35,7 @@ const optionKeys = {
   redisUrl: true,
   redisClusterNodes: true,
   redisTls: true,
+  redisSentinel: true,
   wechatApiBase: true,
   httpTimeoutMs: true,
   tokenStore: true,
