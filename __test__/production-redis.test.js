@@ -150,9 +150,9 @@ describe('connections that Redis, a proxy or a restart dropped while the app was
 
   let users = 0
   /** An instance through `port` with `count` logged-in users: { auth, tokens }. */
-  async function loggedIn(port, count = 20) {
+  async function loggedIn(port, count = 20, options = {}) {
     const { harness } = env
-    const auth = harness.create({ options: { redisUrl: `redis://127.0.0.1:${port}` } })
+    const auth = harness.create({ options: { redisUrl: `redis://127.0.0.1:${port}`, ...options } })
     const tokens = []
     for (let i = 0; i < count; i++) tokens.push((await harness.login({ openId: `oIdle${users++}` }, auth)).response)
     await Promise.all(tokens.map((token) => auth.isTokenValid(token)))
@@ -199,6 +199,18 @@ describe('connections that Redis, a proxy or a restart dropped while the app was
     const instance = await loggedIn(env.proxy.port)
     env.proxy.resetAll()
     assert.deepEqual(await callsAfterTheDrop(instance), [])
+  })
+
+  test('a connection reset in the middle of a reply: the read is retried and succeeds', async () => {
+    // Without the validation cache, no heartbeat shares the proxy: the next reply is the check's.
+    const { auth, tokens } = await loggedIn(env.proxy.port, 3, { validationCacheSize: 0 })
+    const resets = env.proxy.midReplyResets
+    env.proxy.resetMidReply()
+    assert.equal((await auth.verifyToken(tokens[0])).response.openId, tokens[0].split('|')[0])
+    assert.equal(env.proxy.midReplyResets, resets + 1, 'the reply was cut')
+    env.proxy.resetMidReply()
+    await Promise.all(tokens.map((token) => auth.isTokenValid(token)))
+    assert.equal(env.proxy.midReplyResets, resets + 2, 'the reply was cut')
   })
 
   test('after Redis restarted while idle: no call fails with 6000 (its tokens are gone: 6007)', async () => {

@@ -59,6 +59,26 @@ describe('Redis Sentinel', () => {
     assert.equal(sentinel.replica.cli('EXISTS', fresh), '1', 'written to the promoted replica')
   })
 
+  test('errors name the master and the sentinels and say what went wrong', async () => {
+    const { harness, sentinel } = env
+    const { freePort } = require('./support/redis')
+    const dead = await freePort()
+    const failure = async (redisSentinel) => {
+      const auth = harness.create({ options: { redisUrl: undefined, redisSentinel, validationCacheSize: 0 } })
+      const err = await rejection(auth.isTokenValid(`1|testsku|${'a'.repeat(64)}`))
+      assert.equal(err.code, 6000)
+      return err.message
+    }
+    assert.match(
+      await failure({ nodes: sentinel.urls, masterName: 'nosuchmaster' }),
+      /Redis master "nosuchmaster" of the sentinels at 127\.0\.0\.1:\d+, .*: no master is known to the sentinels/,
+    )
+    assert.match(
+      await failure({ nodes: [`redis://127.0.0.1:${dead}`], masterName: 'mymaster' }),
+      new RegExp(`of the sentinels at 127\\.0\\.0\\.1:${dead}: connection refused`),
+    )
+  })
+
   test('redisSentinel with redisUrl, no nodes or no master name is refused at creation', () => {
     const { harness, sentinel } = env
     const make = (options) => () => harness.create({ options })

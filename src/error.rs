@@ -122,6 +122,11 @@ fn redis_failure(err: &redis::RedisError) -> String {
       return "not a Redis server: its reply is not the Redis protocol (or a TLS port reached with redis://)"
         .to_owned()
     }
+    ErrorKind::MasterNameNotFoundBySentinel => {
+      return "no master is known to the sentinels by that name (yet: during a failover, or a wrong masterName)"
+        .to_owned()
+    }
+    ErrorKind::EmptySentinelList => return "no sentinel answered".to_owned(),
     ErrorKind::Server(ServerErrorKind::NoPerm) => {
       return format!("the Redis user is not allowed a command the library needs (see the ACL in the README): {said}")
     }

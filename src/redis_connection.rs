@@ -143,7 +143,11 @@ where
 
 /// `host:port` of each URL, for messages.
 fn addresses(urls: &[String]) -> String {
-  urls.iter().map(|url| address(url)).collect::<Vec<_>>().join(", ")
+  urls
+    .iter()
+    .map(|url| address(url))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 enum State {
@@ -243,7 +247,8 @@ impl Connector {
           .iter()
           .map(|node| Ok(node.as_str().into_connection_info()?.addr().clone()))
           .collect::<Result<Vec<_>>>()?;
-        let mut builder = SentinelClientBuilder::new(sentinels, master_name, SentinelServerType::Master)?;
+        let mut builder =
+          SentinelClientBuilder::new(sentinels, master_name, SentinelServerType::Master)?;
         if let Some(password) = password {
           builder = builder.set_client_to_redis_password(password);
         }
@@ -276,7 +281,10 @@ impl Connector {
       RedisTarget::Cluster(nodes) => format!("Redis Cluster at {}", addresses(nodes)),
       RedisTarget::Sentinel {
         nodes, master_name, ..
-      } => format!("Redis master {master_name:?} of the sentinels at {}", addresses(nodes)),
+      } => format!(
+        "Redis master {master_name:?} of the sentinels at {}",
+        addresses(nodes)
+      ),
     };
     Ok(Self {
       client,
@@ -307,7 +315,10 @@ impl Connector {
       // The sentinels name the master now; `forget_master` makes the next call ask again.
       Client::Sentinel(sentinel, config) => {
         let master = sentinel.lock().await.async_get_client().await?;
-        RedisConnection::Single(ConnectionManager::new_lazy_with_config(master, config.clone())?)
+        RedisConnection::Single(ConnectionManager::new_lazy_with_config(
+          master,
+          config.clone(),
+        )?)
       }
     };
     let mut state = self.lock();

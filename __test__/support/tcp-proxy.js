@@ -6,21 +6,31 @@
 
 const net = require('node:net')
 
-/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), resetAll(), stop() }. */
+/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), resetMidReply(), resetAll(), stop() }. */
 function startTcpProxy(targetPort) {
   const sockets = new Set()
   const held = [] // [socket, chunk] written while frozen
   let frozen = false
-  const forward = (from, to) =>
+  let resetOnReply = false
+  let midReplyResets = 0
+  const forward = (from, to, isReply) =>
     from.on('data', (chunk) => {
-      if (frozen) held.push([to, chunk])
+      if (isReply && resetOnReply) {
+        // Half the reply, then a reset: a connection lost mid-reply.
+        resetOnReply = false
+        midReplyResets++
+        to.write(chunk.subarray(0, chunk.length >> 1), () => {
+          to.resetAndDestroy()
+          from.resetAndDestroy()
+        })
+      } else if (frozen) held.push([to, chunk])
       else to.write(chunk)
     })
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1')
     for (const socket of [client, upstream]) sockets.add(socket)
-    forward(client, upstream)
-    forward(upstream, client)
+    forward(client, upstream, false)
+    forward(upstream, client, true)
     const close = () => {
       client.destroy()
       upstream.destroy()
@@ -39,6 +49,14 @@ function startTcpProxy(targetPort) {
         thaw() {
           frozen = false
           for (const [to, chunk] of held.splice(0)) if (!to.destroyed) to.write(chunk)
+        },
+        /** Resets the connection that carries the next reply, after half of it. */
+        resetMidReply() {
+          resetOnReply = true
+        },
+        /** How many replies were cut by `resetMidReply()`. */
+        get midReplyResets() {
+          return midReplyResets
         },
         /** Resets every connection (TCP RST), as a proxy or load balancer dropping idle ones. */
         resetAll() {
