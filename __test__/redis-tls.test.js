@@ -22,7 +22,10 @@ function useTlsRedis({ authClients = false } = {}) {
   const env = {}
   before(async () => {
     const tlsPort = await freePort()
-    env.harness = await startHarness({ redisArgs: tlsArgs(certificates, tlsPort, { authClients }) })
+    // Also on 127.0.0.2, an address the server's certificate does not name.
+    const redisArgs = [...tlsArgs(certificates, tlsPort, { authClients }), '--bind', '127.0.0.1', '127.0.0.2']
+    env.harness = await startHarness({ redisArgs })
+    env.tlsPort = tlsPort
     env.url = `rediss://localhost:${tlsPort}`
   })
   after(() => env.harness.stop())
@@ -52,9 +55,19 @@ describe('Redis over TLS', () => {
       const started = Date.now()
       const err = await rejection(auth.isTokenValid('1|testsku|' + 'a'.repeat(64)))
       assert.equal(err.code, 6000)
-      assert.match(err.message, /certificate/i)
+      assert.match(err.message, /Redis at localhost:\d+: TLS: the server's certificate is not accepted/)
       assert.ok(Date.now() - started < 5000, 'refused within a few seconds')
     }
+  })
+
+  test('a certificate for another host name is refused with 6000, saying why', async () => {
+    const { harness, tlsPort } = env
+    const auth = harness.create({
+      options: { redisUrl: `rediss://127.0.0.2:${tlsPort}`, redisTls: { ca: certificates.ca }, validationCacheSize: 0 },
+    })
+    const err = await rejection(auth.isTokenValid('1|testsku|' + 'a'.repeat(64)))
+    assert.equal(err.code, 6000)
+    assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.2:${tlsPort}: TLS: the server's certificate is not accepted .*not valid for name`))
   })
 
   test('rejectUnauthorized: false connects to a server no trusted CA signed (unsafe, never the default)', async () => {
