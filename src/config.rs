@@ -177,9 +177,11 @@ impl Settings {
       return Err(ConfigError::range_error("sku must not contain '|'"));
     }
     let db_path = non_empty("db", options.db_path)?;
-    if db_path == ":memory:" {
+    if is_in_memory(&db_path) {
       return Err(ConfigError::range_error(
-        "db must be a SQLite file: an in-memory database cannot be shared with mpauthx",
+        "db must be a SQLite file such as './users.db': an in-memory database (':memory:', \
+         'file::memory:…', 'file:…?mode=memory') vanishes with its last connection and cannot \
+         be shared with mpauthx",
       ));
     }
     let ttl = positive_integer("tokenTTL", options.ttl.unwrap_or(DEFAULT_TTL_SECONDS))?;
@@ -369,6 +371,23 @@ fn redis_tls(
     client,
     verify: options.reject_unauthorized.unwrap_or(true),
   })
+}
+
+/// Every spelling of an in-memory SQLite database: `:memory:`, and the URI forms
+/// `file::memory:…` and `file:…?…mode=memory`.
+fn is_in_memory(db_path: &str) -> bool {
+  if db_path == ":memory:" {
+    return true;
+  }
+  let Some(uri) = db_path.strip_prefix("file:") else {
+    return false;
+  };
+  let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+  path.is_empty()
+    || path == ":memory:"
+    || query
+      .split('&')
+      .any(|pair| pair.eq_ignore_ascii_case("mode=memory"))
 }
 
 fn non_empty(name: &str, value: String) -> Result<String, ConfigError> {
@@ -617,5 +636,28 @@ mod tests {
       !shown.contains("secret") && !shown.contains("hunter2"),
       "{shown}"
     );
+  }
+
+  #[test]
+  fn every_in_memory_spelling_is_refused_and_files_are_not() {
+    for path in [
+      ":memory:",
+      "file::memory:",
+      "file::memory:?cache=shared",
+      "file:name?mode=memory",
+      "file:name?cache=shared&mode=memory",
+      "file:",
+    ] {
+      assert!(is_in_memory(path), "{path}");
+    }
+    for path in [
+      "users.db",
+      "/srv/app/users.db",
+      "file:users.db",
+      "file:users.db?mode=rwc",
+      "memory.db",
+    ] {
+      assert!(!is_in_memory(path), "{path}");
+    }
   }
 }

@@ -66,28 +66,49 @@ pub fn decrypt_user_info(
   parse_user_info(app_id, &plaintext)
 }
 
+/// Encrypted data and its iv, checked for everything that can be checked without the session
+/// key (size, base64, the iv's length, whole AES blocks), so that data that cannot be valid is
+/// refused before anything is asked of WeChat or the store.
+pub struct Sealed {
+  ciphertext: Vec<u8>,
+  iv: [u8; BLOCK],
+}
+
+impl Sealed {
+  /// Reads `encrypted_data` and `iv` (base64 text).
+  pub fn parse(encrypted_data: &str, iv: &str) -> Result<Self> {
+    if encrypted_data.len() > MAX_ENCRYPTED_DATA_LEN {
+      return Err(Error::Decryption(format!(
+        "encryptedData is longer than {MAX_ENCRYPTED_DATA_LEN} characters"
+      )));
+    }
+    let iv: [u8; BLOCK] = decode_block("iv", iv)?;
+    let ciphertext = decode("encryptedData", encrypted_data)?;
+    if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
+      return Err(Error::Decryption(format!(
+        "encryptedData is {} bytes, not a non-zero multiple of {BLOCK}",
+        ciphertext.len()
+      )));
+    }
+    Ok(Self { ciphertext, iv })
+  }
+
+  /// AES-128-CBC with PKCS#7 padding, with the session key (base64 text).
+  pub fn open(self, session_key: &str) -> Result<Vec<u8>> {
+    let key: [u8; BLOCK] = decode_block("session key", session_key)?;
+    let Self { mut ciphertext, iv } = self;
+    let plaintext = Aes128CbcDec::new(&key.into(), &iv.into())
+      .decrypt_padded_mut::<Pkcs7>(&mut ciphertext)
+      .map_err(|_| {
+        Error::Decryption("bad padding: wrong session key or iv, or corrupted data".into())
+      })?;
+    Ok(plaintext.to_vec())
+  }
+}
+
 /// AES-128-CBC with PKCS#7 padding; every input is base64 text.
 pub fn decrypt(session_key: &str, encrypted_data: &str, iv: &str) -> Result<Vec<u8>> {
-  if encrypted_data.len() > MAX_ENCRYPTED_DATA_LEN {
-    return Err(Error::Decryption(format!(
-      "encryptedData is longer than {MAX_ENCRYPTED_DATA_LEN} characters"
-    )));
-  }
-  let key: [u8; BLOCK] = decode_block("session key", session_key)?;
-  let iv: [u8; BLOCK] = decode_block("iv", iv)?;
-  let mut ciphertext = decode("encryptedData", encrypted_data)?;
-  if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
-    return Err(Error::Decryption(format!(
-      "encryptedData is {} bytes, not a non-zero multiple of {BLOCK}",
-      ciphertext.len()
-    )));
-  }
-  let plaintext = Aes128CbcDec::new(&key.into(), &iv.into())
-    .decrypt_padded_mut::<Pkcs7>(&mut ciphertext)
-    .map_err(|_| {
-      Error::Decryption("bad padding: wrong session key or iv, or corrupted data".into())
-    })?;
-  Ok(plaintext.to_vec())
+  Sealed::parse(encrypted_data, iv)?.open(session_key)
 }
 
 /// Reads the decrypted JSON: an object with a string `openId` and a watermark for `app_id`.
@@ -115,16 +136,10 @@ pub fn parse_user_info(app_id: &str, plaintext: &[u8]) -> Result<UserInfo> {
   })
 }
 
-/// Decrypts any encrypted payload of the session (WeRun data, shared group info, the old phone
+/// Reads any decrypted payload of the session (WeRun data, shared group info, the old phone
 /// number flow): a JSON object whose watermark names `app_id`.
-pub fn decrypt_data(
-  app_id: &str,
-  session_key: &str,
-  encrypted_data: &str,
-  iv: &str,
-) -> Result<Map<String, Value>> {
-  let plaintext = decrypt(session_key, encrypted_data, iv)?;
-  let value: Value = serde_json::from_slice(&plaintext)
+pub fn parse_data(app_id: &str, plaintext: &[u8]) -> Result<Map<String, Value>> {
+  let value: Value = serde_json::from_slice(plaintext)
     .map_err(|_| Error::Decryption("decrypted data is not JSON".into()))?;
   let Value::Object(object) = value else {
     return Err(Error::Decryption(
@@ -259,12 +274,11 @@ pub(crate) mod tests {
 
   #[test]
   fn decrypts_any_payload_with_the_app_watermark() -> Result<()> {
-    let data = decrypt_data(APP_ID, SESSION_KEY, ENCRYPTED_DATA, IV)?;
+    let plaintext = decrypt(SESSION_KEY, ENCRYPTED_DATA, IV)?;
+    let data = parse_data(APP_ID, &plaintext)?;
     assert_eq!(data["nickName"], "Band");
     assert_eq!(
-      decrypt_data("wxOther", SESSION_KEY, ENCRYPTED_DATA, IV)
-        .unwrap_err()
-        .status_code(),
+      parse_data("wxOther", &plaintext).unwrap_err().status_code(),
       6011
     );
     Ok(())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::access_token;
 use crate::config::Settings;
 use crate::config::TokenStore;
-use crate::crypto::{self, ProfileValue};
+use crate::crypto::{self, ProfileValue, Sealed};
 use crate::error::{Error, Result};
 use crate::redis_sessions::RedisSessions;
 use crate::sessions::{now_us, Issue, Sessions, TokenInfo};
@@ -73,9 +73,11 @@ impl Service {
     let code = login_code(code)?;
     let encrypted_data = required("encryptedData", encrypted_data)?;
     let iv = required("iv", iv)?;
+    // Data that cannot be valid is refused before the user's one-time code is spent.
+    let sealed = Sealed::parse(&encrypted_data, &iv)?;
     self.check_open()?;
     let session = self.wechat.code_to_session(&code, trace).await?;
-    let user = crypto::decrypt_user_info(&self.app_id, &session.session_key, &encrypted_data, &iv)?;
+    let user = crypto::parse_user_info(&self.app_id, &sealed.open(&session.session_key)?)?;
     trace.record("user_data.decrypted", || {
       let id = if user.union_id.is_some() {
         "unionId"
@@ -149,8 +151,9 @@ impl Service {
   ) -> Result<String> {
     let encrypted_data = required("encryptedData", encrypted_data)?;
     let iv = required("iv", iv)?;
+    let sealed = Sealed::parse(&encrypted_data, &iv)?;
     let session_key = self.session_key(token).await?;
-    let data = crypto::decrypt_data(&self.app_id, &session_key, &encrypted_data, &iv)?;
+    let data = crypto::parse_data(&self.app_id, &sealed.open(&session_key)?)?;
     Ok(serde_json::Value::Object(data).to_string())
   }
 

@@ -1,0 +1,84 @@
+'use strict'
+
+// What an adversarial review of the released behaviour found (issue 14), each reproduced
+// against private servers.
+
+const assert = require('node:assert/strict')
+const { describe, test } = require('node:test')
+
+const { useHarness, rejection } = require('./support/harness')
+
+describe('payloads that cannot be valid never spend the WeChat code', () => {
+  const h = useHarness()
+
+  test('authorize refuses them with 6011 before asking WeChat, and the code still works', async () => {
+    const auth = h.create()
+    const valid = h.wechat.login({ openId: 'oPayload' })
+    const block = Buffer.alloc(16).toString('base64')
+    const cases = {
+      '8 MiB of encryptedData': ['A'.repeat(8 << 20), valid.iv],
+      'a 3-byte iv': [valid.encryptedData, Buffer.alloc(3).toString('base64')],
+      'encryptedData that is not base64': ['not base64 at all!', valid.iv],
+      'an iv that is not base64': [valid.encryptedData, '%%%%'],
+      'data that is not whole AES blocks': [Buffer.alloc(20).toString('base64'), valid.iv],
+      'empty data': [Buffer.alloc(0).toString('base64') || '=', block],
+    }
+    for (const [what, [encryptedData, iv]] of Object.entries(cases)) {
+      const asked = h.wechat.requests.length
+      const err = await rejection(auth.authorize(valid.code, encryptedData, iv))
+      assert.equal(err.code, 6011, what)
+      assert.equal(h.wechat.requests.length, asked, `${what}: WeChat was not asked`)
+    }
+    const { status_code } = await auth.authorize(valid.code, valid.encryptedData, valid.iv)
+    assert.equal(status_code, 1, 'the code was never spent')
+  })
+
+  test('decryptData refuses them with 6011 before reading the session from the store', async () => {
+    const auth = h.create()
+    const login = h.wechat.login({ openId: 'oPayloadData' })
+    const { response: token } = await auth.authorize(login.code, login.encryptedData, login.iv)
+    // With the store never asked, an unknown token cannot be the answer: the payload is.
+    const unknown = `${token.slice(0, -1)}${token.endsWith('0') ? '1' : '0'}`
+    assert.equal((await rejection(auth.decryptData(unknown, 'not base64 at all!', login.iv))).code, 6011)
+    assert.equal((await rejection(auth.decryptData(token, login.encryptedData, '%%%%'))).code, 6011)
+    assert.equal((await rejection(auth.decryptData(unknown, login.encryptedData, login.iv))).code, 6007)
+  })
+})
+
+describe('in-memory SQLite', () => {
+  const h = useHarness()
+
+  test('every in-memory spelling is refused at creation with one message that says what to pass', () => {
+    for (const db of [':memory:', 'file::memory:?cache=shared', 'file:name?mode=memory']) {
+      assert.throws(() => h.create({ db }), {
+        name: 'RangeError',
+        message: /^db must be a SQLite file such as '\.\/users\.db': an in-memory database/,
+      }, db)
+    }
+  })
+})
+
+describe('a missing native binary', () => {
+  test("says first which package is missing for this platform and how to install it, keeping napi-rs's chain", () => {
+    const fs = require('node:fs')
+    const os = require('node:os')
+    const path = require('node:path')
+    const { spawnSync } = require('node:child_process')
+    const root = path.join(__dirname, '..')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-nobinary-'))
+    try {
+      for (const file of fs.readdirSync(root).filter((name) => name.endsWith('.js'))) {
+        fs.copyFileSync(path.join(root, file), path.join(dir, file))
+      }
+      const run = spawnSync(process.execPath, ['-e', "try { require('./index.js') } catch (err) { console.log(JSON.stringify({ message: err.message, cause: String(err.cause?.message) })) }"], { cwd: dir, encoding: 'utf8' })
+      const { message, cause } = JSON.parse(run.stdout)
+      const glibc = process.report.getReport().header.glibcVersionRuntime
+      const name = process.platform === 'linux' ? `mpauthx-linux-${process.arch}-${glibc ? 'gnu' : 'musl'}` : 'mpauthx-'
+      assert.match(message, new RegExp(`^mpauthx has no native binary for this platform: the package ${name}`))
+      assert.match(message, /npm install --include=optional/)
+      assert.match(cause, /Cannot find native binding/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
