@@ -82,3 +82,41 @@ describe('a missing native binary', () => {
     }
   })
 })
+
+describe('replacing a token deletes only tokens', () => {
+  const { startRedisCluster } = require('./support/redis-cluster')
+  const { startHarness } = require('./support/harness')
+  const env = {}
+  const { before, after } = require('node:test')
+  before(async () => {
+    env.harness = await startHarness()
+    env.cluster = await startRedisCluster()
+  })
+  after(async () => {
+    await env.harness.stop()
+    await env.cluster.stop()
+  })
+
+  for (const deployment of ['a single Redis', 'a Redis Cluster']) {
+    test(`on ${deployment}, an index naming an application key never makes refresh or login delete it`, async () => {
+      const { harness, cluster } = env
+      const options = deployment === 'a single Redis' ? {} : { redisUrl: undefined, redisClusterNodes: cluster.urls }
+      const auth = harness.create({ options })
+      const cli = deployment === 'a single Redis' ? harness.redis.cli : (...args) => cluster.masterOf(String(args[1])).cli(...args)
+      const openId = `oStray${deployment.length}`
+      const { response: token } = await harness.login({ openId }, auth)
+      const index = `mpauthx|index|testsku|${openId}`
+      for (const [stray, call] of [
+        ['billing|balance|42', () => auth.refreshToken(openId)],
+        ['billing|balance|43', () => harness.login({ openId }, auth)],
+      ]) {
+        cli('SET', stray, '100')
+        cli('SET', index, stray)
+        const { response: fresh } = await call()
+        assert.notEqual(fresh, token)
+        assert.equal(cli('GET', stray), '100', `${stray} is still there`)
+        await auth.isTokenValid(fresh)
+      }
+    })
+  }
+})

@@ -39,11 +39,25 @@ const MAX_ATTEMPTS: usize = 8;
 /// stalls a caller: connecting and each reply are bounded more tightly still.
 pub const DEADLINE: Duration = Duration::from_millis(1_500);
 
-/// Replaces the index only when it still holds what the caller read (`""` for nothing).
+/// Replaces the index only when it still holds what the caller read (`""` for nothing), and
+/// then deletes `KEYS[2]`, the token it named, when given and a token (a hash with `ctime`):
+/// a stray or tampered index never makes the library delete a key of the application's.
+/// In a Cluster the two keys live in different slots: `KEYS[2]` is left out and the old token
+/// goes through [`REVOKE`], which makes the same check.
 const COMPARE_AND_SET: &str = r"
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then return 0 end
+local old_is_token = false
+if KEYS[2] then
+  local live = redis.pcall('HEXISTS', KEYS[2], 'ctime')
+  if type(live) == 'table' then
+    if not string.find(live.err, '^WRONGTYPE') then return live end
+  else
+    old_is_token = live == 1
+  end
+end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if old_is_token then redis.call('DEL', KEYS[2]) end
 return 1
 ";
 
@@ -669,9 +683,12 @@ impl RedisSessions {
       let key = session_key.or(carried.as_deref()).unwrap_or("");
       self.create(&mut redis, &token, key).await?;
       let expected = indexed.as_deref().unwrap_or("");
-      let swapped: bool = self
-        .compare_and_set
-        .key(&index)
+      let mut swap = self.compare_and_set.key(&index);
+      let cluster = redis.is_cluster();
+      if let (Some(old), false) = (&indexed, cluster) {
+        swap.key(old);
+      }
+      let swapped: bool = swap
         .arg(expected)
         .arg(&token)
         .arg(self.ttl.as_secs())
@@ -679,7 +696,9 @@ impl RedisSessions {
         .await?;
       if swapped {
         if let Some(old) = indexed {
-          let _: () = redis.del(&old).await?;
+          if cluster {
+            let _: Value = self.revoke.key(&old).invoke_async(&mut redis).await?;
+          }
           self.forget(&old);
         }
         return Ok(token);
