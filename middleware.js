@@ -7,10 +7,21 @@
 const INVALID_ACCESS_TOKEN = 6007
 const DATABASE_RELATED_ERROR = 6000
 
-/** How each handled status code answers. */
+/**
+ * How each handled status code answers. The body's message is fixed per code: what went wrong
+ * inside (which server, which file) is for the server's logs and diagnostics, not the client.
+ */
 const answers = {
-  [INVALID_ACCESS_TOKEN]: { httpStatus: 401, headers: { 'WWW-Authenticate': 'Bearer realm="mpauthx"' } },
-  [DATABASE_RELATED_ERROR]: { httpStatus: 503, headers: { 'Retry-After': '1' } },
+  [INVALID_ACCESS_TOKEN]: {
+    httpStatus: 401,
+    headers: { 'WWW-Authenticate': 'Bearer realm="mpauthx"' },
+    message: 'access token is missing, invalid or expired',
+  },
+  [DATABASE_RELATED_ERROR]: {
+    httpStatus: 503,
+    headers: { 'Retry-After': '1' },
+    message: 'authentication is temporarily unavailable, try again',
+  },
 }
 
 /**
@@ -35,7 +46,7 @@ function firstValue(value) {
 function failureAnswer(err) {
   const answer = answers[err?.code]
   if (!answer) return undefined
-  return { ...answer, body: { status_code: err.code, status_message: err.message } }
+  return { ...answer, body: { status_code: err.code, status_message: answer.message } }
 }
 
 /**

@@ -57,7 +57,9 @@ describe('examples/express-server.js', () => {
     const missing = await post({ encryptedData: 'x', iv: 'y' })
     assert.equal(missing.status, 400)
     assert.equal((await missing.json()).status_code, 6001)
-    const unknownCode = await post({ code: 'never-issued', encryptedData: 'x', iv: 'y' })
+    // A payload that could be valid, so that the code goes to WeChat, which refuses it.
+    const block = Buffer.alloc(16).toString('base64')
+    const unknownCode = await post({ code: 'never-issued', encryptedData: block, iv: block })
     assert.equal(unknownCode.status, 502)
     assert.equal((await unknownCode.json()).status_code, 6008)
     const anonymous = await fetch(`${base}/me`)

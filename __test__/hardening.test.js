@@ -120,3 +120,48 @@ describe('replacing a token deletes only tokens', () => {
     })
   }
 })
+
+describe('HTTP answers carry no internal detail', () => {
+  const h = useHarness()
+
+  test('401 and 503 bodies have a fixed message per code; server code still sees the detail', async () => {
+    const http = require('node:http')
+    const auth = h.create({ options: { validationCacheSize: 0 } })
+    const { response: token } = await h.login({ openId: 'oPublic' }, auth)
+    const middleware = auth.middleware()
+    const server = http.createServer((req, res) => middleware(req, res, () => res.end('ok')))
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const get = async (authorization) => {
+      const reply = await fetch(`http://127.0.0.1:${server.address().port}/`, { headers: { authorization } })
+      return { status: reply.status, text: await reply.text() }
+    }
+    try {
+      const denied = await get(`Bearer ${token}x`)
+      assert.equal(denied.status, 401)
+      assert.deepEqual(JSON.parse(denied.text), { status_code: 6007, status_message: 'access token is missing, invalid or expired' })
+      await h.redis.stop()
+      const down = await get(`Bearer ${token}`)
+      assert.equal(down.status, 503)
+      assert.deepEqual(JSON.parse(down.text), {
+        status_code: 6000,
+        status_message: 'authentication is temporarily unavailable, try again',
+      })
+      assert.doesNotMatch(down.text, /Redis|127\.0\.0\.1|store|users\.db/)
+      const err = await rejection(auth.isTokenValid(token))
+      assert.match(err.message, /Redis at 127\.0\.0\.1:\d+/, 'server code sees where')
+    } finally {
+      server.close()
+      await h.redis.start()
+    }
+  })
+
+  test('a bad wechatApiBase is refused without echoing it (it may carry credentials)', () => {
+    for (const wechatApiBase of ['ftp://user:s3cret@example.com', 'http://user:s3cret@exa mple.com']) {
+      assert.throws(() => h.create({ options: { wechatApiBase } }), (err) => {
+        assert.equal(err.name, 'RangeError')
+        assert.doesNotMatch(err.message, /s3cret/)
+        return true
+      })
+    }
+  })
+})

@@ -224,9 +224,10 @@ impl Settings {
     match reqwest::Url::parse(&wechat_api_base) {
       Ok(url) if matches!(url.scheme(), "http" | "https") => {}
       _ => {
-        return Err(ConfigError::range_error(format!(
-          "options.wechatApiBase must be an http(s) URL, got {wechat_api_base:?}"
-        )))
+        // Not echoed: a URL may carry credentials.
+        return Err(ConfigError::range_error(
+          "options.wechatApiBase must be an http(s) URL such as https://api.weixin.qq.com",
+        ));
       }
     }
     Ok(Self {
