@@ -165,3 +165,25 @@ describe('HTTP answers carry no internal detail', () => {
     }
   })
 })
+
+describe('a SQLite file that cannot be used is found before WeChat', () => {
+  const h = useHarness()
+
+  test('a missing directory or a file that is not a database rejects 6000 without spending the code', async () => {
+    const fs = require('node:fs')
+    const path = require('node:path')
+    const notADatabase = path.join(h.dir, 'not-a-database.db')
+    fs.writeFileSync(notADatabase, 'this is not SQLite, just text long enough to be read as a header '.repeat(20))
+    for (const db of [path.join(h.dir, 'no-such-dir', 'users.db'), notADatabase]) {
+      const auth = h.create({ db })
+      const login = h.wechat.login({ openId: 'oBadFile' })
+      const asked = h.wechat.requests.length
+      assert.equal((await rejection(auth.authorize(login.code, login.encryptedData, login.iv))).code, 6000, db)
+      assert.equal((await rejection(auth.login(login.code))).code, 6000, db)
+      assert.equal(h.wechat.requests.length, asked, `${db}: WeChat was not asked`)
+      // The code is still good for an instance on a usable file.
+      const { status_code } = await h.create().authorize(login.code, login.encryptedData, login.iv)
+      assert.equal(status_code, 1)
+    }
+  })
+})

@@ -76,6 +76,8 @@ impl Service {
     // Data that cannot be valid is refused before the user's one-time code is spent.
     let sealed = Sealed::parse(&encrypted_data, &iv)?;
     self.check_open()?;
+    // So is a SQLite file that cannot be used.
+    self.users.ready().await?;
     let session = self.wechat.code_to_session(&code, trace).await?;
     let user = crypto::parse_user_info(&self.app_id, &sealed.open(&session.session_key)?)?;
     trace.record("user_data.decrypted", || {
@@ -99,6 +101,8 @@ impl Service {
   pub async fn login(&self, code: Option<String>, trace: &mut Trace) -> Result<String> {
     let code = login_code(code)?;
     self.check_open()?;
+    // A SQLite file that cannot be used is found before the user's one-time code is spent.
+    self.users.ready().await?;
     let session = self.wechat.code_to_session(&code, trace).await?;
     self
       .sign_in(session.user_id(), &[], &session.session_key, trace)

@@ -240,6 +240,13 @@ impl UserStore {
     outcome.await.map_err(|_| task_failed())?
   }
 
+  /// Opens the file now if it is not open yet, so that a file that cannot be used (a missing
+  /// directory, no permission, not a database) is found before a login spends the user's
+  /// one-time code.
+  pub async fn ready(&self) -> Result<()> {
+    self.database().await.map(|_| ())
+  }
+
   /// Whether the `user` table holds exactly this `openId`.
   pub async fn exists(&self, user_id: &str) -> Result<bool> {
     let user_id = user_id.to_owned();
