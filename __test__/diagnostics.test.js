@@ -67,7 +67,8 @@ describe('options.logger', () => {
 
     events.length = 0
     const code = h.wechat.replyJson({ errcode: 40029, errmsg: 'invalid code' })
-    const err = await rejection(instance.authorize(code, 'data', 'iv'))
+    const block = Buffer.alloc(16).toString('base64') // could be valid: the code goes to WeChat
+    const err = await rejection(instance.authorize(code, block, block))
     assert.equal(err.code, 6008)
     const done = events.at(-1)
     assert.equal(done.step, 'done')

@@ -187,3 +187,38 @@ describe('a SQLite file that cannot be used is found before WeChat', () => {
     }
   })
 })
+
+describe('close() lets calls in flight finish', () => {
+  const h = useHarness()
+
+  test('a login in flight completes, calls after close() reject 6000, and close() resolves after the login', async () => {
+    const auth = h.create()
+    const { response: token } = await h.login({ openId: 'oClosing' }, auth)
+    const login = h.wechat.login({ openId: 'oClosingSlow' })
+    const slow = h.wechat.reply((req, res) =>
+      setTimeout(
+        () => res.end(JSON.stringify({ openid: 'oClosingSlow', session_key: login.sessionKey.toString('base64') })),
+        300,
+      ),
+    )
+    const order = []
+    const inFlight = auth.authorize(slow, login.encryptedData, login.iv).then((reply) => {
+      order.push('login')
+      return reply
+    })
+    // Let the login reach WeChat before closing.
+    const { waitUntil } = require('./support/redis')
+    const asked = h.wechat.requests.length
+    await waitUntil(() => h.wechat.requests.length > asked, 'the login to reach WeChat')
+    const closing = auth.close().then(() => order.push('closed'))
+    const refused = await rejection(auth.isTokenValid(token))
+    assert.equal(refused.code, 6000)
+    assert.match(refused.message, /closed/)
+    const { status_code, response } = await inFlight
+    assert.equal(status_code, 1)
+    assert.match(response, /^oClosingSlow\|/)
+    await closing
+    assert.deepEqual(order, ['login', 'closed'])
+    assert.equal((await rejection(auth.login(h.wechat.login({ openId: 'oAfter' }).code))).code, 6000)
+  })
+})

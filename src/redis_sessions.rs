@@ -244,6 +244,13 @@ impl RedisSessions {
     }
   }
 
+  /// Empties the validation cache (see [`Sessions::forget_all`](crate::sessions::Sessions::forget_all)).
+  pub fn forget_all(&self) {
+    if let Some(tracking) = &self.tracking {
+      tracking.cache.clear();
+    }
+  }
+
   /// What the validation cache may answer for `token` now, without a round trip.
   pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
     self.tracking.as_ref()?.cache.get(token, Instant::now())

@@ -1,8 +1,10 @@
 //! One mpauthx instance: the login flow and the token calls, orchestrating the WeChat
 //! client, the decryption, the SQLite user store and the Redis session store.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use crate::access_token;
 use crate::config::Settings;
@@ -29,6 +31,20 @@ pub struct Service {
   users: UserStore,
   http_timeout: std::time::Duration,
   closed: AtomicBool,
+  /// Calls started and not yet finished; `close()` waits for them.
+  in_flight: AtomicUsize,
+  drained: Notify,
+}
+
+/// A call in progress, counted until it is dropped.
+struct Call<'a>(&'a Service);
+
+impl Drop for Call<'_> {
+  fn drop(&mut self) {
+    if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+      self.0.drained.notify_waiters();
+    }
+  }
 }
 
 impl Service {
@@ -58,6 +74,8 @@ impl Service {
       app_id: settings.app_id,
       sku: settings.sku,
       closed: AtomicBool::new(false),
+      in_flight: AtomicUsize::new(0),
+      drained: Notify::new(),
     })
   }
 
@@ -75,7 +93,7 @@ impl Service {
     let iv = required("iv", iv)?;
     // Data that cannot be valid is refused before the user's one-time code is spent.
     let sealed = Sealed::parse(&encrypted_data, &iv)?;
-    self.check_open()?;
+    let _call = self.enter()?;
     // So is a SQLite file that cannot be used.
     self.users.ready().await?;
     let session = self.wechat.code_to_session(&code, trace).await?;
@@ -100,7 +118,7 @@ impl Service {
   /// jscode2session reply when there is one, else its openid.
   pub async fn login(&self, code: Option<String>, trace: &mut Trace) -> Result<String> {
     let code = login_code(code)?;
-    self.check_open()?;
+    let _call = self.enter()?;
     // A SQLite file that cannot be used is found before the user's one-time code is spent.
     self.users.ready().await?;
     let session = self.wechat.code_to_session(&code, trace).await?;
@@ -180,7 +198,7 @@ impl Service {
 
   /// The app's access token, shared through the token store: `(token, seconds left)`.
   pub async fn access_token(&self, trace: &mut Trace) -> Result<(String, u64)> {
-    self.check_open()?;
+    let _call = self.enter()?;
     self.shared_access_token(None, trace).await
   }
 
@@ -188,7 +206,7 @@ impl Service {
   /// refuses as invalid or expired is replaced once.
   pub async fn phone_number(&self, code: Option<String>, trace: &mut Trace) -> Result<PhoneInfo> {
     let code = login_code(code)?;
-    self.check_open()?;
+    let _call = self.enter()?;
     let (mut access_token, _) = self.shared_access_token(None, trace).await?;
     for attempt in 0..2 {
       match self
@@ -234,7 +252,7 @@ impl Service {
   /// The session key kept for a live token; [`Error::InvalidToken`] when there is none.
   async fn session_key(&self, token: Option<String>) -> Result<String> {
     let token = required("token", token)?;
-    self.check_open()?;
+    let _call = self.enter()?;
     self
       .sessions
       .session_key(&token)
@@ -245,7 +263,7 @@ impl Service {
   /// Deletes a live token; says whether there was one.
   pub async fn revoke_token(&self, token: Option<String>, trace: &mut Trace) -> Result<bool> {
     let token = required("token", token)?;
-    self.check_open()?;
+    let _call = self.enter()?;
     let revoked = self.sessions.revoke(&token).await?;
     trace.record("session.revoked", || {
       if revoked {
@@ -261,7 +279,7 @@ impl Service {
   /// What a live token stands for; [`Error::InvalidToken`] when it is not live.
   pub async fn verify_token(&self, token: Option<String>, trace: &mut Trace) -> Result<TokenInfo> {
     let token = required("token", token)?;
-    self.check_open()?;
+    let _call = self.enter()?;
     let info = self.sessions.describe(&token).await?;
     trace.record("session.checked", || {
       if info.is_some() { "live" } else { "not live" }.into()
@@ -275,7 +293,7 @@ impl Service {
     let requested_at_us = now_us();
     let user_id = required("userId", user_id)?;
     token::check_user_id(&user_id)?;
-    self.check_open()?;
+    let _call = self.enter()?;
     // Known to this server's SQLite file or, registered on another server, to Redis.
     if !self.sessions.knows_user(&user_id, &self.sku).await? && !self.users.exists(&user_id).await?
     {
@@ -315,9 +333,9 @@ impl Service {
       .map(String::as_str)
       .filter(|token| !token.is_empty())
       .collect();
-    let live = match self.check_open() {
-      Ok(()) if present.is_empty() => Ok(Vec::new()),
-      Ok(()) => self.sessions.are_live(&present).await,
+    let live = match self.enter() {
+      Ok(_call) if present.is_empty() => Ok(Vec::new()),
+      Ok(_call) => self.sessions.are_live(&present).await,
       Err(err) => Err(err),
     };
     trace.record("session.checked", || match &live {
@@ -354,10 +372,27 @@ impl Service {
 
   /// Closes both stores; closing again does nothing.
   pub async fn close(&self) {
-    if !self.closed.swap(true, Ordering::SeqCst) {
-      self.sessions.close();
-      self.users.close().await;
+    // New calls are refused from now on, and nothing more is answered from memory; the calls
+    // already started finish (each bounded by its own timeouts) before anything is closed.
+    self.closed.store(true, Ordering::SeqCst);
+    self.sessions.forget_all();
+    loop {
+      let drained = self.drained.notified();
+      if self.in_flight.load(Ordering::SeqCst) == 0 {
+        break;
+      }
+      drained.await;
     }
+    self.sessions.close();
+    self.users.close().await;
+  }
+
+  /// Counts a call in, unless the instance is closed.
+  fn enter(&self) -> Result<Call<'_>> {
+    self.in_flight.fetch_add(1, Ordering::SeqCst);
+    let call = Call(self);
+    self.check_open()?;
+    Ok(call)
   }
 
   fn check_open(&self) -> Result<()> {

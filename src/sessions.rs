@@ -160,6 +160,14 @@ impl Sessions {
       store.close();
     }
   }
+
+  /// Stops answering anything from memory (the validation cache empties), while the store
+  /// stays open for the calls still in flight.
+  pub fn forget_all(&self) {
+    if let Sessions::Redis(store) = self {
+      store.forget_all();
+    }
+  }
 }
 
 /// Microseconds since the epoch.
