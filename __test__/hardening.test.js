@@ -222,3 +222,44 @@ describe('close() lets calls in flight finish', () => {
     assert.equal((await rejection(auth.login(h.wechat.login({ openId: 'oAfter' }).code))).code, 6000)
   })
 })
+
+describe('a profile value the user table refuses', () => {
+  const h = useHarness()
+  const path = require('node:path')
+  const { sql } = require('./support/harness')
+
+  const tables = {
+    'a CHECK': 'CREATE TABLE user(openId text primary key not null, nickName text CHECK(length(nickName) <= 20), city text)',
+    'a STRICT column of another type':
+      'CREATE TABLE user(openId TEXT PRIMARY KEY NOT NULL, nickName TEXT, city INTEGER) STRICT',
+    'an aborting trigger': `CREATE TABLE user(openId text primary key not null, nickName text, city text);
+      CREATE TRIGGER no_profiles BEFORE UPDATE ON user BEGIN SELECT RAISE(ABORT, 'profiles are frozen'); END`,
+  }
+  for (const [what, schema] of Object.entries(tables)) {
+    test(`refused by ${what}: the user is registered without it and logs in, the refusal reported`, async () => {
+      const db = path.join(h.dir, `${what.replace(/\W+/g, '-')}.db`)
+      sql(db, schema)
+      const events = []
+      const auth = h.create({ db, options: { logger: (event) => events.push(event) } })
+      const login = h.wechat.login({ openId: 'oRefused', nickName: 'a nickname far longer than twenty', city: 'Shenzhen' })
+      const { status_code, response: token } = await auth.authorize(login.code, login.encryptedData, login.iv)
+      assert.equal(status_code, 1)
+      await auth.isTokenValid(token)
+      assert.equal(sql(db, "SELECT count(*) FROM user WHERE openId = 'oRefused'"), '1')
+      assert.ok(events.some((event) => event.step === 'user.profile_refused'), 'reported through diagnostics')
+      // And again: the user is not blocked.
+      const again = h.wechat.login({ openId: 'oRefused', nickName: 'a nickname far longer than twenty', city: 'Shenzhen', sessionKey: login.sessionKey })
+      assert.equal((await auth.authorize(again.code, again.encryptedData, again.iv)).response, token)
+    })
+  }
+
+  test('a row the table refuses outright fails the login and leaves no row behind', async () => {
+    const db = path.join(h.dir, 'no-inserts.db')
+    sql(db, `CREATE TABLE user(openId text primary key not null, nickName text);
+      CREATE TRIGGER no_new_users BEFORE INSERT ON user BEGIN SELECT RAISE(ABORT, 'registrations closed'); END`)
+    const auth = h.create({ db })
+    const login = h.wechat.login({ openId: 'oNoRow' })
+    assert.equal((await rejection(auth.authorize(login.code, login.encryptedData, login.iv))).code, 6000)
+    assert.equal(sql(db, 'SELECT count(*) FROM user'), '0')
+  })
+})

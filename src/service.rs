@@ -137,20 +137,25 @@ impl Service {
     trace: &mut Trace,
   ) -> Result<String> {
     token::check_user_id(user_id)?;
-    let (live, added) = tokio::try_join!(
+    let (live, registered) = tokio::try_join!(
       self
         .sessions
         .live_token(user_id, &self.sku, Some(session_key)),
       self.users.ensure(user_id, profile)
     )?;
     trace.record("user.registered", || {
-      if added {
+      if registered.added {
         "new user added"
       } else {
         "user already registered"
       }
       .into()
     });
+    if let Some(why) = &registered.profile_refused {
+      trace.record("user.profile_refused", || {
+        format!("the user table refused the profile values, registered without them: {why}")
+      });
+    }
     if let Some(live) = live {
       trace.record("session.reused", || "live token found".into());
       return Ok(live);

@@ -36,7 +36,17 @@ struct Database {
 struct Registration {
   user_id: String,
   profile: Vec<(&'static str, ProfileValue)>,
-  done: oneshot::Sender<Result<bool>>,
+  done: oneshot::Sender<Result<Registered>>,
+}
+
+/// What registering a user did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+  /// Whether the row was added (else it was there).
+  pub added: bool,
+  /// Why the table refused the profile values (a CHECK, a trigger, a STRICT column's type),
+  /// when it did: the user is registered without them, and the login goes on.
+  pub profile_refused: Option<String>,
 }
 
 enum Handle {
@@ -76,43 +86,69 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Database {
-  /// Adds the user when missing and writes the profile fields the table has columns for.
-  fn register(&self, db: &Connection, registration: &Registration) -> rusqlite::Result<bool> {
+  /// Adds the user when missing and writes the profile fields the table has columns for; a
+  /// profile the table refuses is left out (rolled back to before it), not the user.
+  fn register(&self, db: &Connection, registration: &Registration) -> rusqlite::Result<Registered> {
     let added = insert(db, &registration.user_id)?;
     let fields: Vec<&(&str, ProfileValue)> = registration
       .profile
       .iter()
       .filter(|(field, _)| self.profile_columns.contains(field))
       .collect();
-    if !fields.is_empty() {
-      // Only rows whose profile changed are written: a returning user costs no write.
-      let assignments: Vec<String> = fields.iter().map(|(f, _)| format!("\"{f}\" = ?")).collect();
-      let changes: Vec<String> = fields
-        .iter()
-        .map(|(f, _)| format!("\"{f}\" IS NOT ?"))
-        .collect();
-      let sql = format!(
-        "UPDATE user SET {} WHERE openId = ? AND ({})",
-        assignments.join(", "),
-        changes.join(" OR ")
-      );
-      let values = fields.iter().map(|(_, value)| sql_value(value));
-      let params: Vec<rusqlite::types::Value> = values
-        .clone()
-        .chain([rusqlite::types::Value::Text(registration.user_id.clone())])
-        .chain(values)
-        .collect();
-      db.prepare_cached(&sql)?
-        .execute(rusqlite::params_from_iter(params))?;
+    if fields.is_empty() {
+      return Ok(Registered {
+        added,
+        profile_refused: None,
+      });
     }
-    Ok(added)
+    // Only rows whose profile changed are written: a returning user costs no write.
+    let assignments: Vec<String> = fields.iter().map(|(f, _)| format!("\"{f}\" = ?")).collect();
+    let changes: Vec<String> = fields
+      .iter()
+      .map(|(f, _)| format!("\"{f}\" IS NOT ?"))
+      .collect();
+    let sql = format!(
+      "UPDATE user SET {} WHERE openId = ? AND ({})",
+      assignments.join(", "),
+      changes.join(" OR ")
+    );
+    let values = fields.iter().map(|(_, value)| sql_value(value));
+    let params: Vec<rusqlite::types::Value> = values
+      .clone()
+      .chain([rusqlite::types::Value::Text(registration.user_id.clone())])
+      .chain(values)
+      .collect();
+    db.execute_batch("SAVEPOINT profile")?;
+    let written = db
+      .prepare_cached(&sql)
+      .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(params)));
+    match written {
+      Ok(_) => {
+        db.execute_batch("RELEASE profile")?;
+        Ok(Registered {
+          added,
+          profile_refused: None,
+        })
+      }
+      Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+        db.execute_batch("ROLLBACK TO profile; RELEASE profile")?;
+        Ok(Registered {
+          added,
+          profile_refused: Some(err.to_string()),
+        })
+      }
+      Err(err) => {
+        let _ = db.execute_batch("ROLLBACK TO profile; RELEASE profile");
+        Err(err)
+      }
+    }
   }
 
   fn register_all(
     &self,
     db: &mut Connection,
     batch: &[Registration],
-  ) -> rusqlite::Result<Vec<bool>> {
+  ) -> rusqlite::Result<Vec<Registered>> {
     let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let added = batch
       .iter()
@@ -130,16 +166,22 @@ impl Database {
     if batch.is_empty() {
       return;
     }
-    let outcomes: Vec<Result<bool>> = match self.register_all(&mut connection, &batch) {
-      Ok(added) => added.into_iter().map(Ok).collect(),
+    let outcomes: Vec<Result<Registered>> = match self.register_all(&mut connection, &batch) {
+      Ok(registered) => registered.into_iter().map(Ok).collect(),
       Err(err) if is_busy(&err) => {
         let err = Error::from(err);
         batch.iter().map(|_| Err(err.clone())).collect()
       }
-      // A row the table refuses (a trigger, a constraint) must not fail the others.
+      // A row the table refuses (a trigger, a constraint) must not fail the others: each
+      // alone, in its own transaction, so a refused one leaves nothing behind.
       Err(_) => batch
         .iter()
-        .map(|registration| Ok(self.register(&connection, registration)?))
+        .map(|registration| {
+          let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+          let registered = self.register(&transaction, registration)?;
+          transaction.commit()?;
+          Ok(registered)
+        })
         .collect(),
     };
     for (registration, outcome) in batch.into_iter().zip(outcomes) {
@@ -221,7 +263,7 @@ impl UserStore {
     &self,
     user_id: &str,
     profile: &[(&'static str, ProfileValue)],
-  ) -> Result<bool> {
+  ) -> Result<Registered> {
     let database = self.database().await?;
     let (done, outcome) = oneshot::channel();
     let first = {
@@ -400,7 +442,7 @@ mod tests {
     });
     let mut added = std::collections::HashMap::<String, usize>::new();
     for (id, call) in ids.iter().zip(calls.collect::<Vec<_>>()) {
-      if call.await.expect("task")? {
+      if call.await.expect("task")?.added {
         *added.entry(id.clone()).or_default() += 1;
       }
     }
@@ -428,7 +470,7 @@ mod tests {
     let users = UserStore::new(path.clone());
     let (banned, fine) = tokio::join!(users.ensure("banned", &[]), users.ensure("fine", &[]));
     assert_eq!(banned.unwrap_err().status_code(), 6000);
-    assert!(fine?);
+    assert!(fine?.added);
     assert_eq!(count(&path, "fine"), 1);
     Ok(())
   }
