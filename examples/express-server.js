@@ -36,7 +36,10 @@ app.post('/login', express.json(), async (req, res, next) => {
     res.json({ token })
   } catch (err) {
     if (!(err instanceof mpauthx.MpauthxError)) return next(err)
-    res.status(httpStatusOf[err.code] ?? 401).json({ status_code: err.code, status_message: err.message })
+    // A store failure's message names the server or file: for the logs, not the client.
+    const message = err.code === statusCode.databaseRelatedError ? 'try again later' : err.message
+    if (err.code === statusCode.databaseRelatedError) console.error(err)
+    res.status(httpStatusOf[err.code] ?? 401).json({ status_code: err.code, status_message: message })
   }
 })
 
