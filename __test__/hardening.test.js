@@ -263,3 +263,18 @@ describe('a profile value the user table refuses', () => {
     assert.equal(sql(db, 'SELECT count(*) FROM user'), '0')
   })
 })
+
+describe('the shared access-token lock is a lease no clock step stretches', () => {
+  const h = useHarness()
+
+  test("SQLite store: a lock written by a process whose clock is an hour ahead does not block the app's access token", async () => {
+    const auth = h.create({ options: { tokenStore: 'sqlite' } })
+    await auth.getAccessToken() // creates the table, caches a token
+    const aheadUs = (Date.now() + 3600_000) * 1000
+    h.sql(
+      `UPDATE mpauthx_access_token SET access_token = NULL, expires_at_us = 0, lock_until_us = ${aheadUs}, lock_owner = 'a process an hour ahead'`,
+    )
+    const { response } = await auth.getAccessToken()
+    assert.ok(response.accessToken, 'a token, not 6000 after waiting for a lock no clock here will reach')
+  })
+})

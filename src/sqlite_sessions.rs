@@ -226,11 +226,14 @@ impl SqliteSessions {
     self
       .run(move |db| {
         let now = now_us() as i64;
+        // A lock held until further ahead than a lease of this caller's could last was
+        // written by a process whose clock is ahead (or a stepped clock): it is taken over
+        // rather than waited for, so no clock step stretches a lease beyond one lease here.
         let taken = db
           .prepare_cached(
             "INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_owner) VALUES (?1, ?2, ?3) \
              ON CONFLICT(app_id) DO UPDATE SET lock_until_us = excluded.lock_until_us, \
-             lock_owner = excluded.lock_owner WHERE lock_until_us <= ?4",
+             lock_owner = excluded.lock_owner WHERE lock_until_us <= ?4 OR lock_until_us > ?2",
           )?
           .execute((&app_id, now + ttl_us, &owner, now))?;
         Ok(taken == 1)
