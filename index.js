@@ -304,9 +304,8 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
 
   // What the middleware puts on the request, returned at once when the validation cache
   // answers for `Bearer <token>` (no promise, so the request goes on in the same callback),
-  // else a promise; it
-  // rejects like `isTokenValid`, with 6007 for a missing token and, unless `anySku`, for a
-  // token of another sku.
+  // else a promise; it rejects like `isTokenValid`, with 6007 for a missing token and,
+  // unless `anySku`, for a token of another sku.
   const authenticator = (middlewareOptions) => {
     const { anySku } = readOptions('middlewareOptions', middlewareOptions, middlewareOptionTypes)
     return (headers) => {

@@ -274,38 +274,38 @@ fn redis_target(
       _ => RedisTarget::Single(DEFAULT_REDIS_URL.to_owned()),
     },
   };
-  // A URL may hold a password, so messages never repeat it.
-  let valid = |url: &str| redis::IntoConnectionInfo::into_connection_info(url).is_ok();
   match &target {
-    RedisTarget::Single(url) if !valid(url) => Err(ConfigError::range_error(
+    RedisTarget::Single(url) if !valid_url(url) => Err(ConfigError::range_error(
       "options.redisUrl is not a valid redis:// or rediss:// URL",
     )),
-    RedisTarget::Cluster(nodes) if nodes.is_empty() => Err(ConfigError::range_error(
-      "options.redisClusterNodes must list at least one redis:// or rediss:// URL",
-    )),
-    RedisTarget::Cluster(nodes) => match nodes.iter().position(|node| !valid(node)) {
-      Some(index) => Err(ConfigError::range_error(format!(
-        "options.redisClusterNodes[{index}] is not a valid redis:// or rediss:// URL"
-      ))),
-      None => Ok(target),
-    },
+    RedisTarget::Cluster(nodes) => check_urls("options.redisClusterNodes", nodes).map(|()| target),
     RedisTarget::Single(_) | RedisTarget::Sentinel { .. } => Ok(target),
+  }
+}
+
+// A URL may hold a password, so messages never repeat it.
+fn valid_url(url: &str) -> bool {
+  redis::IntoConnectionInfo::into_connection_info(url).is_ok()
+}
+
+/// The URLs of `name` (cluster nodes, sentinels): at least one, each valid.
+fn check_urls(name: &str, urls: &[String]) -> Result<(), ConfigError> {
+  if urls.is_empty() {
+    return Err(ConfigError::range_error(format!(
+      "{name} must list at least one redis:// or rediss:// URL"
+    )));
+  }
+  match urls.iter().position(|url| !valid_url(url)) {
+    Some(index) => Err(ConfigError::range_error(format!(
+      "{name}[{index}] is not a valid redis:// or rediss:// URL"
+    ))),
+    None => Ok(()),
   }
 }
 
 /// Sentinels are `redis://` (or, all of them, `rediss://`) URLs, and the master has a name.
 fn sentinel_target(sentinel: RedisSentinelOptions) -> Result<RedisTarget, ConfigError> {
-  let valid = |url: &str| redis::IntoConnectionInfo::into_connection_info(url).is_ok();
-  if sentinel.nodes.is_empty() {
-    return Err(ConfigError::range_error(
-      "options.redisSentinel.nodes must list at least one redis:// or rediss:// URL of a sentinel",
-    ));
-  }
-  if let Some(index) = sentinel.nodes.iter().position(|node| !valid(node)) {
-    return Err(ConfigError::range_error(format!(
-      "options.redisSentinel.nodes[{index}] is not a valid redis:// or rediss:// URL"
-    )));
-  }
+  check_urls("options.redisSentinel.nodes", &sentinel.nodes)?;
   if sentinel.master_name.is_empty() {
     return Err(ConfigError::type_error(
       "options.redisSentinel.masterName must be a non-empty string",

@@ -127,13 +127,13 @@ fn redis_failure(err: &redis::RedisError) -> String {
         .to_owned()
     }
     ErrorKind::EmptySentinelList => return "no sentinel answered".to_owned(),
-    ErrorKind::Server(ServerErrorKind::NoPerm) => {
-      return format!("the Redis user is not allowed a command the library needs (see the ACL in the README): {said}")
-    }
     _ => {}
   }
-  // Denied inside a script, the refusal arrives as a plain error reply.
-  if said.contains("NOPERM") || said.contains("can't run this command") {
+  // Denied inside a script, the refusal arrives as a plain error reply, not as NOPERM.
+  if err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+    || said.contains("NOPERM")
+    || said.contains("can't run this command")
+  {
     return format!("the Redis user is not allowed a command the library needs (see the ACL in the README): {said}");
   }
   if err.code() == Some("NOAUTH") {

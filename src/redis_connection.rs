@@ -16,10 +16,10 @@ use redis::{
   RedisFuture, TlsCertificates, TlsMode, Value,
 };
 
-use crate::config::{RedisTarget, RedisTls};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
+use crate::config::{RedisTarget, RedisTls};
 use crate::error::{Error, Result};
 
 /// Bound on connecting to a server and on each reply, well inside a call's deadline.
@@ -117,6 +117,20 @@ fn certificates(tls: &RedisTls) -> TlsCertificates {
     client_tls,
     root_cert,
   }
+}
+
+/// For nodes given as `rediss://` URLs (config checked that all are, or none), the TLS mode
+/// and what the client trusts and presents; `None` for plain text.
+fn tls_of(nodes: &[String], tls: &RedisTls) -> Option<(TlsMode, TlsCertificates)> {
+  if !nodes.iter().any(|node| node.starts_with("rediss://")) {
+    return None;
+  }
+  let mode = if tls.verify {
+    TlsMode::Secure
+  } else {
+    TlsMode::Insecure
+  };
+  Some((mode, certificates(tls)))
 }
 
 enum Client {
@@ -223,13 +237,8 @@ impl Connector {
         if let Some(password) = password {
           builder = builder.password(password);
         }
-        if nodes.iter().any(|node| node.starts_with("rediss://")) {
-          let mode = if tls.verify {
-            TlsMode::Secure
-          } else {
-            TlsMode::Insecure
-          };
-          builder = builder.tls(mode).certs(certificates(tls));
+        if let Some((mode, certificates)) = tls_of(nodes, tls) {
+          builder = builder.tls(mode).certs(certificates);
         }
         if let Some(handler) = push {
           builder = builder
@@ -255,17 +264,12 @@ impl Connector {
         if let Some(password) = sentinel_password {
           builder = builder.set_client_to_sentinel_password(password);
         }
-        if nodes.iter().any(|node| node.starts_with("rediss://")) {
-          let mode = if tls.verify {
-            TlsMode::Secure
-          } else {
-            TlsMode::Insecure
-          };
+        if let Some((mode, certificates)) = tls_of(nodes, tls) {
           builder = builder
             .set_client_to_sentinel_tls_mode(mode)
-            .set_client_to_sentinel_certificates(certificates(tls))
+            .set_client_to_sentinel_certificates(certificates.clone())
             .set_client_to_redis_tls_mode(mode)
-            .set_client_to_redis_certificates(certificates(tls));
+            .set_client_to_redis_certificates(certificates);
         }
         if push.is_some() {
           builder = builder.set_client_to_redis_protocol(ProtocolVersion::RESP3);
