@@ -4,9 +4,14 @@
 // against private servers.
 
 const assert = require('node:assert/strict')
+const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
 const { describe, test } = require('node:test')
 
-const { useHarness, rejection } = require('./support/harness')
+const { startHarness, useHarness, rejection, sql, APP_ID } = require('./support/harness')
+const { waitUntil } = require('./support/redis')
 
 describe('payloads that cannot be valid never spend the WeChat code', () => {
   const h = useHarness()
@@ -60,10 +65,6 @@ describe('in-memory SQLite', () => {
 
 describe('a missing native binary', () => {
   test("says first which package is missing for this platform and how to install it, keeping napi-rs's chain", () => {
-    const fs = require('node:fs')
-    const os = require('node:os')
-    const path = require('node:path')
-    const { spawnSync } = require('node:child_process')
     const root = path.join(__dirname, '..')
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-nobinary-'))
     try {
@@ -85,7 +86,6 @@ describe('a missing native binary', () => {
 
 describe('replacing a token deletes only tokens', () => {
   const { startRedisCluster } = require('./support/redis-cluster')
-  const { startHarness } = require('./support/harness')
   const env = {}
   const { before, after } = require('node:test')
   before(async () => {
@@ -170,8 +170,6 @@ describe('a SQLite file that cannot be used is found before WeChat', () => {
   const h = useHarness()
 
   test('a missing directory or a file that is not a database rejects 6000 without spending the code', async () => {
-    const fs = require('node:fs')
-    const path = require('node:path')
     const notADatabase = path.join(h.dir, 'not-a-database.db')
     fs.writeFileSync(notADatabase, 'this is not SQLite, just text long enough to be read as a header '.repeat(20))
     for (const db of [path.join(h.dir, 'no-such-dir', 'users.db'), notADatabase]) {
@@ -207,7 +205,6 @@ describe('close() lets calls in flight finish', () => {
       return reply
     })
     // Let the login reach WeChat before closing.
-    const { waitUntil } = require('./support/redis')
     const asked = h.wechat.requests.length
     await waitUntil(() => h.wechat.requests.length > asked, 'the login to reach WeChat')
     const closing = auth.close().then(() => order.push('closed'))
@@ -225,8 +222,6 @@ describe('close() lets calls in flight finish', () => {
 
 describe('a profile value the user table refuses', () => {
   const h = useHarness()
-  const path = require('node:path')
-  const { sql } = require('./support/harness')
 
   const tables = {
     'a CHECK': 'CREATE TABLE user(openId text primary key not null, nickName text CHECK(length(nickName) <= 20), city text)',
@@ -266,15 +261,102 @@ describe('a profile value the user table refuses', () => {
 
 describe('the shared access-token lock is a lease no clock step stretches', () => {
   const h = useHarness()
+  const lockKey = `mpauthx|access_token|${APP_ID}|lock`
+  const currentKey = `mpauthx|access_token|${APP_ID}|current`
+  /** Who holds the lock now, '' when nobody does. */
+  const lockOwner = (tokenStore) =>
+    tokenStore === 'redis'
+      ? h.redis.cli('GET', lockKey)
+      : h.sql(`SELECT lock_owner FROM mpauthx_access_token WHERE lock_until_us > ${Date.now() * 1000}`)
+  const issuedSince = (count) => h.wechat.accessTokens.issued.slice(count)
 
-  test("SQLite store: a lock written by a process whose clock is an hour ahead does not block the app's access token", async () => {
-    const auth = h.create({ options: { tokenStore: 'sqlite' } })
-    await auth.getAccessToken() // creates the table, caches a token
-    const aheadUs = (Date.now() + 3600_000) * 1000
+  /** Empties the cached access token and any lock, after the first call created the table. */
+  async function emptyCache(auth, tokenStore) {
+    await auth.getAccessToken()
+    if (tokenStore === 'redis') h.redis.cli('DEL', currentKey, lockKey)
+    else h.sql('DELETE FROM mpauthx_access_token')
+  }
+
+  /** Leaves a lock held by another process for `leaseMs`, lasting until `untilMs` from now. */
+  function holdLock(tokenStore, { untilMs, leaseMs = untilMs, owner = 'another process' }) {
+    if (tokenStore === 'redis') return void h.redis.cli('SET', lockKey, owner, 'PX', String(untilMs))
+    const now = Date.now() * 1000
     h.sql(
-      `UPDATE mpauthx_access_token SET access_token = NULL, expires_at_us = 0, lock_until_us = ${aheadUs}, lock_owner = 'a process an hour ahead'`,
+      `INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_lease_us, lock_owner)
+       VALUES ('${APP_ID}', ${now + untilMs * 1000}, ${leaseMs * 1000}, '${owner}')
+       ON CONFLICT(app_id) DO UPDATE SET lock_until_us = excluded.lock_until_us,
+       lock_lease_us = excluded.lock_lease_us, lock_owner = excluded.lock_owner`,
     )
-    const { response } = await auth.getAccessToken()
-    assert.ok(response.accessToken, 'a token, not 6000 after waiting for a lock no clock here will reach')
+  }
+
+  for (const tokenStore of ['redis', 'sqlite']) {
+    test(`${tokenStore} store: a waiter with a shorter httpTimeoutMs than a stalled holder gets a token within its own deadline`, async () => {
+      const holder = h.create({ options: { tokenStore, httpTimeoutMs: 60_000 } })
+      const waiter = h.create({ options: { tokenStore, httpTimeoutMs: 300 } })
+      await emptyCache(holder, tokenStore)
+      const release = h.wechat.accessTokens.holdNext()
+      const issued = h.wechat.accessTokens.issued.length
+      const holding = holder.getAccessToken()
+      try {
+        await waitUntil(() => lockOwner(tokenStore), 'the holder to take the lock')
+        // Today's waiter waited for a lock that lasts the holder's 61 s and rejected 6000.
+        const { response } = await waiter.getAccessToken()
+        assert.ok(response.accessToken)
+        assert.ok(response.expiresIn > 6000, String(response.expiresIn))
+        assert.deepEqual(issuedSince(issued).map((entry) => entry.forceRefresh), [false])
+        assert.ok(lockOwner(tokenStore), "the holder's lock is left alone")
+      } finally {
+        release()
+      }
+      assert.ok((await holding).response.accessToken, 'the holder finishes too')
+      assert.equal(lockOwner(tokenStore), '', 'and releases its lock')
+    })
+
+    test(`${tokenStore} store: a waiter never forces a refresh, or takes the lock, while another process's lease runs`, async () => {
+      const auth = h.create({ options: { tokenStore, httpTimeoutMs: 300 } })
+      await auth.getAccessToken()
+      // A process with a longer httpTimeoutMs is forcing a refresh: its 20 s lease runs.
+      holdLock(tokenStore, { untilMs: 20_000, leaseMs: 21_000 })
+      h.wechat.accessTokens.valid.clear() // WeChat refuses the cached token (40001)
+      const issued = h.wechat.accessTokens.issued.length
+      const { response } = await auth.getPhoneNumber(h.wechat.phoneCode({ phoneNumber: '13800138000' }))
+      assert.equal(response.purePhoneNumber, '13800138000')
+      // A second forced refresh would invalidate the token the holder is about to store.
+      assert.deepEqual(issuedSince(issued).map((entry) => entry.forceRefresh), [false])
+      assert.equal(lockOwner(tokenStore), 'another process')
+    })
+  }
+
+  test("SQLite store: a lock written by a process whose clock is an hour ahead, or claiming an hour's lease, is taken over", async () => {
+    const auth = h.create({ options: { tokenStore: 'sqlite', httpTimeoutMs: 30_000 } })
+    for (const lock of [
+      { untilMs: 3600_000, leaseMs: 31_000, owner: 'a process an hour ahead' },
+      { untilMs: 3600_000, leaseMs: 3600_000, owner: 'a process claiming an hour' },
+    ]) {
+      await emptyCache(auth, 'sqlite')
+      holdLock('sqlite', lock)
+      const issued = h.wechat.accessTokens.issued.length
+      const { response } = await auth.getAccessToken()
+      assert.ok(response.accessToken, lock.owner)
+      assert.equal(issuedSince(issued).length, 1, `${lock.owner}: fetched once, under the lock`)
+      // Taken over and released by this caller; a waiter would have left the lock in place.
+      assert.equal(
+        h.sql(`SELECT lock_owner <> '${lock.owner}' AND lock_until_us = 0 FROM mpauthx_access_token`),
+        '1',
+        lock.owner,
+      )
+    }
+  })
+
+  test('SQLite store: an access-token table written by an earlier version gains the stored lease', async () => {
+    const db = path.join(h.dir, 'earlier.db')
+    sql(db, `CREATE TABLE user(openId text primary key not null);
+      CREATE TABLE mpauthx_access_token(app_id TEXT PRIMARY KEY NOT NULL, access_token TEXT,
+        expires_at_us INTEGER NOT NULL DEFAULT 0, lock_until_us INTEGER NOT NULL DEFAULT 0, lock_owner TEXT);
+      INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_owner) VALUES ('${APP_ID}', 0, NULL)`)
+    const [first, second] = [0, 1].map(() => h.create({ db, options: { tokenStore: 'sqlite' } }))
+    const replies = await Promise.all([first.getAccessToken(), second.getAccessToken()])
+    assert.equal(replies[0].response.accessToken, replies[1].response.accessToken)
+    assert.equal(sql(db, "SELECT count(*) FROM pragma_table_info('mpauthx_access_token') WHERE name = 'lock_lease_us'"), '1')
   })
 })

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sessions::Sessions;
+use crate::sessions::{Sessions, MAX_LEASE};
 use crate::trace::Trace;
 use crate::wechat::WeChatClient;
 
@@ -20,6 +20,11 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// The app's access token and its remaining seconds. `refused`, when given, is a token that
 /// WeChat refused (errcode 40001 or 42001): it is dropped and a fresh one fetched.
+///
+/// One caller at a time fetches, holding a lease on the lock (`fetch_limit` and a second);
+/// the others wait for the cache. A waiter waits at most `fetch_limit` of its own, however
+/// long the holder's lease: then it fetches in stable_token's normal mode itself, which hands
+/// every caller the same token, so no caller depends on another's `httpTimeoutMs`.
 pub async fn shared_access_token(
   sessions: &Sessions,
   wechat: &WeChatClient,
@@ -31,10 +36,10 @@ pub async fn shared_access_token(
   if let Some(refused) = refused {
     sessions.drop_access_token(app_id, refused).await?;
   }
-  // The lock outlives a fetch, so a caller that dies mid-fetch only delays the next one.
-  let lock_ttl = fetch_limit + Duration::from_secs(1);
-  let give_up = Instant::now() + lock_ttl + fetch_limit;
-  // Who holds the lock: only its holder releases it, even after its TTL passed.
+  // The lease outlives a fetch, so a caller that dies mid-fetch only delays the next one.
+  let lease = (fetch_limit + Duration::from_secs(1)).min(MAX_LEASE);
+  let stop_waiting = Instant::now() + fetch_limit;
+  // Who holds the lock: only its holder releases it, even after its lease passed.
   let owner = lock_owner()?;
   let usable =
     |cached: Option<(String, u64)>| cached.filter(|(token, _)| Some(token.as_str()) != refused);
@@ -43,7 +48,7 @@ pub async fn shared_access_token(
       trace.record("access_token.cached", || format!("{seconds} s left"));
       return Ok((token, seconds));
     }
-    if sessions.lock_access_token(app_id, &owner, lock_ttl).await? {
+    if sessions.lock_access_token(app_id, &owner, lease).await? {
       // The caller before may have stored a token and released the lock since the look above.
       if let Some(cached) = usable(sessions.cached_access_token(app_id).await?) {
         sessions.unlock_access_token(app_id, &owner).await?;
@@ -52,9 +57,7 @@ pub async fn shared_access_token(
       trace.record("access_token.fetch", || "this caller refreshes it".into());
       return match wechat.stable_token(refused.is_some(), trace).await {
         Ok((token, expires_in)) => {
-          let keep = Duration::from_secs(expires_in)
-            .saturating_sub(REFRESH_AHEAD)
-            .max(MIN_CACHE);
+          let keep = cache_time(expires_in);
           sessions
             .store_access_token(app_id, &token, keep, &owner)
             .await?;
@@ -66,13 +69,48 @@ pub async fn shared_access_token(
         }
       };
     }
-    if Instant::now() > give_up {
-      return Err(Error::Store(
-        "no access token: another caller's refresh did not finish in time".into(),
-      ));
+    if Instant::now() >= stop_waiting {
+      return fetch_without_lock(sessions, wechat, app_id, refused, trace).await;
     }
     tokio::time::sleep(POLL).await;
   }
+}
+
+/// A waiter's own fetch after the holder's outlasted its patience: normal mode only (a forced
+/// refresh is the holder's to make), offered to the cache without replacing what a holder
+/// stored meanwhile, and the cache's token returned when there is one.
+async fn fetch_without_lock(
+  sessions: &Sessions,
+  wechat: &WeChatClient,
+  app_id: &str,
+  refused: Option<&str>,
+  trace: &mut Trace,
+) -> Result<(String, u64)> {
+  trace.record("access_token.fetch", || {
+    "another caller's fetch outlasted this caller's httpTimeoutMs: fetching in normal mode".into()
+  });
+  let (token, expires_in) = wechat.stable_token(false, trace).await?;
+  if Some(token.as_str()) == refused {
+    return Err(Error::WeChatApi {
+      endpoint: "stable_token",
+      why: "WeChat still returns the access token it refused, and another caller's forced \
+            refresh did not finish within httpTimeoutMs"
+        .into(),
+    });
+  }
+  let keep = cache_time(expires_in);
+  sessions.offer_access_token(app_id, &token, keep).await?;
+  match sessions.cached_access_token(app_id).await? {
+    Some(cached) if Some(cached.0.as_str()) != refused => Ok(cached),
+    _ => Ok((token, keep.as_secs())),
+  }
+}
+
+/// How long a token WeChat gave for `expires_in` seconds is cached.
+fn cache_time(expires_in: u64) -> Duration {
+  Duration::from_secs(expires_in)
+    .saturating_sub(REFRESH_AHEAD)
+    .max(MIN_CACHE)
 }
 
 /// A random name for this caller's hold on the lock.

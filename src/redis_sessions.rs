@@ -449,19 +449,9 @@ impl RedisSessions {
   /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
   /// caller holds it.
   pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      let taken: Option<String> = redis::cmd("SET")
-        .arg(access_token_key(app_id, "lock"))
-        .arg(owner)
-        .arg("NX")
-        .arg("PX")
-        .arg(ttl.as_millis() as u64)
-        .query_async(&mut redis)
-        .await?;
-      Ok(taken.is_some())
-    })
-    .await
+    self
+      .set_if_absent(access_token_key(app_id, "lock"), owner, ttl)
+      .await
   }
 
   /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
@@ -482,6 +472,31 @@ impl RedisSessions {
         )
         .await?;
       self.release_lock(&mut redis, app_id, owner).await
+    })
+    .await
+  }
+
+  /// Caches `token` for `ttl` unless a live one is cached already (`SET NX`).
+  pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    self
+      .set_if_absent(access_token_key(app_id, "current"), token, ttl)
+      .await
+      .map(drop)
+  }
+
+  /// `SET key value NX PX ttl`: true when it was set.
+  async fn set_if_absent(&self, key: String, value: &str, ttl: Duration) -> Result<bool> {
+    within_deadline(&self.redis, || async {
+      let mut redis = self.redis.get().await?;
+      let set: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(value)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl.as_millis() as u64)
+        .query_async(&mut redis)
+        .await?;
+      Ok(set.is_some())
     })
     .await
   }

@@ -32,6 +32,10 @@ pub struct TokenInfo {
   pub expires_in: Option<u64>,
 }
 
+/// The longest lease the app's access-token lock is held for, whatever `httpTimeoutMs` says;
+/// the SQLite store takes over a lock whose stored lease claims more.
+pub const MAX_LEASE: Duration = Duration::from_secs(600);
+
 pub enum Sessions {
   Redis(Box<RedisSessions>),
   Sqlite(SqliteSessions),
@@ -125,6 +129,11 @@ impl Sessions {
     owner: &str,
   ) -> Result<()> {
     each_store!(self, store => store.store_access_token(app_id, token, ttl, owner).await)
+  }
+
+  /// Caches `token` for `ttl` unless a live one is cached already; no lock is touched.
+  pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    each_store!(self, store => store.offer_access_token(app_id, token, ttl).await)
   }
 
   /// Releases `owner`'s lock after a failed fetch.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::Result;
-use crate::sessions::{now_us, Issue, TokenInfo};
+use crate::sessions::{now_us, Issue, TokenInfo, MAX_LEASE};
 use crate::token;
 use crate::user_store::UserStore;
 
@@ -29,9 +29,14 @@ const SCHEMA: &str = "
     access_token TEXT,
     expires_at_us INTEGER NOT NULL DEFAULT 0,
     lock_until_us INTEGER NOT NULL DEFAULT 0,
-    lock_owner TEXT
+    lock_owner TEXT,
+    lock_lease_us INTEGER NOT NULL DEFAULT 0
   );
 ";
+
+/// Tables written before the lock's lease was stored gain the column.
+const ADD_LEASE: &str =
+  "ALTER TABLE mpauthx_access_token ADD COLUMN lock_lease_us INTEGER NOT NULL DEFAULT 0";
 
 /// How many expired rows of other users each issue clears, so the table never grows without bound.
 const SWEEP: usize = 64;
@@ -218,24 +223,30 @@ impl SqliteSessions {
       .await
   }
 
-  /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
-  /// caller holds it.
+  /// Takes the right to fetch a new access token for a lease of `ttl` as `owner`; false when
+  /// another caller holds it.
+  ///
+  /// The lease length is stored with the lock. A lock is held until its lease ends on this
+  /// clock; one whose end lies further ahead than its own lease (at most [`MAX_LEASE`]) was
+  /// written by a process whose clock is ahead, or before a clock step, and is taken over
+  /// rather than waited for: no clock step stretches a lease.
   pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
     let (app_id, owner) = (app_id.to_owned(), owner.to_owned());
     let ttl_us = ttl.as_micros() as i64;
+    let max_lease_us = MAX_LEASE.as_micros() as i64;
     self
       .run(move |db| {
         let now = now_us() as i64;
-        // A lock held until further ahead than a lease of this caller's could last was
-        // written by a process whose clock is ahead (or a stepped clock): it is taken over
-        // rather than waited for, so no clock step stretches a lease beyond one lease here.
         let taken = db
           .prepare_cached(
-            "INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_owner) VALUES (?1, ?2, ?3) \
+            "INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_lease_us, lock_owner) \
+             VALUES (?1, ?2 + ?3, ?3, ?4) \
              ON CONFLICT(app_id) DO UPDATE SET lock_until_us = excluded.lock_until_us, \
-             lock_owner = excluded.lock_owner WHERE lock_until_us <= ?4 OR lock_until_us > ?2",
+             lock_lease_us = excluded.lock_lease_us, lock_owner = excluded.lock_owner \
+             WHERE lock_until_us <= ?2 OR lock_until_us > ?2 + \
+             (CASE WHEN lock_lease_us BETWEEN 1 AND ?5 THEN lock_lease_us ELSE ?5 END)",
           )?
-          .execute((&app_id, now + ttl_us, &owner, now))?;
+          .execute((&app_id, now, ttl_us, &owner, max_lease_us))?;
         Ok(taken == 1)
       })
       .await
@@ -259,6 +270,26 @@ impl SqliteSessions {
            WHERE app_id = ?1",
         )?
         .execute((&app_id, &token, now_us() as i64 + ttl_us, &owner))?;
+        Ok(())
+      })
+      .await
+  }
+
+  /// Caches `token` for `ttl` unless a live one is cached already; the lock is left alone.
+  pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    let (app_id, token) = (app_id.to_owned(), token.to_owned());
+    let ttl_us = ttl.as_micros() as i64;
+    self
+      .run(move |db| {
+        let now = now_us() as i64;
+        db.prepare_cached(
+          "INSERT INTO mpauthx_access_token(app_id, access_token, expires_at_us) \
+           VALUES (?1, ?2, ?3 + ?4) \
+           ON CONFLICT(app_id) DO UPDATE SET access_token = excluded.access_token, \
+           expires_at_us = excluded.expires_at_us \
+           WHERE access_token IS NULL OR expires_at_us <= ?3",
+        )?
+        .execute((&app_id, &token, now, ttl_us))?;
         Ok(())
       })
       .await
@@ -303,13 +334,29 @@ impl SqliteSessions {
       .file
       .run(move |db| {
         if !schema_ready.load(Ordering::Acquire) {
-          db.execute_batch(SCHEMA)?;
+          create_schema(db)?;
           schema_ready.store(true, Ordering::Release);
         }
         work(db)
       })
       .await
   }
+}
+
+/// Creates the tables, or brings an earlier version's up to date; IMMEDIATE, so two
+/// processes never both add a column.
+fn create_schema(db: &Connection) -> rusqlite::Result<()> {
+  let transaction = Transaction::new_unchecked(db, TransactionBehavior::Immediate)?;
+  transaction.execute_batch(SCHEMA)?;
+  let has_lease: bool = transaction.query_row(
+    "SELECT count(*) > 0 FROM pragma_table_info('mpauthx_access_token') WHERE name = 'lock_lease_us'",
+    [],
+    |row| row.get(0),
+  )?;
+  if !has_lease {
+    transaction.execute_batch(ADD_LEASE)?;
+  }
+  transaction.commit()
 }
 
 struct Row {

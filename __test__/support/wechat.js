@@ -22,8 +22,20 @@ async function startWeChat({ appId, appSecret }) {
   let next = 0
 
   // The access tokens handed out by stable_token, and the ones still accepted.
-  // `refuseNext` makes the next stable_token request fail with that errcode.
-  const accessTokens = { issued: [], valid: new Set(), delayMs: 0, refuseNext: 0 }
+  // `refuseNext` makes the next stable_token request fail with that errcode; `holdNext()`
+  // keeps the next one unanswered until the function it returns is called.
+  let held = null
+  const accessTokens = {
+    issued: [],
+    valid: new Set(),
+    delayMs: 0,
+    refuseNext: 0,
+    holdNext() {
+      let release
+      held = new Promise((resolve) => (release = resolve))
+      return release
+    },
+  }
   const phoneCodes = new Map() // getPhoneNumber code -> phone_info
 
   const json = (res, body) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
@@ -40,6 +52,11 @@ async function startWeChat({ appId, appSecret }) {
       return json(res, { errcode: 40125, errmsg: 'invalid appsecret' })
     }
     await new Promise((resolve) => setTimeout(resolve, accessTokens.delayMs))
+    if (held) {
+      const hold = held
+      held = null
+      await hold
+    }
     if (accessTokens.refuseNext) {
       const errcode = accessTokens.refuseNext
       accessTokens.refuseNext = 0
