@@ -15,6 +15,7 @@ export declare class Mpauthx {
   authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
   login(code?: string | undefined | null): Promise<Reply>
   revokeToken(token?: string | undefined | null): Promise<Reply>
+  revokeUser(userId?: string | undefined | null, allSkus?: boolean | undefined | null): Promise<Reply>
   verifyToken(token?: string | undefined | null): Promise<Reply>
   decryptData(token?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
   checkSignature(token?: string | undefined | null, rawData?: string | undefined | null, signature?: string | undefined | null): Promise<Reply>
@@ -23,6 +24,12 @@ export declare class Mpauthx {
   refreshToken(userId?: string | undefined | null): Promise<Reply>
   /** Live tokens the validation cache remembers at most (`options.validationCacheSize`). */
   get validationCacheSize(): number
+  /**
+   * With `options.slidingTtl`, how long before its expiry (ms) a remembered token is no
+   * longer answered from memory, so that its check reaches the store and extends it (half
+   * the TTL); 0 without.
+   */
+  get slidingWindowMs(): number
   /**
    * What the validation cache vouches for `token`, answered on the calling thread; `null`
    * when the store must be asked.
@@ -43,6 +50,11 @@ export declare class Mpauthx {
   noop(): Promise<number>
   /** Panics inside an async call; only the test suite reaches it. */
   panicForTesting(): Promise<Reply>
+  /**
+   * The synchronous first step of `close()`: new calls are refused, and nothing more is
+   * answered from memory, before `close()` returns its promise.
+   */
+  stopAccepting(): void
   close(): Promise<void>
 }
 
@@ -77,6 +89,7 @@ export interface NativeOptions {
   validationCacheSize?: number
   redisTls?: NativeRedisTls
   redisSentinel?: NativeRedisSentinel
+  slidingTtl?: boolean
   /** Whether calls report their steps in `Reply.steps`. */
   diagnostics?: boolean
 }
@@ -114,6 +127,8 @@ export interface Reply {
   response?: string
   /** For `revokeToken`: whether a live token was deleted. */
   revoked?: boolean
+  /** For `revokeUser`: how many live tokens were deleted. */
+  revokedTokens?: number
   /** For `verifyToken`: what the token stands for. */
   tokenInfo?: TokenInfo
   /** For `checkSignature`: whether the signature matches. */

@@ -180,6 +180,13 @@ declare namespace mpauthx {
      */
     validationCacheSize?: number
     /**
+     * Sessions that live while used: a token checked (`isTokenValid`, `verifyToken`,
+     * `authenticate`, the middleware) when less than half its TTL remains gets its whole
+     * `tokenTTL` back, with its index, so the next login still reuses it. At most one write per
+     * token per half-TTL, never one per check. Default `false`.
+     */
+    slidingTtl?: boolean
+    /**
      * Receives one event per step of every call (diagnostics); without it, `DEBUG=mpauthx`
      * writes the events to stderr. Silent by default. Events carry no secret, token or user id.
      */
@@ -238,7 +245,10 @@ declare namespace mpauthx {
     countryCode: string
   }
 
-  /** Who a request that passed the middleware comes from: `req.mpauthx`, `ctx.state.mpauthx`. */
+  /**
+   * Who a request comes from: what `authenticate` resolves with, and what the integrations
+   * put on the request (`req.mpauthx`, `ctx.state.mpauthx`, Fastify's `request.mpauthx`).
+   */
   interface RequestAuth {
     /** The live token the request carried. */
     readonly token: Token
@@ -246,18 +256,88 @@ declare namespace mpauthx {
     readonly openId: string
     /** The sku of the token. */
     readonly sku: string
+    /** Whole seconds the token has left, as Redis's `TTL` rounds them; `null` without a TTL. */
+    readonly expiresIn: number | null
   }
 
-  /** Options of `middleware()` and `koaMiddleware()`; unknown keys throw. */
-  interface MiddlewareOptions {
+  /**
+   * Where the token of a request is read from; the first found wins. `Authorization: Bearer
+   * <token>` comes first unless `bearer` is `false`, then the sources named here in the order
+   * their keys are written. Without `tokenFrom`: Bearer, then the `x-access-token` header.
+   */
+  interface TokenFrom {
+    /** Read `Authorization: Bearer <token>` first. Default `true`. */
+    bearer?: boolean
+    /** A request header, for example `'x-token'`. */
+    header?: string
+    /** A cookie: from `req.cookies` (cookie-parser, @fastify/cookie), else the `Cookie` header. */
+    cookie?: string
+    /** A query parameter: from the framework's parsed `query`, else the request URL. */
+    query?: string
+  }
+
+  /** What `authenticate()` acts on; unknown keys reject with a `TypeError`. */
+  interface AuthenticateOptions {
     /** Accept live tokens of every sku, not only the instance's own. Default `false`. */
     anySku?: boolean
+    /** No token at all is no failure: `authenticate` resolves `null`, middleware goes on without `mpauthx`. A bad token still fails. Default `false`. */
+    optional?: boolean
+    /** Where the token is read from. */
+    tokenFrom?: TokenFrom
+  }
+
+  /**
+   * Options of `middleware()`, `fastifyPlugin()` and `authenticate()` (which answers no HTTP,
+   * so `failureBody` changes nothing there); unknown keys throw a `TypeError`.
+   */
+  interface MiddlewareOptions extends AuthenticateOptions {
+    /**
+     * The JSON body of a 401 or 503 (status and headers stay): for replies wrapped in your own
+     * `{ code, msg, data }`. `err.code` is 6007 or 6000; `err.message` is internal detail, not
+     * for clients. A function that throws passes its error to the framework.
+     */
+    failureBody?: (err: MpauthxError) => unknown
+  }
+
+  /**
+   * Options of `koaMiddleware()`: also the keys Egg and Midway pass to every middleware
+   * factory, which the framework acts on and mpauthx leaves alone.
+   */
+  interface KoaMiddlewareOptions extends MiddlewareOptions {
+    match?: unknown
+    ignore?: unknown
+    enable?: unknown
+    core?: unknown
+  }
+
+  /** Options of `isTokenValid()`; unknown keys reject with a `TypeError`. */
+  interface IsTokenValidOptions {
+    /** Reject a live token of another sku with 6007, as the middleware does. Default `false` (1.3.2's check). */
+    ownSku?: boolean
+  }
+
+  /** Request headers: Node's lower-cased object, or a Fetch `Headers`. */
+  type RequestHeaders = { [name: string]: string | string[] | undefined } | { get(name: string): string | null }
+
+  /** What `authenticate` reads: any Node, Express, Koa, Fastify or NestJS request fits. */
+  interface AuthenticateRequest {
+    headers: RequestHeaders
+    /** Read for `tokenFrom.query` when there is no parsed `query`. */
+    url?: string
+    /** Read for `tokenFrom.query`. */
+    query?: unknown
+    /** Read for `tokenFrom.cookie`. */
+    cookies?: unknown
+  }
+
+  /** Options of `revokeUser()`; unknown keys throw. */
+  interface RevokeUserOptions {
+    /** Every sku's token of the user in the store, not only this instance's sku. Default `false`. */
+    allSkus?: boolean
   }
 
   /** The part of a Node, Express or Connect request the middleware uses. */
-  interface MiddlewareRequest {
-    /** Node's lower-cased request headers; `authorization` and `x-access-token` are read. */
-    headers: { [name: string]: string | string[] | undefined }
+  interface MiddlewareRequest extends AuthenticateRequest {
     /** Set by the middleware before it calls `next()`. */
     mpauthx?: RequestAuth
   }
@@ -286,15 +366,15 @@ declare namespace mpauthx {
   ) => void
 
   /** The part of a Koa context the middleware uses. */
-  interface KoaMiddlewareContext {
-    /** Node's lower-cased request headers; `authorization` and `x-access-token` are read. */
-    headers: { [name: string]: string | string[] | undefined }
+  interface KoaMiddlewareContext extends AuthenticateRequest {
     /** `state.mpauthx` is set before `next()` is awaited. */
     state: { mpauthx?: RequestAuth }
     /** Set to 401 or 503 when the request is refused. */
     status: number
     /** The JSON body of a refusal. */
     body: unknown
+    /** Set to JSON on a refusal. */
+    type: string
     /** Sets `WWW-Authenticate` or `Retry-After` on a refusal. */
     set(fields: { [name: string]: string }): void
   }
@@ -310,6 +390,17 @@ declare namespace mpauthx {
    * `ConnectMiddleware` otherwise, and rethrows any other failure.
    */
   type KoaMiddleware = (ctx: KoaMiddlewareContext, next: () => Promise<unknown>) => Promise<void>
+
+  /**
+   * A Fastify plugin (`await app.register(auth.fastifyPlugin())`): an `onRequest` check on the
+   * routes of the instance it is registered on and its children, those added later included
+   * (not encapsulated, as fastify-plugin makes plugins). Sets `request.mpauthx`; answers like
+   * `ConnectMiddleware` through Fastify's reply.
+   */
+  interface FastifyPlugin {
+    // Structural, so that these typings need no `fastify` package: `register` accepts it.
+    (instance: any, options: Record<string, unknown>, done: (err?: Error) => void): void
+  }
 
   /** An instance from the factory: independent of other instances, with its own connections. */
   interface Mpauthx {
@@ -337,6 +428,13 @@ declare namespace mpauthx {
      * was none. The user's next login issues a fresh token. Rejects with 6001 or 6000.
      */
     revokeToken(token: Token): Promise<Success<boolean>>
+    /**
+     * Logs a user out: deletes the user's live token of this sku or, with `allSkus`, of every
+     * sku in this Redis (or SQLite file); `response` is how many tokens were deleted. Rejects
+     * with 6001 for a missing or malformed user id (empty, containing `|`), 6000; throws
+     * `TypeError` for bad options.
+     */
+    revokeUser(userId: string, options?: RevokeUserOptions): Promise<Success<number>>
     /** What a live token stands for; rejects with 6007 when it is not live, 6000 when the store cannot answer. */
     verifyToken(token: Token): Promise<Success<TokenInfo>>
     /**
@@ -361,16 +459,30 @@ declare namespace mpauthx {
      * refuses (40001, 42001) is replaced once; other errcodes reject with 6008 naming them.
      */
     getPhoneNumber(code: string): Promise<Success<PhoneNumber>>
-    /** Resolves when the token is live; rejects with 6007 when it is not, 6000 when Redis cannot answer. */
-    isTokenValid(token: Token): Promise<void>
+    /**
+     * Resolves when the token is live; rejects with 6007 when it is not (with `ownSku`, also
+     * when it is another sku's), 6000 when the store cannot answer. Without options, exactly
+     * 1.3.2's check, which admits every sku.
+     */
+    isTokenValid(token: Token, options?: IsTokenValidOptions): Promise<void>
+    /**
+     * The one check every integration is built on: reads the request's token (see
+     * `TokenFrom`), admits only this instance's sku unless `anySku`, and resolves with who the
+     * request comes from; `null` with `optional` when no token was sent. Rejects with 6007
+     * (missing, unknown, expired, replaced, other sku) or 6000 (the store cannot answer), and
+     * with a `TypeError` for a request that is not an object or bad options.
+     */
+    authenticate(request: AuthenticateRequest | RequestHeaders, options?: MiddlewareOptions): Promise<RequestAuth | null>
     /** The user id (openId or unionId) of a token: the part before the first `|`, or `''`. */
     extractOpenId(token: Token): string
     /** The sku of a token of exactly three `|`-separated parts, else `null`. */
     extractSku(token: Token): string | null
     /** Express/Connect middleware that admits requests with a live token of this sku. */
     middleware(options?: MiddlewareOptions): ConnectMiddleware
-    /** Koa middleware that admits requests with a live token of this sku. */
-    koaMiddleware(options?: MiddlewareOptions): KoaMiddleware
+    /** Koa (Egg, Midway) middleware that admits requests with a live token of this sku. */
+    koaMiddleware(options?: KoaMiddlewareOptions): KoaMiddleware
+    /** A Fastify plugin that admits requests with a live token of this sku. */
+    fastifyPlugin(options?: MiddlewareOptions): FastifyPlugin
     /** Closes the Redis connection and the SQLite file; later calls reject with 6000. */
     close(): Promise<void>
     /** The status codes, as on the module. */
@@ -384,6 +496,13 @@ declare global {
       /** Set by mpauthx's `middleware()` for requests with a live token. */
       mpauthx?: mpauthx.RequestAuth
     }
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by mpauthx's `fastifyPlugin()`: who the request comes from; `null` when optional and no token was sent. */
+    mpauthx: mpauthx.RequestAuth | null
   }
 }
 

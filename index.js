@@ -158,6 +158,11 @@ function reportBatch(log, started, reply) {
   }
 }
 
+// Whole seconds a remembered token has left, rounded as Redis's TTL rounds them; `null`
+// without a TTL.
+const secondsLeft = (cached) =>
+  cached.expiresAt === Infinity ? null : Math.floor((cached.expiresAt - Date.now() + 500) / 1000)
+
 // What `verifyToken` resolves with, from the binding's `TokenInfo`.
 const tokenInfo = (info) => ({ openId: info.openId, sku: info.sku, ctime: info.ctime, expiresIn: info.expiresIn ?? null })
 
@@ -222,7 +227,7 @@ function dbPath(db) {
   )
 }
 
-function checkToken(token) {
+function expectToken(token) {
   return expectString('token', token)
 }
 
@@ -257,12 +262,56 @@ const optionTypes = {
   httpTimeoutMs: optionalNumber,
   tokenStore: optionalString,
   validationCacheSize: optionalNumber,
+  slidingTtl: optionalBoolean,
   logger: optionalFunction,
 }
 
-// Each option of `middleware()` and `koaMiddleware()` (`MiddlewareOptions` in index.d.ts).
-const middlewareOptionTypes = {
+// Each key of `tokenFrom` (`TokenFrom` in index.d.ts).
+const tokenFromTypes = {
+  bearer: optionalBoolean,
+  header: optionalString,
+  cookie: optionalString,
+  query: optionalString,
+}
+
+// What `authenticate()` acts on (`AuthenticateOptions` in index.d.ts).
+const authenticateOptionTypes = {
   anySku: optionalBoolean,
+  optional: optionalBoolean,
+  tokenFrom: (name, value) => {
+    if (value == null) return undefined
+    readOptions(name, value, tokenFromTypes)
+    // The sources in the order the caller wrote them: the first found wins.
+    return Object.fromEntries(Object.entries(value).filter(([, source]) => source != null))
+  },
+}
+
+// Each option of `middleware()`, `fastifyPlugin()` and `authenticate()` (`MiddlewareOptions`
+// in index.d.ts).
+const middlewareOptionTypes = {
+  ...authenticateOptionTypes,
+  failureBody: optionalFunction,
+}
+
+// `koaMiddleware()` also takes the keys Egg and Midway pass to every middleware factory; the
+// framework acts on them, mpauthx leaves them alone.
+const frameworkKey = () => undefined
+const koaMiddlewareOptionTypes = {
+  ...middlewareOptionTypes,
+  match: frameworkKey,
+  ignore: frameworkKey,
+  enable: frameworkKey,
+  core: frameworkKey,
+}
+
+// Each option of `isTokenValid(token, options)`.
+const isTokenValidOptionTypes = {
+  ownSku: optionalBoolean,
+}
+
+// Each option of `revokeUser(userId, options)`.
+const revokeUserOptionTypes = {
+  allSkus: optionalBoolean,
 }
 
 // Checks an options object against its table: a misspelt option is an error, not a no-op.
@@ -296,46 +345,109 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
     diagnostics: log !== null,
   })
 
-  const validationCache = createValidationCache(native, (token) => ({
-    openId: extractOpenId(token),
-    sku: extractSku(token),
-  }))
-  const isTokenValid = batchedTokenCheck(native, validationCache, log)
+  const validationCache = createValidationCache(
+    native,
+    (token) => ({ openId: extractOpenId(token), sku: extractSku(token) }),
+    sku,
+  )
+  const checkToken = batchedTokenCheck(native, validationCache, log)
 
-  // What the middleware puts on the request, returned at once when the validation cache
-  // answers for `Bearer <token>` (no promise, so the request goes on in the same callback),
-  // else a promise; it rejects like `isTokenValid`, with 6007 for a missing token and,
-  // unless `anySku`, for a token of another sku.
-  const authenticator = (middlewareOptions) => {
-    const { anySku } = readOptions('middlewareOptions', middlewareOptions, middlewareOptionTypes)
-    return (headers) => {
+  // What `authenticate` resolves with and the integrations put on the request, returned at
+  // once when the validation cache answers for `Bearer <token>` (no promise, so the request
+  // goes on in the same callback), else a promise; `null` when `optional` and no token was
+  // sent. It rejects like `isTokenValid`, with 6007 for a missing token and, unless `anySku`,
+  // for a token of another sku.
+  const authenticator = ({ anySku, optional, tokenFrom }) => {
+    const sources = middleware.tokenSources(tokenFrom)
+    const missing = `access token is missing: send ${sources.described}`
+    return (request) => {
+      const headers = request.headers
       // What nearly every request is: `Bearer <token>` with a token the cache remembers. A
       // remembered token has no whitespace, so the header needs no further parsing.
-      const authorization = headers.authorization
-      if (typeof authorization === 'string' && authorization.startsWith('Bearer ')) {
-        const token = authorization.slice(7)
-        const cached = validationCache.lookup(token)
-        if (cached !== undefined && (anySku || cached.sku === sku)) {
-          if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
-          return { token, openId: cached.openId, sku: cached.sku }
+      if (sources.bearerFirst) {
+        const authorization = headers.authorization
+        if (typeof authorization === 'string' && authorization.startsWith('Bearer ')) {
+          const token = authorization.slice(7)
+          const cached = validationCache.lookup(token)
+          if (cached !== undefined && (anySku || cached.sku === sku)) {
+            if (log) reportCall(log, 'authenticate', performance.now(), CACHED)
+            return { token, openId: cached.openId, sku: cached.sku, expiresIn: secondsLeft(cached) }
+          }
         }
       }
-      const token = middleware.requestToken(headers)
+      const token = sources.read(request)
       if (token === undefined) {
-        return Promise.reject(
-          new MpauthxError(
-            constants.statusCode.invalidAccessToken,
-            'access token is missing: send "Authorization: Bearer <token>" or "x-access-token"',
-          ),
-        )
+        if (optional) return null
+        return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, missing))
       }
-      const tokenSku = extractSku(token)
-      if (!anySku && tokenSku !== sku) {
+      if (!anySku && extractSku(token) !== sku) {
         return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku'))
       }
-      const auth = { token, openId: extractOpenId(token), sku: tokenSku }
-      return isTokenValid(token).then(() => auth)
+      return verify('authenticate', token).then(({ response }) => ({
+        token,
+        openId: response.openId,
+        sku: response.sku,
+        expiresIn: response.expiresIn,
+      }))
     }
+  }
+
+  // Authenticators by their options object, so that `authenticate(req, options)` with the same
+  // options reads them once.
+  const authenticators = new WeakMap()
+  const defaultAuthenticator = authenticator(readOptions('options', undefined, middlewareOptionTypes))
+  const authenticate = (request, options) => {
+    if (request === null || typeof request !== 'object') {
+      return Promise.reject(new TypeError(`request must be a request or a headers object, got ${describe(request)}`))
+    }
+    let check = defaultAuthenticator
+    if (options !== undefined && options !== null) {
+      check = authenticators.get(options)
+      if (check === undefined) {
+        try {
+          // The integrations' options are welcome; `failureBody` shapes no reply here.
+          check = authenticator(readOptions('authenticate options', options, middlewareOptionTypes))
+        } catch (err) {
+          return Promise.reject(err)
+        }
+        authenticators.set(options, check)
+      }
+    }
+    // A request (Node, Express, Koa, Fastify, NestJS) has `headers`; else `request` is them.
+    const isRequest = typeof request.headers === 'object' && request.headers !== null
+    return Promise.resolve(check(isRequest ? request : { headers: request }))
+  }
+
+  // `verifyToken`, reported to diagnostics as `method`.
+  const verify = (method, token) => {
+    const cached = typeof token === 'string' ? validationCache.lookup(token) : undefined
+    if (cached !== undefined) {
+      if (log) reportCall(log, method, performance.now(), CACHED)
+      const response = { openId: cached.openId, sku: cached.sku, ctime: cached.ctime, expiresIn: secondsLeft(cached) }
+      return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
+    }
+    return settle(log, method, () => native.verifyToken(stringOrUndefined(token)), (reply) => tokenInfo(reply.tokenInfo))
+  }
+
+  // `isTokenValid(token, { ownSku })`: without options exactly 1.3.2's check.
+  const isTokenValid = (token, options) => {
+    if (options === undefined) return checkToken(token)
+    let ownSku
+    try {
+      ;({ ownSku } = readOptions('isTokenValid options', options, isTokenValidOptionTypes))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (ownSku && typeof token === 'string' && token !== '' && extractSku(token) !== sku) {
+      return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku'))
+    }
+    return checkToken(token)
+  }
+
+  // The options of an integration: those of `authenticate`, and how it shapes failures.
+  const integration = (what, options, types) => {
+    const { failureBody, ...rest } = readOptions(what, options, types)
+    return [authenticator(rest), failureBody]
   }
 
   const instance = {
@@ -372,29 +484,27 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200,
       })),
     revokeToken: (token) =>
       settle(log, 'revokeToken', () => native.revokeToken(stringOrUndefined(token)), (reply) => reply.revoked),
-    verifyToken: (token) => {
-      const cached = typeof token === 'string' ? validationCache.lookup(token) : undefined
-      if (cached !== undefined) {
-        if (log) reportCall(log, 'verifyToken', performance.now(), CACHED)
-        const response = {
-          openId: cached.openId,
-          sku: cached.sku,
-          ctime: cached.ctime,
-          // Whole seconds left, rounded as Redis's TTL rounds them.
-          expiresIn: cached.expiresAt === Infinity ? null : Math.floor((cached.expiresAt - Date.now() + 500) / 1000),
-        }
-        return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
-      }
-      return settle(log, 'verifyToken', () => native.verifyToken(stringOrUndefined(token)), (reply) =>
-        tokenInfo(reply.tokenInfo),
+    revokeUser: (userId, options) => {
+      const { allSkus } = readOptions('revokeUser options', options, revokeUserOptionTypes)
+      return settle(
+        log,
+        'revokeUser',
+        () => native.revokeUser(stringOrUndefined(userId), allSkus),
+        (reply) => reply.revokedTokens,
       )
     },
+    verifyToken: (token) => verify('verifyToken', token),
     isTokenValid,
-    extractOpenId: (token) => extractOpenId(checkToken(token)),
-    extractSku: (token) => extractSku(checkToken(token)),
-    middleware: (middlewareOptions) => middleware.connectMiddleware(authenticator(middlewareOptions)),
-    koaMiddleware: (middlewareOptions) => middleware.koaMiddleware(authenticator(middlewareOptions)),
-    close: () => native.close(),
+    authenticate,
+    extractOpenId: (token) => extractOpenId(expectToken(token)),
+    extractSku: (token) => extractSku(expectToken(token)),
+    middleware: (options) => middleware.connectMiddleware(...integration('middlewareOptions', options, middlewareOptionTypes)),
+    koaMiddleware: (options) => middleware.koaMiddleware(...integration('middlewareOptions', options, koaMiddlewareOptionTypes)),
+    fastifyPlugin: (options) => middleware.fastifyPlugin(...integration('fastifyPlugin options', options, middlewareOptionTypes)),
+    close: () => {
+      native.stopAccepting()
+      return native.close()
+    },
     constants,
   }
   // Reached only by the test suite (a Rust panic must become a rejection with 9999) and the

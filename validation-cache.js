@@ -3,19 +3,24 @@
 // The Node-thread half of the validation cache (src/validation_cache.rs). It remembers each
 // token the native cache vouched for, with the counters it was vouched under, and answers
 // from its own memory only while those counters are unchanged, the lease that the heartbeat
-// renews holds and the token has time left. The native side bumps the counters on every
-// invalidation Redis sends, every token this instance replaces or revokes, every lost
-// connection and `close()`; it writes them to memory this side reads directly, so an answer
-// from here costs no call into the binding.
+// renews holds and the token has time left (with `slidingTtl`, more than half its TTL, so
+// that checks of a token in use reach the store, which extends it). The native side bumps
+// the counters on every invalidation Redis sends, every token this instance replaces or
+// revokes, every lost connection and `close()`; it writes them to memory this side reads
+// directly, so an answer from here costs no call into the binding.
 
 /**
  * Tokens the native cache vouched for, bounded like it: the oldest goes first. `parts(token)`
- * gives `{ openId, sku }`, remembered with each entry.
+ * gives `{ openId, sku }`, remembered with each entry; `ownSku` is the instance's own, whose
+ * tokens checks extend with `slidingTtl`.
  */
-function createValidationCache(native, parts) {
+function createValidationCache(native, parts, ownSku) {
   const buffer = native.validity()
   if (buffer === null) return { lookup: () => undefined }
   const capacity = native.validationCacheSize
+  // With `slidingTtl`, a token of this sku with less than this left (ms) is not answered from
+  // memory, so that its check reaches the store, which gives it its whole TTL back.
+  const slidingWindow = native.slidingWindowMs
   // Layout of `Validity`: the lease in ms since the epoch, then the generation and the
   // stamp of each shard.
   const lease = new Float64Array(buffer, 0, 1)
@@ -28,7 +33,7 @@ function createValidationCache(native, parts) {
   // What the native cache vouches for now, remembered here; `undefined` for a token the
   // store must be asked about. Only a vouched token replaces an entry, so a token that
   // merely shares a slot with a remembered one never pushes it out.
-  function vouch(token, key) {
+  function vouch(token, key, now) {
     // A token with whitespace is never remembered, so that a remembered token can be taken
     // from `Bearer <token>` without parsing the header (see index.js).
     const vouched = WHITESPACE.test(token) ? null : native.cachedToken(token)
@@ -40,10 +45,13 @@ function createValidationCache(native, parts) {
       sku,
       ctime: vouched.ctime,
       expiresAt: vouched.expiresAt ?? Infinity,
+      // Until when it is answered from memory: its expiry, less the sliding window.
+      answerUntil: (vouched.expiresAt ?? Infinity) - (sku === ownSku ? slidingWindow : 0),
       generation: vouched.generation,
       counter: 1 + vouched.shard,
       stamp: vouched.stamp,
     }
+    if (now >= entry.answerUntil) return undefined
     entries.delete(key)
     if (entries.size >= capacity) entries.delete(entries.keys().next().value)
     entries.set(key, entry)
@@ -61,12 +69,12 @@ function createValidationCache(native, parts) {
       if (now >= lease[0]) return undefined
       const key = slot(token)
       const entry = entries.get(key)
-      if (entry === undefined || entry.token !== token) return vouch(token, key)
-      if (now < entry.expiresAt && counters[0] === entry.generation && counters[entry.counter] === entry.stamp) {
+      if (entry === undefined || entry.token !== token) return vouch(token, key, now)
+      if (now < entry.answerUntil && counters[0] === entry.generation && counters[entry.counter] === entry.stamp) {
         return entry
       }
       entries.delete(key)
-      return vouch(token, key)
+      return vouch(token, key, now)
     },
   }
 }

@@ -53,10 +53,26 @@ describe('examples/express-server.js', () => {
     assert.deepEqual(await me.json(), { openId: 'oExpress', sku: 'expresssku' })
   })
 
+  test('the code alone logs a user in (login), and gets the same live token next time', async () => {
+    const first = await post({ code: h.wechat.login({ openId: 'oCodeOnly' }).code })
+    assert.equal(first.status, 200)
+    const { token } = await first.json()
+    assert.match(token, /^oCodeOnly\|expresssku\|[0-9a-f]{64}$/)
+    const again = await post({ code: h.wechat.login({ openId: 'oCodeOnly' }).code })
+    assert.equal((await again.json()).token, token)
+  })
+
   test('login failures and missing tokens answer with their status codes', async () => {
     const missing = await post({ encryptedData: 'x', iv: 'y' })
     assert.equal(missing.status, 400)
     assert.equal((await missing.json()).status_code, 6001)
+    // No body at all: a 400 naming the missing code, not a TypeError's message.
+    const bodiless = await fetch(`${base}/login`, { method: 'POST' })
+    assert.equal(bodiless.status, 400)
+    const { status_code, status_message } = await bodiless.json()
+    assert.equal(status_code, 6001)
+    assert.match(status_message, /code/)
+    assert.doesNotMatch(status_message, /Cannot read properties/)
     // A payload that could be valid, so that the code goes to WeChat, which refuses it.
     const block = Buffer.alloc(16).toString('base64')
     const unknownCode = await post({ code: 'never-issued', encryptedData: block, iv: block })

@@ -6,7 +6,7 @@
 // is a guarantee of the README, polled for, never slept on.
 
 const assert = require('node:assert/strict')
-const { execFileSync, fork } = require('node:child_process')
+const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -20,7 +20,7 @@ const { startRedisCluster } = require('./support/redis-cluster')
 const { startWeChat } = require('./support/wechat')
 const { startTcpProxy } = require('./support/tcp-proxy')
 const { waitUntil } = require('./support/redis')
-const { answeredFromMemory, warmToken, watchToken } = require('./support/checks')
+const { answeredFromMemory, startWorker, warmToken, watchToken } = require('./support/checks')
 
 /** How soon every instance rejects a token another one revoked or replaced (README). */
 const PROPAGATION_MS = 50
@@ -94,26 +94,6 @@ function observed(deployment, options = {}, ttl) {
   const instance = deployment.create({ ...options, logger }, ttl)
   instance.events = events
   return instance
-}
-
-/** A backend in another process on the same deployment, driven by messages. */
-async function startWorker(settings) {
-  const child = fork(path.join(__dirname, 'support', 'check-worker.js'))
-  const ask = (message) =>
-    new Promise((resolve, reject) => {
-      child.once('message', (answer) => (answer.error ? reject(new Error(answer.error)) : resolve(answer)))
-      child.send(message)
-    })
-  await ask({ appId: APP_ID, appSecret: APP_SECRET, sku: SKU, ...settings })
-  return {
-    warm: (token) => ask({ warm: token }),
-    watch: (token) => ask({ watch: token }),
-    stop: () => {
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.disconnect()
-      return exited
-    },
-  }
 }
 
 /**

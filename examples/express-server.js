@@ -1,7 +1,8 @@
 'use strict'
 
-// An Express backend for a mini-program: `POST /login` trades what wx.login and
-// wx.getUserInfo give the mini-program for a token, `GET /me` needs that token.
+// An Express backend for a mini-program: `POST /login` trades wx.login's code (and, from apps
+// that still receive them, wx.getUserInfo's encryptedData and iv) for a token, `GET /me` needs
+// that token.
 //
 //   APP_ID=wx... APP_SECRET=... SKU=myapp node examples/express-server.js
 //
@@ -32,7 +33,11 @@ const app = express()
 app.post('/login', express.json(), async (req, res, next) => {
   const { code, encryptedData, iv } = req.body ?? {}
   try {
-    const { response: token } = await auth.authorize(code, encryptedData, iv)
+    // The code alone since WeChat restricted getUserInfo; the profile too when it is sent.
+    const { response: token } =
+      encryptedData === undefined && iv === undefined
+        ? await auth.login(code)
+        : await auth.authorize(code, encryptedData, iv)
     res.json({ token })
   } catch (err) {
     if (!(err instanceof mpauthx.MpauthxError)) return next(err)

@@ -30,6 +30,7 @@ pub struct Options {
   pub validation_cache_size: Option<f64>,
   pub redis_tls: Option<RedisTlsOptions>,
   pub redis_sentinel: Option<RedisSentinelOptions>,
+  pub sliding_ttl: Option<bool>,
 }
 
 /// `options.redisSentinel`: the sentinels that know which server is the master.
@@ -112,6 +113,8 @@ pub struct Settings {
   pub http_timeout: Duration,
   /// Live tokens remembered between checks; 0 for none.
   pub validation_cache_size: usize,
+  /// Whether a token checked in the second half of its TTL gets its whole TTL back.
+  pub sliding_ttl: bool,
 }
 
 // Hand-written so that the app secret and the Redis password never reach a log.
@@ -125,6 +128,7 @@ impl std::fmt::Debug for Settings {
       .field("wechat_api_base", &self.wechat_api_base)
       .field("http_timeout", &self.http_timeout)
       .field("validation_cache_size", &self.validation_cache_size)
+      .field("sliding_ttl", &self.sliding_ttl)
       .finish_non_exhaustive()
   }
 }
@@ -243,6 +247,7 @@ impl Settings {
       wechat_api_base,
       http_timeout: Duration::from_millis(http_timeout_ms),
       validation_cache_size: validation_cache_size as usize,
+      sliding_ttl: options.sliding_ttl.unwrap_or(false),
     })
   }
 }

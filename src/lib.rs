@@ -49,6 +49,7 @@ pub struct NativeOptions {
   pub validation_cache_size: Option<f64>,
   pub redis_tls: Option<NativeRedisTls>,
   pub redis_sentinel: Option<NativeRedisSentinel>,
+  pub sliding_ttl: Option<bool>,
   /// Whether calls report their steps in `Reply.steps`.
   pub diagnostics: Option<bool>,
 }
@@ -80,6 +81,8 @@ pub struct Reply {
   pub response: Option<String>,
   /// For `revokeToken`: whether a live token was deleted.
   pub revoked: Option<bool>,
+  /// For `revokeUser`: how many live tokens were deleted.
+  pub revoked_tokens: Option<f64>,
   /// For `verifyToken`: what the token stands for.
   pub token_info: Option<TokenInfo>,
   /// For `checkSignature`: whether the signature matches.
@@ -187,6 +190,7 @@ impl Reply {
       message: "OK".into(),
       response: None,
       revoked: None,
+      revoked_tokens: None,
       token_info: None,
       signature_matches: None,
       access_token: None,
@@ -209,6 +213,7 @@ pub struct Mpauthx {
   service: Arc<Service>,
   diagnostics: bool,
   validation_cache_size: u32,
+  sliding_window_ms: f64,
 }
 
 #[napi]
@@ -241,6 +246,7 @@ impl Mpauthx {
         master_name: sentinel.master_name,
         sentinel_password: sentinel.sentinel_password,
       }),
+      sliding_ttl: options.sliding_ttl,
     };
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
       Ok(settings) => settings,
@@ -253,12 +259,17 @@ impl Mpauthx {
       }
     };
     let validation_cache_size = settings.validation_cache_size as u32;
+    let sliding_window_ms = match settings.sliding_ttl {
+      true => settings.ttl.as_millis() as f64 / 2.0,
+      false => 0.0,
+    };
     let service = Service::new(settings)
       .map_err(|err| napi::Error::new(Status::GenericFailure, err.to_string()))?;
     Ok(Self {
       service: Arc::new(service),
       diagnostics,
       validation_cache_size,
+      sliding_window_ms,
     })
   }
 
@@ -290,6 +301,23 @@ impl Mpauthx {
     let result = self.service.revoke_token(token, &mut trace).await;
     Ok(Reply::with(result, trace, |reply, revoked| {
       reply.revoked = Some(revoked)
+    }))
+  }
+
+  #[napi]
+  pub async fn revoke_user(
+    &self,
+    user_id: Option<String>,
+    all_skus: Option<bool>,
+  ) -> napi::Result<Reply> {
+    let mut trace = self.trace();
+    let all_skus = all_skus.unwrap_or(false);
+    let result = self
+      .service
+      .revoke_user(user_id, all_skus, &mut trace)
+      .await;
+    Ok(Reply::with(result, trace, |reply, count| {
+      reply.revoked_tokens = Some(count as f64)
     }))
   }
 
@@ -371,6 +399,14 @@ impl Mpauthx {
     self.validation_cache_size
   }
 
+  /// With `options.slidingTtl`, how long before its expiry (ms) a remembered token is no
+  /// longer answered from memory, so that its check reaches the store and extends it (half
+  /// the TTL); 0 without.
+  #[napi(getter)]
+  pub fn sliding_window_ms(&self) -> f64 {
+    self.sliding_window_ms
+  }
+
   /// What the validation cache vouches for `token`, answered on the calling thread; `null`
   /// when the store must be asked.
   #[napi]
@@ -441,6 +477,13 @@ impl Mpauthx {
 
   fn trace(&self) -> Trace {
     Trace::new(self.diagnostics)
+  }
+
+  /// The synchronous first step of `close()`: new calls are refused, and nothing more is
+  /// answered from memory, before `close()` returns its promise.
+  #[napi]
+  pub fn stop_accepting(&self) {
+    self.service.stop_accepting();
   }
 
   #[napi]

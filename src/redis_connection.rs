@@ -9,7 +9,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+  MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
   ClientTlsConfig, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo,
@@ -24,6 +26,9 @@ use crate::error::{Error, Result};
 
 /// Bound on connecting to a server and on each reply, well inside a call's deadline.
 const TIMEOUT: Duration = Duration::from_millis(700);
+
+/// Keys each `SCAN` step looks at: few round trips even in a Redis of millions of keys.
+const SCAN_COUNT: u64 = 10_000;
 
 /// Called on the connection's reader task for each push, in the order they arrive; it must
 /// not block.
@@ -55,6 +60,66 @@ impl RedisConnection {
         let count = pipeline.len();
         let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
         connection.route_pipeline(pipeline, 0, count, route).await
+      }
+    }
+  }
+
+  /// Every key matching the glob `pattern`, from every master of a cluster (a key may be
+  /// listed twice, as `SCAN` promises no more).
+  pub async fn scan_matching(&mut self, pattern: &str) -> redis::RedisResult<Vec<String>> {
+    let scan = |cursor: u64| {
+      let mut scan = redis::cmd("SCAN");
+      scan
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_COUNT);
+      scan
+    };
+    let mut keys = Vec::new();
+    match self {
+      RedisConnection::Single(connection) => {
+        let mut cursor = 0;
+        loop {
+          let (next, found): (u64, Vec<String>) = scan(cursor).query_async(connection).await?;
+          keys.extend(found);
+          if next == 0 {
+            return Ok(keys);
+          }
+          cursor = next;
+        }
+      }
+      RedisConnection::Cluster(connection) => {
+        // The first step goes to every master at once and answers per node (`host:port`);
+        // each node's cursor is followed on that node.
+        let all_masters = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let first = connection.route_command(scan(0), all_masters).await?;
+        let Value::Map(replies) = first else {
+          return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "unexpected reply to SCAN on every master",
+          )));
+        };
+        for (node, reply) in replies {
+          let node: String = redis::from_redis_value(node)?;
+          let (mut cursor, found): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+          keys.extend(found);
+          let (host, port) = node.rsplit_once(':').unwrap_or((&node, ""));
+          let by_address = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.to_owned(),
+            port: port.parse().unwrap_or_default(),
+          });
+          while cursor != 0 {
+            let reply = connection
+              .route_command(scan(cursor), by_address.clone())
+              .await?;
+            let found: Vec<String>;
+            (cursor, found) = redis::from_redis_value(reply)?;
+            keys.extend(found);
+          }
+        }
+        Ok(keys)
       }
     }
   }

@@ -137,15 +137,43 @@ if not token then return false end
 return {token, redis.call('TTL', KEYS[1])}
 ";
 
-/// Releases the access-token lock only for the caller that holds it.
-const RELEASE_LOCK: &str = r"
+/// Deletes a string key only if it still holds `ARGV[1]`: the access-token lock only for the
+/// caller that holds it, the cached access token only if it is still the one WeChat refused,
+/// a session index only if it still names the token revoked.
+const DELETE_IF_HOLDS: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
-/// Deletes the cached access token only if it is still the one WeChat refused.
-const DROP_ACCESS_TOKEN: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+/// For `slidingTtl`: whether `KEYS[1]` is a live token (0 when not, 1 when live), and when
+/// less than `ARGV[2]` ms of its TTL remain (half of it), gives it its whole TTL of `ARGV[1]`
+/// seconds back and returns 2; its index `KEYS[2]` too, when given and still naming it. The
+/// condition is checked here, in Redis, so concurrent checks extend a token once per half-TTL.
+/// In a Cluster the index lives in another slot: `KEYS[2]` is left out and the index goes
+/// through [`SLIDE_INDEX`].
+const LIVE_AND_SLIDE: &str = concat!(
+  unless_a_token_return_0!(),
+  r"local pttl = redis.call('PTTL', KEYS[1])
+if pttl < 0 or pttl >= tonumber(ARGV[2]) then return 1 end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if KEYS[2] then
+  local indexed = redis.pcall('GET', KEYS[2])
+  if indexed == KEYS[1] then
+    redis.call('EXPIRE', KEYS[2], ARGV[1])
+  elseif type(indexed) == 'table' and not string.find(indexed.err, '^WRONGTYPE') then
+    return indexed
+  end
+end
+return 2
+"
+);
+
+/// Gives an index its whole TTL of `ARGV[2]` seconds back if it still names the token
+/// `ARGV[1]`, which [`LIVE_AND_SLIDE`] just extended.
+const SLIDE_INDEX: &str = r"
+local indexed = redis.pcall('GET', KEYS[1])
+if indexed == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if type(indexed) == 'table' and not string.find(indexed.err, '^WRONGTYPE') then return indexed end
 return 0
 ";
 
@@ -162,12 +190,16 @@ pub struct RedisSessions {
   create: Script,
   keep_session_key: Script,
   cached_access_token: Script,
-  drop_access_token: Script,
-  release_lock: Script,
+  delete_if_holds: Script,
+  slide_index: Script,
   session_key: Script,
   read: Script,
   revoke: Script,
   ttl: Duration,
+  /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of their
+  /// TTL, get it whole back; `None` when off. Other skus' tokens keep the TTL their own
+  /// instances gave them.
+  sliding: Option<String>,
   tracking: Option<Arc<Tracking>>,
 }
 
@@ -196,13 +228,15 @@ enum Read {
 
 impl RedisSessions {
   /// Prepares the store; connections are made on first use and re-made after failures.
-  /// `cache_size` live tokens are remembered (none when 0).
+  /// `cache_size` live tokens are remembered (none when 0); with `sliding`, checks extend
+  /// that sku's tokens in the second half of their TTL.
   pub fn new(
     target: &RedisTarget,
     redis_pass: Option<&str>,
     redis_tls: &RedisTls,
     ttl: Duration,
     cache_size: usize,
+    sliding: Option<String>,
   ) -> Result<Self> {
     let tracking = match NonZeroUsize::new(cache_size) {
       None => None,
@@ -224,12 +258,13 @@ impl RedisSessions {
       create: Script::new(CREATE),
       keep_session_key: Script::new(KEEP_SESSION_KEY),
       cached_access_token: Script::new(CACHED_ACCESS_TOKEN),
-      drop_access_token: Script::new(DROP_ACCESS_TOKEN),
-      release_lock: Script::new(RELEASE_LOCK),
+      delete_if_holds: Script::new(DELETE_IF_HOLDS),
+      slide_index: Script::new(SLIDE_INDEX),
       session_key: Script::new(SESSION_KEY),
       read: Script::new(READ),
       revoke: Script::new(REVOKE),
       ttl,
+      sliding,
       tracking,
     })
   }
@@ -263,14 +298,77 @@ impl RedisSessions {
 
   /// For each token, whether it is live; all are checked in one pipelined round trip
   /// (on a cluster, in one round trip per node).
+  /// With `slidingTtl`, the live tokens in the second half of their TTL get it whole back.
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     within_deadline(&self.redis, || async {
       if let Some(reads) = self.try_tracked(tokens).await? {
+        let due: Vec<&str> = tokens
+          .iter()
+          .zip(&reads)
+          .filter(|&(&token, read)| read.is_some_and(|(_, pttl)| self.due(token, pttl)))
+          .map(|(&token, _)| token)
+          .collect();
+        if !due.is_empty() {
+          self.slide(&mut self.redis.get().await?, &due).await?;
+        }
         return Ok(reads.into_iter().map(|read| read.is_some()).collect());
       }
       self.check_all_live(tokens).await
     })
     .await
+  }
+
+  /// Whether a live token with `pttl` ms left is due to slide: of the sliding sku, with less
+  /// than half its TTL left.
+  fn due(&self, token: &str, pttl: i64) -> bool {
+    self.slides(token) && u128::try_from(pttl).is_ok_and(|left| left < self.ttl.as_millis() / 2)
+  }
+
+  /// Whether checks extend `token`: sliding is on and it is of the sliding sku.
+  fn slides(&self, token: &str) -> bool {
+    self.sliding.is_some() && token::sku(token) == self.sliding.as_deref()
+  }
+
+  /// Runs [`LIVE_AND_SLIDE`] on each token: which are live. Only tokens due to slide are
+  /// written, and on a cluster their index after them.
+  async fn slide(&self, redis: &mut RedisConnection, tokens: &[&str]) -> Result<Vec<bool>> {
+    let cluster = redis.is_cluster();
+    let ttl = self.ttl.as_secs();
+    let half_ms = (self.ttl.as_millis() / 2) as u64;
+    let replies: Vec<redis::RedisResult<i64>> = per_token(redis, tokens, |token| {
+      let mut slide = redis::cmd("EVAL");
+      slide.arg(LIVE_AND_SLIDE);
+      match index_of(token).filter(|_| !cluster) {
+        Some(index) => slide.arg(2).arg(token).arg(index),
+        None => slide.arg(1).arg(token),
+      };
+      // A window of 0 only checks: other skus' tokens are never extended.
+      slide
+        .arg(ttl)
+        .arg(if self.slides(token) { half_ms } else { 0 });
+      slide
+    })
+    .await?;
+    let mut live = Vec::with_capacity(tokens.len());
+    for (&token, reply) in tokens.iter().zip(replies) {
+      let outcome = reply?;
+      if outcome == 2 {
+        if let (true, Some(index)) = (cluster, index_of(token)) {
+          let _: i64 = self
+            .slide_index
+            .key(index)
+            .arg(token)
+            .arg(ttl)
+            .invoke_async(redis)
+            .await?;
+        }
+        // What this instance remembers expires too early now; the invalidation Redis sends
+        // may arrive just after.
+        self.forget(token);
+      }
+      live.push(outcome > 0);
+    }
+    Ok(live)
   }
 
   /// Reads `tokens` over the tracking connection (see [`RedisSessions::read_tracked`]);
@@ -401,6 +499,53 @@ impl RedisSessions {
     .await
   }
 
+  /// Deletes the user's live token of `sku`, or of every sku in this Redis when `None`, with
+  /// the indexes naming them; says how many tokens were deleted. Every sku's index is found
+  /// by `SCAN` (on every master of a cluster).
+  pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
+    within_deadline(&self.redis, || async {
+      let mut redis = self.redis.get().await?;
+      let indexes = match sku {
+        Some(sku) => vec![index_key(user_id, sku)],
+        None => {
+          let pattern = format!("mpauthx|index|*|{}", glob_escape(user_id));
+          let mut indexes: Vec<String> = redis
+            .scan_matching(&pattern)
+            .await?
+            .into_iter()
+            .filter(|key| is_index_of(key, user_id))
+            .collect();
+          indexes.sort_unstable();
+          indexes.dedup();
+          indexes
+        }
+      };
+      let mut revoked = 0;
+      for index in indexes {
+        let indexed: Option<String> = match redis.get(&index).await {
+          Ok(indexed) => indexed,
+          Err(err) if err.code() == Some("WRONGTYPE") => continue,
+          Err(err) => return Err(err.into()),
+        };
+        let Some(token) = indexed else { continue };
+        // Only a token of this user and of the index's sku; REVOKE deletes only tokens.
+        if index_of(&token).as_ref() == Some(&index) {
+          let deleted: i64 = self.revoke.key(&token).invoke_async(&mut redis).await?;
+          self.forget(&token);
+          revoked += deleted as u64;
+        }
+        let _: i64 = self
+          .delete_if_holds
+          .key(&index)
+          .arg(&token)
+          .invoke_async(&mut redis)
+          .await?;
+      }
+      Ok(revoked)
+    })
+    .await
+  }
+
   /// What `token` stands for, if it is live.
   pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
     if !token::is_well_formed(token) {
@@ -418,9 +563,14 @@ impl RedisSessions {
           parse_read(&found).and_then(Read::live)
         }
       };
-      let Some((ctime, pttl)) = found else {
+      let Some((ctime, mut pttl)) = found else {
         return Ok(None);
       };
+      if self.due(token, pttl)
+        && self.slide(&mut self.redis.get().await?, &[token]).await? == [true]
+      {
+        pttl = self.ttl.as_millis() as i64;
+      }
       Ok(token::sku(token).map(|sku| TokenInfo {
         user_id: token::user_id(token).to_owned(),
         sku: sku.to_owned(),
@@ -517,7 +667,7 @@ impl RedisSessions {
     owner: &str,
   ) -> Result<()> {
     let _: i64 = self
-      .release_lock
+      .delete_if_holds
       .key(access_token_key(app_id, "lock"))
       .arg(owner)
       .invoke_async(redis)
@@ -530,7 +680,7 @@ impl RedisSessions {
     within_deadline(&self.redis, || async {
       let mut redis = self.redis.get().await?;
       let _: i64 = self
-        .drop_access_token
+        .delete_if_holds
         .key(access_token_key(app_id, "current"))
         .arg(token)
         .invoke_async(&mut redis)
@@ -637,23 +787,20 @@ impl RedisSessions {
       return Ok(live);
     }
     let mut redis = self.redis.get().await?;
-    let replies: Vec<redis::RedisResult<bool>> = if redis.is_cluster() {
-      // Tokens hash to different slots: one command each, multiplexed per node.
-      let checks = candidates.iter().map(|&i| {
-        let mut redis = redis.clone();
-        async move { redis.hexists(tokens[i], CTIME_FIELD).await }
-      });
-      futures_util::future::join_all(checks).await
+    let checked: Vec<&str> = candidates.iter().map(|&i| tokens[i]).collect();
+    let found = if self.sliding.is_some() {
+      self.slide(&mut redis, &checked).await?
     } else {
-      let mut pipe = redis::pipe();
-      pipe.ignore_errors();
-      for &i in &candidates {
-        pipe.hexists(tokens[i], CTIME_FIELD);
-      }
-      pipe.query_async(&mut redis).await?
+      let replies = per_token(&mut redis, &checked, |token| {
+        let mut hexists = redis::cmd("HEXISTS");
+        hexists.arg(token).arg(CTIME_FIELD);
+        hexists
+      })
+      .await?;
+      replies.into_iter().map(is_token).collect::<Result<_>>()?
     };
-    for (i, reply) in candidates.into_iter().zip(replies) {
-      live[i] = is_token(reply)?;
+    for (i, found) in candidates.into_iter().zip(found) {
+      live[i] = found;
     }
     Ok(live)
   }
@@ -847,6 +994,55 @@ fn well_formed(tokens: &[&str]) -> Vec<usize> {
     .collect()
 }
 
+/// Sends one command per token, made by `command`: one pipeline on a single Redis, one
+/// command each (multiplexed per node) on a cluster, where tokens hash to different slots.
+async fn per_token<T: redis::FromRedisValue>(
+  redis: &mut RedisConnection,
+  tokens: &[&str],
+  command: impl Fn(&str) -> redis::Cmd,
+) -> Result<Vec<redis::RedisResult<T>>> {
+  if redis.is_cluster() {
+    let commands = tokens.iter().map(|&token| {
+      let mut redis = redis.clone();
+      let command = command(token);
+      async move { command.query_async(&mut redis).await }
+    });
+    return Ok(futures_util::future::join_all(commands).await);
+  }
+  let mut pipe = redis::pipe();
+  pipe.ignore_errors();
+  for &token in tokens {
+    pipe.add_command(command(token));
+  }
+  Ok(pipe.query_async(redis).await?)
+}
+
+/// The session index that names a well-formed token when it is the current one.
+fn index_of(token: &str) -> Option<String> {
+  Some(index_key(token::user_id(token), token::sku(token)?))
+    .filter(|_| token::is_well_formed(token))
+}
+
+/// Whether `key` is the session index of `user_id` for some sku.
+fn is_index_of(key: &str, user_id: &str) -> bool {
+  key
+    .strip_prefix("mpauthx|index|")
+    .and_then(|rest| rest.split_once('|'))
+    .is_some_and(|(_, user)| user == user_id)
+}
+
+/// `text` matched literally by a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+  let mut escaped = String::with_capacity(text.len());
+  for c in text.chars() {
+    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+      escaped.push('\\');
+    }
+    escaped.push(c);
+  }
+  escaped
+}
+
 /// Reads the reply of the `READ` script (RESP2's nil or RESP3's false for a key that is not
 /// a token); `None` for an error reply.
 fn parse_read(read: &Value) -> Option<Read> {
@@ -961,13 +1157,53 @@ mod tests {
   }
 
   #[test]
+  fn every_sku_index_of_a_user_is_found_and_no_other() {
+    let token = "oUser|sku|0123";
+    assert_eq!(index_of(token).as_deref(), Some("mpauthx|index|sku|oUser"));
+    assert_eq!(
+      index_of("mpauthx|index|sku|oUser"),
+      None,
+      "an index is not a token"
+    );
+    assert!(is_index_of("mpauthx|index|sku|oUser", "oUser"));
+    assert!(is_index_of("mpauthx|index||oUser", "oUser"));
+    assert!(!is_index_of("mpauthx|index|sku|oUserX", "oUser"));
+    assert!(!is_index_of("mpauthx|index|sku|x|oUser", "oUser"));
+    assert!(!is_index_of("mpauthx|user|sku|oUser", "oUser"));
+    assert_eq!(glob_escape(r"o*?[a]\x"), r"o\*\?\[a\]\\x");
+    assert_eq!(glob_escape("oUser-1_^"), "oUser-1_^");
+  }
+
+  #[test]
+  fn a_token_is_due_to_slide_in_the_second_half_of_its_ttl_only_when_sliding() {
+    let target = RedisTarget::Single("redis://127.0.0.1:6379".into());
+    let store = |sliding: Option<&str>| {
+      let tls = RedisTls::default();
+      let sliding = sliding.map(str::to_owned);
+      RedisSessions::new(&target, None, &tls, Duration::from_secs(4), 0, sliding).unwrap()
+    };
+    let (sliding, fixed) = (store(Some("shop")), store(None));
+    let (own, other) = (
+      format!("o|shop|{}", "a".repeat(64)),
+      format!("o|admin|{}", "a".repeat(64)),
+    );
+    assert!(sliding.due(&own, 1_999) && sliding.due(&own, 0));
+    assert!(!sliding.due(&own, 2_000) && !sliding.due(&own, -1) && !sliding.due(&own, -2));
+    assert!(
+      !sliding.due(&other, 1),
+      "another sku's token keeps its own TTL"
+    );
+    assert!(!fixed.due(&own, 1));
+  }
+
+  #[test]
   fn a_password_is_accepted_and_bad_urls_are_not() {
     let single = |url: &str| RedisTarget::Single(url.into());
     let cluster = |url: &str| RedisTarget::Cluster(vec![url.into()]);
     let ttl = Duration::from_secs(5);
     for cache_size in [0, 10] {
       let new = |target: RedisTarget, pass| {
-        RedisSessions::new(&target, pass, &RedisTls::default(), ttl, cache_size)
+        RedisSessions::new(&target, pass, &RedisTls::default(), ttl, cache_size, None)
       };
       assert!(new(single("redis://127.0.0.1:6379"), Some("pw")).is_ok());
       assert!(new(cluster("redis://127.0.0.1:7000"), Some("pw")).is_ok());

@@ -51,6 +51,8 @@ impl Service {
   /// Sets up the instance without connecting to anything yet.
   pub fn new(settings: Settings) -> Result<Self> {
     let users = UserStore::new(settings.db_path);
+    // Checks extend only this instance's tokens: another sku's keep the TTL its instance gave.
+    let sliding = settings.sliding_ttl.then(|| settings.sku.clone());
     let sessions = match settings.token_store {
       TokenStore::Redis => Sessions::Redis(Box::new(RedisSessions::new(
         &settings.redis,
@@ -58,8 +60,11 @@ impl Service {
         &settings.redis_tls,
         settings.ttl,
         settings.validation_cache_size,
+        sliding.clone(),
       )?)),
-      TokenStore::Sqlite => Sessions::Sqlite(SqliteSessions::new(users.clone(), settings.ttl)),
+      TokenStore::Sqlite => {
+        Sessions::Sqlite(SqliteSessions::new(users.clone(), settings.ttl, sliding))
+      }
     };
     Ok(Self {
       wechat: WeChatClient::new(
@@ -281,6 +286,26 @@ impl Service {
     Ok(revoked)
   }
 
+  /// Logs the user out of this sku, or of every sku sharing the store with `all_skus`; says
+  /// how many live tokens were deleted.
+  pub async fn revoke_user(
+    &self,
+    user_id: Option<String>,
+    all_skus: bool,
+    trace: &mut Trace,
+  ) -> Result<u64> {
+    let user_id = required("userId", user_id)?;
+    token::check_user_id(&user_id)?;
+    let _call = self.enter()?;
+    let sku = (!all_skus).then_some(self.sku.as_str());
+    let revoked = self.sessions.revoke_user(&user_id, sku).await?;
+    trace.record("session.revoked", || {
+      let skus = if all_skus { "every sku" } else { "this sku" };
+      format!("{revoked} tokens deleted, {skus}")
+    });
+    Ok(revoked)
+  }
+
   /// What a live token stands for; [`Error::InvalidToken`] when it is not live.
   pub async fn verify_token(&self, token: Option<String>, trace: &mut Trace) -> Result<TokenInfo> {
     let token = required("token", token)?;
@@ -375,12 +400,18 @@ impl Service {
     panic!("panic injected by a test")
   }
 
-  /// Closes both stores; closing again does nothing.
-  pub async fn close(&self) {
-    // New calls are refused from now on, and nothing more is answered from memory; the calls
-    // already started finish (each bounded by its own timeouts) before anything is closed.
+  /// Refuses new calls from now on and answers nothing more from memory; the first step of
+  /// [`Service::close`], run on the caller's thread so that no call made after `close()`
+  /// returned slips in before it.
+  pub fn stop_accepting(&self) {
     self.closed.store(true, Ordering::SeqCst);
     self.sessions.forget_all();
+  }
+
+  /// Closes both stores once the calls already started finished (each bounded by its own
+  /// timeouts); closing again does nothing.
+  pub async fn close(&self) {
+    self.stop_accepting();
     loop {
       let drained = self.drained.notified();
       if self.in_flight.load(Ordering::SeqCst) == 0 {

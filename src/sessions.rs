@@ -105,6 +105,11 @@ impl Sessions {
     each_store!(self, store => store.revoke(token).await)
   }
 
+  /// Deletes the user's live token of `sku`, or of every sku when `None`; says how many.
+  pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
+    each_store!(self, store => store.revoke_user(user_id, sku).await)
+  }
+
   /// What `token` stands for, if it is live.
   pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
     each_store!(self, store => store.describe(token).await)

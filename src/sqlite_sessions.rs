@@ -44,30 +44,43 @@ const SWEEP: usize = 64;
 pub struct SqliteSessions {
   file: UserStore,
   ttl: Duration,
+  /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of
+  /// their TTL, get it whole back, and that TTL in µs; `None` when off.
+  sliding: Option<Arc<(String, i64)>>,
   schema_ready: Arc<AtomicBool>,
 }
 
 impl SqliteSessions {
-  /// Sessions in the same file as the users, through the same connection.
-  pub fn new(file: UserStore, ttl: Duration) -> Self {
+  /// Sessions in the same file as the users, through the same connection; with `sliding`,
+  /// checks extend that sku's tokens in the second half of their TTL.
+  pub fn new(file: UserStore, ttl: Duration, sliding: Option<String>) -> Self {
     Self {
       file,
       ttl,
+      sliding: sliding.map(|sku| Arc::new((sku, ttl.as_micros() as i64))),
       schema_ready: Arc::new(AtomicBool::new(false)),
     }
   }
 
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     let tokens: Vec<String> = tokens.iter().map(|&token| token.to_owned()).collect();
+    let sliding = self.sliding.clone();
     self
       .run(move |db| {
-        let mut live = db.prepare_cached(
-          "SELECT 1 FROM mpauthx_session WHERE token = ?1 AND expires_at_us > ?2",
-        )?;
         let now = now_us() as i64;
         tokens
           .iter()
-          .map(|token| Ok(token::is_well_formed(token) && live.exists((token, now))?))
+          .map(|token| {
+            if !token::is_well_formed(token) {
+              return Ok(false);
+            }
+            let expires_at_us = live_until(db, token, now)?;
+            if let (Some(expires_at_us), Some(ttl_us)) = (expires_at_us, slide_for(&sliding, token))
+            {
+              slide(db, token, expires_at_us, now, ttl_us)?;
+            }
+            Ok(expires_at_us.is_some())
+          })
           .collect()
       })
       .await
@@ -163,6 +176,22 @@ impl SqliteSessions {
       .await
   }
 
+  /// Deletes the user's live token of `sku`, or of every sku when `None`; says how many.
+  pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
+    let (user_id, sku) = (user_id.to_owned(), sku.map(str::to_owned));
+    self
+      .run(move |db| {
+        let deleted = db
+          .prepare_cached(
+            "DELETE FROM mpauthx_session \
+             WHERE user_id = ?1 AND (?2 IS NULL OR sku = ?2) AND expires_at_us > ?3",
+          )?
+          .execute((&user_id, &sku, now_us() as i64))?;
+        Ok(deleted as u64)
+      })
+      .await
+  }
+
   pub async fn revoke(&self, token: &str) -> Result<bool> {
     let token = token.to_owned();
     self
@@ -177,6 +206,7 @@ impl SqliteSessions {
 
   pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
     let token = token.to_owned();
+    let sliding = self.sliding.clone();
     self
       .run(move |db| {
         let now = now_us() as i64;
@@ -186,16 +216,25 @@ impl SqliteSessions {
              WHERE token = ?1 AND expires_at_us > ?2",
           )?
           .query_row((&token, now), |row| {
-            let expires_at_us: i64 = row.get(3)?;
-            Ok(TokenInfo {
-              user_id: row.get(0)?,
-              sku: row.get(1)?,
-              ctime_ms: (row.get::<_, i64>(2)? / 1000) as u64,
-              expires_in: Some(((expires_at_us - now) / 1_000_000) as u64),
-            })
+            Ok((
+              TokenInfo {
+                user_id: row.get(0)?,
+                sku: row.get(1)?,
+                ctime_ms: (row.get::<_, i64>(2)? / 1000) as u64,
+                expires_in: None,
+              },
+              row.get::<_, i64>(3)?,
+            ))
           })
           .optional()?;
-        Ok(info)
+        let Some((mut info, mut expires_at_us)) = info else {
+          return Ok(None);
+        };
+        if let Some(ttl_us) = slide_for(&sliding, &token) {
+          expires_at_us = slide(db, &token, expires_at_us, now, ttl_us)?;
+        }
+        info.expires_in = Some(((expires_at_us - now) / 1_000_000) as u64);
+        Ok(Some(info))
       })
       .await
   }
@@ -373,6 +412,49 @@ fn keep_session_key(
   db.prepare_cached("UPDATE mpauthx_session SET session_key = ?2 WHERE token = ?1")?
     .execute((token, session_key))?;
   Ok(())
+}
+
+/// When a live token expires (µs since the epoch), or `None` when it is not live.
+fn live_until(db: &Connection, token: &str, now: i64) -> rusqlite::Result<Option<i64>> {
+  db.prepare_cached(
+    "SELECT expires_at_us FROM mpauthx_session WHERE token = ?1 AND expires_at_us > ?2",
+  )?
+  .query_row((token, now), |row| row.get(0))
+  .optional()
+}
+
+/// The TTL in µs that checks give `token` back, when sliding is on and it is of the sliding
+/// sku; other skus' tokens keep the TTL their own instances gave them.
+fn slide_for(sliding: &Option<Arc<(String, i64)>>, token: &str) -> Option<i64> {
+  let (sku, ttl_us) = sliding.as_deref()?;
+  (token::sku(token) == Some(sku.as_str())).then_some(*ttl_us)
+}
+
+/// For `slidingTtl`: gives a live token expiring at `expires_at_us`, less than half of
+/// `ttl_us` from `now`, its whole TTL back; returns its expiry. Tokens with more left are not
+/// written, and the UPDATE checks again, so concurrent checks in any process extend a token
+/// once per half-TTL. One row holds the token and its user's index, so the next login reuses it.
+fn slide(
+  db: &Connection,
+  token: &str,
+  expires_at_us: i64,
+  now: i64,
+  ttl_us: i64,
+) -> rusqlite::Result<i64> {
+  if expires_at_us - now >= ttl_us / 2 {
+    return Ok(expires_at_us);
+  }
+  let slid = db
+    .prepare_cached(
+      "UPDATE mpauthx_session SET expires_at_us = ?2 + ?3 \
+       WHERE token = ?1 AND expires_at_us > ?2 AND expires_at_us < ?2 + ?3 / 2",
+    )?
+    .execute((token, now, ttl_us))?;
+  Ok(if slid == 1 {
+    now + ttl_us
+  } else {
+    expires_at_us
+  })
 }
 
 /// The live token of a user and sku, if any.

@@ -3,6 +3,8 @@
 // Token checks as a busy backend makes them, for the validation-cache tests: back to back,
 // each from its own macrotask, observed through the instance's diagnostics logger.
 
+const { fork } = require('node:child_process')
+const path = require('node:path')
 const { setImmediate: nextMacrotask } = require('node:timers/promises')
 
 /** Whether diagnostics events include a check answered from the validation cache. */
@@ -44,4 +46,29 @@ async function watchToken(auth, token, deadlineMs = 5000) {
   }
 }
 
-module.exports = { answeredFromMemory, warmToken, watchToken }
+/**
+ * A backend in another process (check-worker.js) on the deployment `settings` describe
+ * (`{ dbFile, options }`, and the app and sku unless given), driven by messages: `warm(token)`
+ * and `watch(token)` resolve with what `warmToken` and `watchToken` report there.
+ */
+async function startWorker(settings) {
+  const { APP_ID, APP_SECRET, SKU } = require('./harness')
+  const child = fork(path.join(__dirname, 'check-worker.js'))
+  const ask = (message) =>
+    new Promise((resolve, reject) => {
+      child.once('message', (answer) => (answer.error ? reject(new Error(answer.error)) : resolve(answer)))
+      child.send(message)
+    })
+  await ask({ appId: APP_ID, appSecret: APP_SECRET, sku: SKU, ...settings })
+  return {
+    warm: (token) => ask({ warm: token }),
+    watch: (token) => ask({ watch: token }),
+    stop: () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.disconnect()
+      return exited
+    },
+  }
+}
+
+module.exports = { answeredFromMemory, startWorker, warmToken, watchToken }

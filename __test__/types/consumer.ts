@@ -4,13 +4,16 @@
 import mpauthx = require('../..')
 import defaultImport from '../..'
 import express = require('express')
+import Fastify = require('fastify')
 import Koa = require('koa')
+import http = require('node:http')
 
 const auth: mpauthx.Mpauthx = mpauthx('wx0123456789abcdef', 'secret', 'myapp', 'users.db')
 const withEverything = defaultImport('wx0123456789abcdef', 'secret', 'myapp', { filename: 'users.db' }, null, 3600, {
   redisUrl: 'redis://127.0.0.1:6379',
   wechatApiBase: 'https://api.weixin.qq.com',
   httpTimeoutMs: 5000,
+  slidingTtl: true,
   logger: (event: mpauthx.DiagnosticEvent) => {
     const line: string = `${event.method} ${event.step} +${event.elapsedMs.toFixed(1)}ms ${event.detail}`
     const status: mpauthx.StatusCode | undefined = event.statusCode
@@ -52,6 +55,11 @@ async function login(code: string, encryptedData: string, iv: string): Promise<s
     const info: mpauthx.TokenInfo = (await auth.verifyToken(refreshed.response)).response
     const expiresIn: number | null = info.expiresIn
     const revoked: boolean = (await auth.revokeToken(refreshed.response)).response
+    const loggedOut: number = (await auth.revokeUser(auth.extractOpenId(refreshed.response))).response
+    const everywhere: mpauthx.RevokeUserOptions = { allSkus: true }
+    void loggedOut, (await auth.revokeUser('oUser', everywhere)).response
+    // @ts-expect-error allSkus is a boolean
+    void auth.revokeUser('oUser', { allSkus: 'yes' })
     const codeOnly: string = (await auth.login(code)).response
     const data: Record<string, unknown> = (await auth.decryptData(refreshed.response, encryptedData, iv)).response
     const signed: boolean = (await auth.checkSignature(refreshed.response, '{}', 'ab')).response
@@ -93,17 +101,61 @@ app.post('/login', express.json(), async (req, res) => {
 })
 // @ts-expect-error a misspelt middleware option
 auth.middleware({ anysku: true })
+// Every option of the integrations: an optional check, other token sources, a shaped body.
+app.get(
+  '/feed',
+  auth.middleware({
+    optional: true,
+    tokenFrom: { cookie: 'mp_token', query: 'token', header: 'x-token', bearer: true },
+    failureBody: (err: mpauthx.MpauthxError) => ({ code: err.code, msg: 'please log in', data: null }),
+  }),
+  (req, res) => {
+    const seconds: number | null | undefined = req.mpauthx?.expiresIn
+    res.json({ seconds })
+  },
+)
+// @ts-expect-error tokenFrom names sources by string
+auth.middleware({ tokenFrom: { cookie: 1 } })
+// @ts-expect-error Egg's keys belong to koaMiddleware only
+auth.middleware({ ignore: '/login' })
+
+// authenticate: the building block of guards (NestJS, Midway, Fastify hooks, plain http).
+async function guard(req: http.IncomingMessage): Promise<string> {
+  const who: mpauthx.RequestAuth | null = await auth.authenticate(req)
+  const fromHeaders = await auth.authenticate({ authorization: 'Bearer x' }, { anySku: true })
+  const fromFetch = await auth.authenticate(new Headers(), { optional: true, tokenFrom: { header: 'x-token' } })
+  // @ts-expect-error a misspelt option
+  void auth.authenticate(req, { anysku: true })
+  await auth.isTokenValid('token', { ownSku: true })
+  // @ts-expect-error ownSku is a boolean
+  void auth.isTokenValid('token', { ownSku: 'yes' })
+  return `${who?.openId}${fromHeaders?.sku}${fromFetch?.expiresIn}`
+}
+void guard
+
+// Fastify: register the plugin; FastifyRequest.mpauthx is typed.
+async function fastifyApp(): Promise<void> {
+  const app = Fastify()
+  await app.register(auth.fastifyPlugin())
+  await app.register(auth.fastifyPlugin({ optional: true, failureBody: () => ({ code: 401 }) }))
+  app.get('/me', async (request) => {
+    const who: mpauthx.RequestAuth | null = request.mpauthx
+    return { openId: who?.openId ?? null }
+  })
+}
+void fastifyApp
 
 // Koa: the middleware fits app.use, and Koa<mpauthx.KoaState> types ctx.state.mpauthx.
 const koa = new Koa<mpauthx.KoaState>()
 koa.use(auth.koaMiddleware())
+// Egg and Midway pass their own keys to every middleware factory.
+koa.use(auth.koaMiddleware({ ignore: '/login', match: undefined, enable: true, core: false }))
 koa.use((ctx) => {
   const auth: mpauthx.RequestAuth = ctx.state.mpauthx
   ctx.body = { openId: auth.openId, sku: auth.sku, token: auth.token }
 })
 
 // A plain Node server: the Connect-style handler takes Node's request and response.
-import http = require('node:http')
 const protect = auth.middleware()
 http.createServer((req, res) => protect(req, res, () => res.end('ok')))
 

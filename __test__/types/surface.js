@@ -16,16 +16,19 @@ const instanceKeys = {
   login: true,
   refreshToken: true,
   revokeToken: true,
+  revokeUser: true,
   verifyToken: true,
   decryptData: true,
   checkSignature: true,
   getAccessToken: true,
   getPhoneNumber: true,
   isTokenValid: true,
+  authenticate: true,
   extractOpenId: true,
   extractSku: true,
   middleware: true,
   koaMiddleware: true,
+  fastifyPlugin: true,
   close: true,
   constants: true,
 }
@@ -40,11 +43,18 @@ const optionKeys = {
   httpTimeoutMs: true,
   tokenStore: true,
   validationCacheSize: true,
+  slidingTtl: true,
   logger: true,
 }
 
 /** @type {{ [K in keyof import('../..').MiddlewareOptions]-?: true }} */
-const middlewareOptionKeys = { anySku: true }
+const middlewareOptionKeys = { anySku: true, optional: true, tokenFrom: true, failureBody: true }
+
+/** @type {{ [K in keyof import('../..').KoaMiddlewareOptions]-?: true }} */
+const koaMiddlewareOptionKeys = { ...middlewareOptionKeys, match: true, ignore: true, enable: true, core: true }
+
+/** @type {{ [K in keyof import('../..').TokenFrom]-?: true }} */
+const tokenFromKeys = { bearer: true, header: true, cookie: true, query: true }
 
 // The literal types of the codes, as values: a wrong number fails the compile.
 /** @type {import('../..').StatusCodes} */
@@ -79,7 +89,7 @@ const phoneNumberKeys = { phoneNumber: true, purePhoneNumber: true, countryCode:
 const tokenInfoKeys = { openId: true, sku: true, ctime: true, expiresIn: true }
 
 /** @type {{ [K in keyof import('../..').RequestAuth]-?: true }} */
-const requestAuthKeys = { token: true, openId: true, sku: true }
+const requestAuthKeys = { token: true, openId: true, sku: true, expiresIn: true }
 
 const keys = (/** @type {object} */ object) => Object.keys(object).sort()
 
@@ -115,6 +125,24 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
       runtimeOptionKeys(() => instance.middleware(unknown)),
       keys(middlewareOptionKeys),
       'middleware options',
+    )
+    assert.deepEqual(
+      // @ts-expect-error an unknown option, on purpose
+      runtimeOptionKeys(() => instance.fastifyPlugin(unknown)),
+      keys(middlewareOptionKeys),
+      'fastifyPlugin options',
+    )
+    assert.deepEqual(
+      // @ts-expect-error an unknown option, on purpose
+      runtimeOptionKeys(() => instance.koaMiddleware(unknown)),
+      keys(koaMiddlewareOptionKeys),
+      'koaMiddleware options',
+    )
+    assert.deepEqual(
+      // @ts-expect-error an unknown source, on purpose
+      runtimeOptionKeys(() => instance.middleware({ tokenFrom: unknown })),
+      keys(tokenFromKeys),
+      'tokenFrom keys',
     )
     const error = new mpauthx.MpauthxError(6007, 'x')
     assert.ok(error instanceof Error)
