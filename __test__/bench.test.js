@@ -37,10 +37,10 @@ test('a quick benchmark run prints the table and writes every workload to JSON',
   }
   assert.deepEqual(
     results.http.map((row) => row.route),
-    ['/open', '/wait', '/auth', '/midw', '/info'],
+    ['/open', '/wait', '/auth', '/midw', '/plug', '/info'],
   )
   for (const row of results.http) assert.ok(row.perSecond > 0 && Number.isFinite(row.costPercent), row.route)
   assert.match(stdout, /\| HTTP route \(Fastify, autocannon -c 64\): check \|/)
-  assert.equal(results.checks.length, 9)
+  assert.equal(results.checks.length, 10)
   assert.ok(results.checks.every((check) => typeof check.met === 'boolean' && Number.isFinite(check.value)))
 })

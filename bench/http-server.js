@@ -41,6 +41,12 @@ async function main() {
   const middleware = auth.middleware()
   app.get('/midw', (request, reply) => middleware(request.raw, reply.raw, () => reply.send(hello)))
 
+  // The Fastify plugin, on this route only (its own encapsulated context).
+  await app.register(async (plugged) => {
+    await plugged.register(auth.fastifyPlugin())
+    plugged.get('/plug', async () => hello)
+  })
+
   await app.listen({ port: 0, host: '127.0.0.1' })
   process.stdout.write(JSON.stringify({ port: app.server.address().port, tokens }) + '\n')
   process.on('message', () => process.send(process.cpuUsage()))

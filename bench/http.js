@@ -20,6 +20,7 @@ const ROUTES = [
   { route: '/wait', check: 'none: reads the header, awaits a settled promise' },
   { route: '/auth', check: 'await auth.isTokenValid(token)' },
   { route: '/midw', check: 'auth.middleware()' },
+  { route: '/plug', check: 'auth.fastifyPlugin() (onRequest)' },
   { route: '/info', check: 'await auth.verifyToken(token)' },
 ]
 

@@ -245,6 +245,7 @@ async function main() {
     const checks = [
       check('HTTP isTokenValid: cost against the open route', httpCost('/auth'), 5, ' %', '≤ 5 %', true),
       check('HTTP middleware(): cost against the open route', httpCost('/midw'), 5, ' %', '≤ 5 %', true),
+      check('HTTP fastifyPlugin(): cost against the open route', httpCost('/plug'), 5, ' %', '≤ 5 %', true),
       check('HTTP verifyToken: cost against the open route', httpCost('/info'), 10, ' %', '≤ 10 %', true),
       check('isTokenValid, 64 calls in one tick / redis-benchmark', isTokenValid.perSecond / reference64.perSecond, 2.0, 'x', reference.isTokenValid.target),
       check('authorize, returning user', authorizeReturning.perSecond, 12_400, '/s', reference.authorizeReturning.target),
