@@ -4,6 +4,8 @@
 // lines on stderr. Events name steps, timings and status codes; they never carry a token,
 // user id, code, session key, user data or the app secret.
 
+const { statusCode } = require('./constants.js')
+
 /**
  * The logger of an instance, or `null` when diagnostics are off.
  * @param {((event: object) => void) | undefined} logger `options.logger`
@@ -67,9 +69,9 @@ function reportCall(log, method, started, reply) {
   for (const step of reply?.steps ?? []) {
     log({ method, step: step.name, time: startedAt + step.elapsedMs, elapsedMs: step.elapsedMs, detail: step.detail })
   }
-  const statusCode = reply?.statusCode ?? 9999
-  const detail = statusCode === 1 ? 'OK' : reply?.message ?? 'internal error in mpauthx'
-  log({ method, step: 'done', time: startedAt + elapsedMs, elapsedMs, detail, statusCode })
+  const code = reply?.statusCode ?? statusCode.unknownError
+  const detail = code === statusCode.success ? 'OK' : reply?.message ?? 'internal error in mpauthx'
+  log({ method, step: 'done', time: startedAt + elapsedMs, elapsedMs, detail, statusCode: code })
 }
 
 module.exports = { createLogger, debugEnabled, reportCall }

@@ -5,6 +5,7 @@
 // no other logic.
 
 const { Mpauthx } = loadBinding()
+const { constants, MpauthxError } = require('./constants.js')
 const { createLogger, reportCall } = require('./diagnostics.js')
 const middleware = require('./middleware.js')
 const { createValidationCache } = require('./validation-cache.js')
@@ -38,35 +39,6 @@ function platformTarget() {
   }
   if (platform === 'win32') return `win32-${arch}-msvc`
   return `${platform}-${arch}`
-}
-
-const constants = Object.freeze({
-  statusCode: Object.freeze({
-    success: 1,
-    databaseRelatedError: 6000,
-    requiredParamsMissingError: 6001,
-    httpError: 6002,
-    responseIsNull: 6003,
-    jsonParsedError: 6004,
-    httpResponseErrorEvent: 6005,
-    httpRequestErrorEvent: 6006,
-    internetConnectionError: 6006,
-    invalidAccessToken: 6007,
-    sessionKeyAndOpenIdRequestError: 6008,
-    openIdOrUnionIdNotMatch: 6009,
-    userNotExistInDB: 6010,
-    userInfoDecryptionError: 6011,
-    unknownError: 9999,
-  }),
-})
-
-/** A rejection of mpauthx: `code` is one of `constants.statusCode`. */
-class MpauthxError extends Error {
-  constructor(code, message, options) {
-    super(message, options)
-    this.name = 'MpauthxError'
-    this.code = code
-  }
 }
 
 // The one place where native replies become what mpauthx 1.3.2 resolved or rejected with.
@@ -331,7 +303,8 @@ function readOptions(what, options, types) {
 /**
  * Creates an independent mpauthx instance; see index.d.ts and README.md.
  */
-function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL = 259200, options = {}) {
+// `tokenTTL` left out (or null) takes the native side's default, three days.
+function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options = {}) {
   const { logger, ...nativeOptions } = readOptions('options', options, optionTypes)
   const log = createLogger(logger, process.env.DEBUG)
   const native = new Mpauthx({

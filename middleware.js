@@ -5,20 +5,19 @@
 // both with the JSON body `{ status_code, status_message }` (or `failureBody(err)`); any other
 // failure goes to the framework's error handling.
 
-const INVALID_ACCESS_TOKEN = 6007
-const DATABASE_RELATED_ERROR = 6000
+const { statusCode } = require('./constants.js')
 
 /**
  * How each handled status code answers. The body's message is fixed per code: what went wrong
  * inside (which server, which file) is for the server's logs and diagnostics, not the client.
  */
 const answers = {
-  [INVALID_ACCESS_TOKEN]: {
+  [statusCode.invalidAccessToken]: {
     httpStatus: 401,
     headers: { 'WWW-Authenticate': 'Bearer realm="mpauthx"' },
     message: 'access token is missing, invalid or expired',
   },
-  [DATABASE_RELATED_ERROR]: {
+  [statusCode.databaseRelatedError]: {
     httpStatus: 503,
     headers: { 'Retry-After': '1' },
     message: 'authentication is temporarily unavailable, try again',

@@ -101,6 +101,7 @@ describe('package layout', () => {
       'README.md',
       'binding.d.ts',
       'binding.js',
+      'constants.js',
       'diagnostics.js',
       'index.d.ts',
       'index.js',
