@@ -6,6 +6,7 @@ const { after, before, describe, test } = require('node:test')
 
 const { useHarness, rejection, SKU } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
+const { startTcpProxy } = require('./support/tcp-proxy')
 
 describe('isTokenValid, refreshToken and the session index', () => {
   const h = useHarness()
@@ -215,30 +216,47 @@ describe('store failures and close()', () => {
 describe('isTokenValid calls made together', () => {
   const h = useHarness()
 
-  test('each gets its own outcome, and one tick of calls is one Redis round trip', async () => {
-    const events = []
-    const auth = h.create({ options: { logger: (event) => events.push(event) } })
-    const live = []
-    for (let i = 0; i < 5; i++) live.push((await h.login({ openId: `oBatch${i}` }, auth)).response)
-    h.redis.cli('SET', 'app|string|key', 'x')
-    const cases = [
-      ...live.map((token) => [token, undefined]),
-      [`oBatch0|${SKU}|${'0'.repeat(64)}`, 6007],
-      ['app|string|key', 6007],
-      ['not-a-token', 6007],
-      ['', 6001],
-      [42, 6001],
-      [live[0], undefined],
-    ]
-    events.length = 0
-    const outcomes = await Promise.all(
-      cases.map(([token]) => auth.isTokenValid(token).then(() => undefined, (err) => err.code)),
-    )
-    assert.deepEqual(outcomes, cases.map(([, code]) => code))
-    const checks = events.filter((event) => event.step === 'session.checked')
-    assert.deepEqual(checks.map((event) => event.detail), [`6 of ${cases.length} tokens live, one round trip`])
-    assert.equal(events.filter((event) => event.step === 'done').length, cases.length)
-  })
+  for (const validationCacheSize of [undefined, 0]) {
+    const cache = validationCacheSize === 0 ? 'without' : 'with'
+    test(`${cache} the validation cache, each gets its own outcome, and one tick of calls is one Redis round trip`, async () => {
+      const proxy = await startTcpProxy(h.redis.port)
+      try {
+        const auth = h.create({ options: { redisUrl: `redis://127.0.0.1:${proxy.port}`, validationCacheSize } })
+        const live = []
+        for (let i = 0; i < 5; i++) live.push((await h.login({ openId: `oBatch${i}${cache}` }, auth)).response)
+        // A first check opens every connection the checks use.
+        await auth.isTokenValid((await h.login({ openId: `oWarm${cache}` }, auth)).response)
+        h.redis.cli('SET', 'app|string|key', 'x')
+        const cases = [
+          ...live.map((token) => [token, undefined]),
+          [`oBatch0|${SKU}|${'0'.repeat(64)}`, 6007],
+          ['app|string|key', 6007],
+          ['not-a-token', 6007],
+          ['', 6001],
+          [42, 6001],
+          [live[0], undefined],
+        ]
+        const asked = [...live, `oBatch0|${SKU}|${'0'.repeat(64)}`]
+        // With Redis's replies held back, every token of the tick still goes out: no check
+        // waits for another's answer.
+        const sentFrom = (first) => proxy.requests.slice(first).map((request) => request.text).join('')
+        const sentBeforeTick = proxy.requests.length
+        proxy.freeze()
+        const outcomes = Promise.all(
+          cases.map(([token]) => auth.isTokenValid(token).then(() => undefined, (err) => err.code)),
+        )
+        await waitUntil(() => asked.every((token) => sentFrom(sentBeforeTick).includes(token)), 'every token of the tick to be sent', 2000)
+        const sentBeforeReplies = proxy.requests.length
+        proxy.thaw()
+        assert.deepEqual(await outcomes, cases.map(([, code]) => code))
+        const sentAfter = sentFrom(sentBeforeReplies)
+        assert.deepEqual(asked.filter((token) => sentAfter.includes(token)), [], 'no token was asked about again')
+      } finally {
+        proxy.thaw()
+        await proxy.stop()
+      }
+    })
+  }
 
   test('thousands at once are split into batches and all answered', async () => {
     const auth = h.create()
