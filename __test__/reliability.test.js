@@ -150,18 +150,6 @@ describe('races', () => {
     }
     assert.equal(h.sql("SELECT count(*) FROM user WHERE openId = 'oRacer'"), '1')
   })
-
-  test('20 concurrent logins of a new user on two instances give one token and one row', async () => {
-    const other = h.create()
-    const logins = Array.from({ length: 20 }, (_, i) => {
-      const { code, encryptedData, iv } = h.wechat.login({ openId: 'oTwoInstances' })
-      return (i % 2 ? auth : other).authorize(code, encryptedData, iv)
-    })
-    const tokens = new Set((await Promise.all(logins)).map((r) => r.response))
-    assert.equal(tokens.size, 1)
-    assert.deepEqual(liveTokens(h, 'oTwoInstances'), [...tokens])
-    assert.equal(h.sql("SELECT count(*) FROM user WHERE openId = 'oTwoInstances'"), '1')
-  })
 })
 
 describe('no token without a TTL', () => {
@@ -338,6 +326,11 @@ describe('SQLite shared with the application', () => {
     const results = await Promise.allSettled([...appWrites, ...logins])
     assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason)), [])
     assert.equal(h.sql('SELECT count(*) FROM orders'), '200')
+    // The application reads the file in WAL mode, whichever copy switched it.
+    const read = await new Promise((resolve, reject) =>
+      app.get('SELECT count(*) AS n FROM orders', (err, row) => (err ? reject(err) : resolve(row.n))),
+    )
+    assert.equal(read, 200)
     assert.equal(h.sql("SELECT count(*) FROM user WHERE openId LIKE 'oShared%'"), '50')
     assert.equal(h.sql('PRAGMA journal_mode'), 'wal')
     assert.equal(h.sql('PRAGMA integrity_check'), 'ok')
@@ -362,13 +355,6 @@ describe('SQLite shared with the application', () => {
     const err = await rejection(auth.authorize(code, encryptedData, iv))
     assert.equal(err.code, 6000)
     assert.match(err.message, /SQLite: .*readonly/)
-  })
-
-  test('a missing directory rejects with 6000 and says why', async () => {
-    const auth = h.create({ db: path.join(h.dir, 'no', 'such', 'dir', 'users.db') })
-    const err = await rejection(auth.refreshToken('oNowhere'))
-    assert.equal(err.code, 6000)
-    assert.match(err.message, /SQLite: cannot open .*users\.db/)
   })
 })
 
