@@ -10,7 +10,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { describe, test } = require('node:test')
 
-const { startHarness, useHarness, rejection, sql, APP_ID } = require('./support/harness')
+const { useCluster, useHarness, rejection, sql, APP_ID } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
 
 describe('payloads that cannot be valid never spend the WeChat code', () => {
@@ -85,30 +85,19 @@ describe('a missing native binary', () => {
 })
 
 describe('replacing a token deletes only tokens', () => {
-  const { startRedisCluster } = require('./support/redis-cluster')
-  const env = {}
-  const { before, after } = require('node:test')
-  before(async () => {
-    env.harness = await startHarness()
-    env.cluster = await startRedisCluster()
-  })
-  after(async () => {
-    await env.harness.stop()
-    await env.cluster.stop()
-  })
+  const h = useCluster()
 
   for (const deployment of ['a single Redis', 'a Redis Cluster']) {
     test(`on ${deployment}, an index naming an application key never makes refresh or login delete it`, async () => {
-      const { harness, cluster } = env
-      const options = deployment === 'a single Redis' ? {} : { redisUrl: undefined, redisClusterNodes: cluster.urls }
-      const auth = harness.create({ options })
-      const cli = deployment === 'a single Redis' ? harness.redis.cli : (...args) => cluster.masterOf(String(args[1])).cli(...args)
+      const single = deployment === 'a single Redis'
+      const auth = h.create({ options: single ? { redisUrl: h.redis.url, redisClusterNodes: undefined } : {} })
+      const cli = single ? h.redis.cli : (...args) => h.cluster.masterOf(String(args[1])).cli(...args)
       const openId = `oStray${deployment.length}`
-      const { response: token } = await harness.login({ openId }, auth)
+      const { response: token } = await h.login({ openId }, auth)
       const index = `mpauthx|index|testsku|${openId}`
       for (const [stray, call] of [
         ['billing|balance|42', () => auth.refreshToken(openId)],
-        ['billing|balance|43', () => harness.login({ openId }, auth)],
+        ['billing|balance|43', () => h.login({ openId }, auth)],
       ]) {
         cli('SET', stray, '100')
         cli('SET', index, stray)
@@ -169,15 +158,21 @@ describe('HTTP answers carry no internal detail', () => {
 describe('a SQLite file that cannot be used is found before WeChat', () => {
   const h = useHarness()
 
-  test('a missing directory or a file that is not a database rejects 6000 without spending the code', async () => {
+  test('a missing directory or a file that is not a database rejects 6000, says why, and spends no code', async () => {
     const notADatabase = path.join(h.dir, 'not-a-database.db')
     fs.writeFileSync(notADatabase, 'this is not SQLite, just text long enough to be read as a header '.repeat(20))
-    for (const db of [path.join(h.dir, 'no-such-dir', 'users.db'), notADatabase]) {
+    for (const [db, why] of [
+      [path.join(h.dir, 'no-such-dir', 'users.db'), /^store error: SQLite: cannot open .*no-such-dir\/users\.db/],
+      [notADatabase, /SQLite: .*not a database/],
+    ]) {
       const auth = h.create({ db })
       const login = h.wechat.login({ openId: 'oBadFile' })
       const asked = h.wechat.requests.length
-      assert.equal((await rejection(auth.authorize(login.code, login.encryptedData, login.iv))).code, 6000, db)
+      const err = await rejection(auth.authorize(login.code, login.encryptedData, login.iv))
+      assert.equal(err.code, 6000, db)
+      assert.match(err.message, why)
       assert.equal((await rejection(auth.login(login.code))).code, 6000, db)
+      assert.equal((await rejection(auth.refreshToken('oNeverSeen'))).code, 6000, db)
       assert.equal(h.wechat.requests.length, asked, `${db}: WeChat was not asked`)
       // The code is still good for an instance on a usable file.
       const { status_code } = await h.create().authorize(login.code, login.encryptedData, login.iv)

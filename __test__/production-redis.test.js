@@ -162,10 +162,11 @@ describe('connections that Redis, a proxy or a restart dropped while the app was
   /** One of every call after the drop; resolves with the codes of those that rejected. */
   async function callsAfterTheDrop({ auth, tokens }) {
     const { harness } = env
+    // The last user's token is refreshed, so it is not among the checks it would race.
     const calls = [
-      ...tokens.map((token) => auth.isTokenValid(token)), // one batch: all in this tick
+      ...tokens.slice(0, -1).map((token) => auth.isTokenValid(token)), // one batch: all in this tick
       harness.login({ openId: `oIdle${users++}` }, auth),
-      auth.refreshToken(tokens[0].split('|')[0]),
+      auth.refreshToken(tokens.at(-1).split('|')[0]),
       auth.verifyToken(tokens[1]),
     ]
     const outcomes = await Promise.allSettled(calls)

@@ -6,9 +6,8 @@
 const assert = require('node:assert/strict')
 const { after, before, describe, test } = require('node:test')
 
-const { startHarness, rejection } = require('./support/harness')
+const { startHarness, useCluster, rejection } = require('./support/harness')
 const { freePort } = require('./support/redis')
-const { startRedisCluster } = require('./support/redis-cluster')
 const { makeCertificates, tlsArgs } = require('./support/tls')
 
 let certificates
@@ -114,23 +113,12 @@ describe('Redis over mutual TLS', () => {
 })
 
 describe('Redis Cluster over TLS', () => {
-  const env = {}
-  before(async () => {
-    env.harness = await startHarness()
-    env.cluster = await startRedisCluster({ certificates })
-  })
-  after(async () => {
-    await env.harness.stop()
-    await env.cluster.stop()
-  })
+  const h = useCluster(() => ({ certificates }))
 
   test('a whole login flow over rediss:// cluster nodes, the rest discovered over TLS', async () => {
-    const { harness, cluster } = env
-    const auth = harness.create({
-      options: { redisUrl: undefined, redisClusterNodes: cluster.urls.slice(0, 1), redisTls: { ca: certificates.ca } },
-    })
+    const auth = h.create({ options: { redisClusterNodes: h.cluster.urls.slice(0, 1), redisTls: { ca: certificates.ca } } })
     const tokens = []
-    for (let i = 0; i < 6; i++) tokens.push((await harness.login({ openId: `oTlsCluster${i}` }, auth)).response)
+    for (let i = 0; i < 6; i++) tokens.push((await h.login({ openId: `oTlsCluster${i}` }, auth)).response)
     await Promise.all(tokens.map((token) => auth.isTokenValid(token)))
     assert.equal((await auth.verifyToken(tokens[0])).response.openId, 'oTlsCluster0')
     assert.equal((await auth.revokeToken(tokens[1])).response, true)
@@ -138,10 +126,7 @@ describe('Redis Cluster over TLS', () => {
   })
 
   test('cluster nodes whose certificates no trusted CA signed are refused with 6000', async () => {
-    const { harness, cluster } = env
-    const auth = harness.create({
-      options: { redisUrl: undefined, redisClusterNodes: cluster.urls.slice(0, 1), validationCacheSize: 0 },
-    })
+    const auth = h.create({ options: { redisClusterNodes: h.cluster.urls.slice(0, 1), validationCacheSize: 0 } })
     const err = await rejection(auth.isTokenValid('1|testsku|' + 'a'.repeat(64)))
     assert.equal(err.code, 6000)
   })

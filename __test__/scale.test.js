@@ -4,34 +4,14 @@
 // with their own SQLite files) sharing one Redis.
 
 const assert = require('node:assert/strict')
-const { spawn } = require('node:child_process')
 const path = require('node:path')
 const { describe, test } = require('node:test')
 
-const { useHarness, rejection, sql, APP_ID, APP_SECRET, SKU } = require('./support/harness')
+const { useHarness, runWorker, rejection, sql, SKU } = require('./support/harness')
 
 /** Runs a backend process that logs in `logins` concurrently; resolves with its outcomes. */
-function loginProcess(h, logins) {
-  const child = spawn(process.execPath, [path.join(__dirname, 'support', 'login-worker.js')], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
-  child.stdin.end(
-    JSON.stringify({
-      redisUrl: h.redis.url,
-      wechatApiBase: h.wechat.base,
-      dbFile: h.dbFile,
-      appId: APP_ID,
-      appSecret: APP_SECRET,
-      sku: SKU,
-      logins,
-    }),
-  )
-  let output = ''
-  child.stdout.on('data', (chunk) => (output += chunk))
-  return new Promise((resolve, reject) =>
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`worker exited ${code}`)))),
-  )
-}
+const loginProcess = (h, logins) =>
+  runWorker('login', { redisUrl: h.redis.url, wechatApiBase: h.wechat.base, dbFile: h.dbFile, logins })
 
 describe('several processes on one SQLite file and one Redis', () => {
   const h = useHarness()

@@ -1,18 +1,30 @@
 'use strict'
 
-// The session rules, run against both token stores: Redis (the default) and the SQLite file.
-// Everything here is observed through the API, as an application would.
+// The session rules, run against every token store: Redis (the default), the SQLite file and
+// a Redis Cluster. Everything here is observed through the API, as an application would, and
+// through what the store holds.
 
 const assert = require('node:assert/strict')
 const { describe, test } = require('node:test')
 
-const { useHarness, rejection, sql, SKU } = require('./support/harness')
+const { useCluster, useHarness, rejection, sql, SKU } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
 
-for (const tokenStore of ['redis', 'sqlite']) {
-  describe(`sessions in ${tokenStore}`, () => {
-    const h = useHarness()
+for (const [store, tokenStore] of [
+  ['Redis', 'redis'],
+  ['SQLite', 'sqlite'],
+  ['a Redis Cluster', 'redis'],
+]) {
+  describe(`sessions in ${store}`, () => {
+    const h = store === 'a Redis Cluster' ? useCluster() : useHarness()
     const create = (settings = {}) => h.create({ ...settings, options: { tokenStore, ...settings.options } })
+    /** The live tokens the store holds for `openId`. */
+    const storedTokens = (openId) =>
+      tokenStore === 'sqlite'
+        ? sql(h.dbFile, `SELECT token FROM mpauthx_session WHERE user_id = '${openId}' AND expires_at_us > ${Date.now() * 1000}`)
+            .split('\n')
+            .filter(Boolean)
+        : h.tokensOf(openId)
     const login = (user, instance) => h.login(user, instance).then((reply) => reply.response)
     const outcome = (promise) => promise.then(() => 1, (err) => err.code)
 
@@ -39,7 +51,8 @@ for (const tokenStore of ['redis', 'sqlite']) {
     test('revokeToken logs out; the next login issues a fresh token', async () => {
       const auth = create()
       const token = await login({ openId: 'oRevoke' }, auth)
-      assert.equal((await auth.revokeToken(token)).response, true)
+      assert.deepEqual(await auth.revokeToken(token), { status_code: 1, status_message: 'OK', response: true })
+      assert.deepEqual(storedTokens('oRevoke'), [])
       assert.equal((await auth.revokeToken(token)).response, false)
       assert.equal((await rejection(auth.isTokenValid(token))).code, 6007)
       assert.equal((await rejection(auth.verifyToken(token))).code, 6007)
@@ -50,17 +63,21 @@ for (const tokenStore of ['redis', 'sqlite']) {
 
     test('verifyToken tells the user, sku, issue time and seconds left', async () => {
       const auth = create({ ttl: 120 })
+      const before = Date.now()
       const token = await login({ openId: 'oVerify' }, auth)
-      const { response } = await auth.verifyToken(token)
+      const { status_code, status_message, response } = await auth.verifyToken(token)
+      assert.equal(status_code, 1)
+      assert.equal(status_message, 'OK')
       assert.equal(response.openId, 'oVerify')
       assert.equal(response.sku, SKU)
-      assert.ok(Math.abs(response.ctime - Date.now()) < 10_000)
+      assert.ok(response.ctime >= before - 1000 && response.ctime <= Date.now(), String(response.ctime))
       assert.ok(response.expiresIn > 110 && response.expiresIn <= 120, String(response.expiresIn))
     })
 
     test('a token expires after tokenTTL seconds, and the next login issues a new one', async () => {
       const auth = create({ ttl: 1 })
       const token = await login({ openId: 'oExpiry' }, auth)
+      assert.ok((await auth.verifyToken(token)).response.expiresIn <= 1)
       await waitUntil(() => outcome(auth.isTokenValid(token)).then((code) => code === 6007), 'the token to expire')
       assert.equal((await auth.revokeToken(token)).response, false)
       const next = await login({ openId: 'oExpiry' }, auth)
@@ -72,6 +89,7 @@ for (const tokenStore of ['redis', 'sqlite']) {
       const [a, b] = [create(), create()]
       const tokens = await Promise.all(Array.from({ length: 20 }, (_, i) => login({ openId: 'oCrowd' }, i % 2 ? a : b)))
       assert.equal(new Set(tokens).size, 1)
+      assert.deepEqual(storedTokens('oCrowd'), [tokens[0]])
       assert.equal(sql(h.dbFile, "SELECT count(*) FROM user WHERE openId = 'oCrowd'"), '1')
     })
 
@@ -82,6 +100,7 @@ for (const tokenStore of ['redis', 'sqlite']) {
       const live = []
       for (const token of new Set(tokens)) if ((await outcome(auth.isTokenValid(token))) === 1) live.push(token)
       assert.equal(live.length, 1)
+      assert.deepEqual(storedTokens('oRace'), live)
       assert.equal(await login({ openId: 'oRace' }, auth), live[0])
     })
 

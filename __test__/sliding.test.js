@@ -5,17 +5,12 @@
 // seconds; every wait polls what the store says (PTTL, the row's expiry) with a deadline.
 
 const assert = require('node:assert/strict')
-const fs = require('node:fs')
 const http = require('node:http')
-const os = require('node:os')
-const path = require('node:path')
 const { setImmediate: nextMacrotask } = require('node:timers/promises')
 const { after, before, describe, test } = require('node:test')
 
 const mpauthx = require('..')
-const { useHarness, rejection, APP_ID, APP_SECRET, SKU } = require('./support/harness')
-const { startRedisCluster } = require('./support/redis-cluster')
-const { startWeChat } = require('./support/wechat')
+const { useCluster, useHarness, rejection, SKU } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
 const { answeredFromMemory, startWorker, warmToken } = require('./support/checks')
 
@@ -328,32 +323,10 @@ describe('revokeUser', () => {
 })
 
 describe('slidingTtl and revokeUser on a Redis Cluster', () => {
-  const env = { instances: [] }
-  before(async () => {
-    env.cluster = await startRedisCluster()
-    env.wechat = await startWeChat({ appId: APP_ID, appSecret: APP_SECRET })
-    env.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-sliding-'))
-  })
-  after(async () => {
-    await Promise.all(env.instances.map((instance) => instance.close()))
-    await env.wechat.stop()
-    await env.cluster.stop()
-    fs.rmSync(env.dir, { recursive: true, force: true })
-  })
-  const create = (sku = SKU, options = {}) => {
-    const instance = mpauthx(APP_ID, APP_SECRET, sku, path.join(env.dir, 'users.db'), null, TTL, {
-      redisClusterNodes: env.cluster.urls.slice(0, 2),
-      wechatApiBase: env.wechat.base,
-      ...options,
-    })
-    env.instances.push(instance)
-    return instance
-  }
-  const login = (openId, auth) => {
-    const { code, encryptedData, iv } = env.wechat.login({ openId })
-    return auth.authorize(code, encryptedData, iv).then((reply) => reply.response)
-  }
-  const pttl = (key) => Number(env.cluster.masterOf(key).cli('PTTL', key))
+  const h = useCluster()
+  const create = (sku = SKU, options = {}) => h.create({ sku, ttl: TTL, options })
+  const login = (openId, auth) => h.login({ openId }, auth).then((reply) => reply.response)
+  const pttl = (key) => Number(h.cluster.masterOf(key).cli('PTTL', key))
 
   test('a token and its index, on different nodes, slide together', async () => {
     const auth = create(SKU, { slidingTtl: true })
@@ -378,7 +351,7 @@ describe('slidingTtl and revokeUser on a Redis Cluster', () => {
     const instances = skus.map((sku) => create(sku))
     const openId = 'oClusterRevoke'
     const tokens = await Promise.all(instances.map((auth) => login(openId, auth)))
-    const masters = new Set(skus.map((sku) => env.cluster.masterOf(`mpauthx|index|${sku}|${openId}`).port))
+    const masters = new Set(skus.map((sku) => h.cluster.masterOf(`mpauthx|index|${sku}|${openId}`).port))
     assert.ok(masters.size >= 2, 'the indexes live on more than one master')
     assert.equal((await instances[0].revokeUser(openId)).response, 1)
     assert.equal((await instances[1].revokeUser(openId, { allSkus: true })).response, skus.length - 1)

@@ -7,17 +7,11 @@
 
 const assert = require('node:assert/strict')
 const { execFileSync } = require('node:child_process')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
 const v8 = require('node:v8')
 const vm = require('node:vm')
 const { after, before, describe, test } = require('node:test')
 
-const mpauthx = require('..')
-const { startHarness, rejection, sql, APP_ID, APP_SECRET, SKU } = require('./support/harness')
-const { startRedisCluster } = require('./support/redis-cluster')
-const { startWeChat } = require('./support/wechat')
+const { startHarness, rejection, sql, SKU } = require('./support/harness')
 const { startTcpProxy } = require('./support/tcp-proxy')
 const { waitUntil } = require('./support/redis')
 const { answeredFromMemory, startWorker, warmToken, watchToken } = require('./support/checks')
@@ -27,48 +21,24 @@ const PROPAGATION_MS = 50
 /** How long answers from memory outlive the last heartbeat (src/validation_cache.rs). */
 const LEASE_MS = 500
 
-/** A single Redis: the harness (started with `harnessOptions`) as a deployment. */
-async function singleRedis(harnessOptions) {
+/** The harness (started with `harnessOptions`) as a deployment: its Redis, or its cluster when it has one. */
+async function deploymentOf(harnessOptions) {
   const h = await startHarness(harnessOptions)
   return {
     create: (options = {}, ttl = 3600) => h.create({ ttl, options }),
     login: (user, instance) => h.login(user, instance).then((reply) => reply.response),
-    nodeOf: () => h.redis,
-    workerSettings: { dbFile: h.dbFile, options: { redisUrl: h.redis.url, wechatApiBase: h.wechat.base } },
+    nodeOf: (key) => (h.cluster ? h.cluster.masterOf(key) : h.redis),
+    workerSettings: { dbFile: h.dbFile, options: { ...h.storeOptions, wechatApiBase: h.wechat.base } },
+    cluster: h.cluster,
     h,
     stop: () => h.stop(),
   }
 }
 
+/** A single Redis, the WeChat stand-in and a SQLite file. */
+const singleRedis = (harnessOptions) => deploymentOf(harnessOptions)
 /** A 3+3 Redis Cluster, the WeChat stand-in and a SQLite file. */
-async function redisCluster() {
-  const cluster = await startRedisCluster()
-  const wechat = await startWeChat({ appId: APP_ID, appSecret: APP_SECRET })
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-cache-'))
-  const dbFile = path.join(dir, 'users.db')
-  const instances = []
-  const options = { redisClusterNodes: cluster.urls.slice(0, 2), wechatApiBase: wechat.base }
-  return {
-    create: (more = {}, ttl = 3600) => {
-      const instance = mpauthx(APP_ID, APP_SECRET, SKU, dbFile, null, ttl, { ...options, ...more })
-      instances.push(instance)
-      return instance
-    },
-    login: (user, instance) => {
-      const { code, encryptedData, iv } = wechat.login(user)
-      return instance.authorize(code, encryptedData, iv).then((reply) => reply.response)
-    },
-    nodeOf: (key) => cluster.masterOf(key),
-    workerSettings: { dbFile, options },
-    cluster,
-    stop: async () => {
-      await Promise.all(instances.map((instance) => instance.close()))
-      await wechat.stop()
-      await cluster.stop()
-      fs.rmSync(dir, { recursive: true, force: true })
-    },
-  }
-}
+const redisCluster = () => deploymentOf({ cluster: true })
 
 /**
  * A deployment made by `start` before the enclosing suite's tests, with a backend in another

@@ -4,12 +4,10 @@
 // decryption of any payload, the rawData signature, the shared access token, phone numbers.
 
 const assert = require('node:assert/strict')
-const { spawn } = require('node:child_process')
 const crypto = require('node:crypto')
-const path = require('node:path')
 const { describe, test } = require('node:test')
 
-const { useHarness, rejection, APP_ID, APP_SECRET, SKU } = require('./support/harness')
+const { useHarness, runWorker, rejection, APP_ID, SKU } = require('./support/harness')
 const { encrypt } = require('./support/wechat')
 
 /** An encrypted payload of the session, as wx.getWeRunData would hand it over. */
@@ -139,17 +137,7 @@ for (const tokenStore of ['redis', 'sqlite']) {
 describe('the access token across processes', () => {
   const h = useHarness()
 
-  function worker(options, count) {
-    const child = spawn(process.execPath, [path.join(__dirname, 'support', 'access-token-worker.js')], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    })
-    child.stdin.end(JSON.stringify({ appId: APP_ID, appSecret: APP_SECRET, sku: SKU, dbFile: h.dbFile, options, count }))
-    let output = ''
-    child.stdout.on('data', (chunk) => (output += chunk))
-    return new Promise((resolve, reject) =>
-      child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`worker exited ${code}`)))),
-    )
-  }
+  const worker = (options, count) => runWorker('access-token', { dbFile: h.dbFile, options, count })
 
   for (const tokenStore of ['redis', 'sqlite']) {
     test(`two processes on the ${tokenStore} store share one token fetched once`, async () => {

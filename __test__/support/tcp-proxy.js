@@ -6,15 +6,17 @@
 
 const net = require('node:net')
 
-/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), resetMidReply(), resetAll(), stop() }. */
+/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), resetMidReply(), requests, resetAll(), stop() }. */
 function startTcpProxy(targetPort) {
   const sockets = new Set()
   const held = [] // [socket, chunk] written while frozen
+  const requests = [] // { frozen, text } of every chunk a client sent
   let frozen = false
   let resetOnReply = false
   let midReplyResets = 0
   const forward = (from, to, isReply) =>
     from.on('data', (chunk) => {
+      if (!isReply) requests.push({ frozen, text: chunk.toString('latin1') })
       if (isReply && resetOnReply) {
         // Half the reply, then a reset: a connection lost mid-reply.
         resetOnReply = false
@@ -57,6 +59,10 @@ function startTcpProxy(targetPort) {
         /** How many replies were cut by `resetMidReply()`. */
         get midReplyResets() {
           return midReplyResets
+        },
+        /** Every chunk the clients sent, in order: `{ frozen, text }`, `frozen` when it arrived while frozen. */
+        get requests() {
+          return requests
         },
         /** Resets every connection (TCP RST), as a proxy or load balancer dropping idle ones. */
         resetAll() {
