@@ -73,9 +73,9 @@ impl Default for RedisTls {
   }
 }
 
-/// Which store keeps the sessions.
+/// Which backend keeps the tokens (`options.tokenStore`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenStore {
+pub enum Backend {
   /// Redis (or a Redis Cluster), in the layout of mpauthx 1.3.2.
   Redis,
   /// The SQLite file of the `user` table; no Redis at all.
@@ -104,7 +104,7 @@ pub struct Settings {
   pub app_secret: String,
   pub sku: String,
   pub db_path: PathBuf,
-  pub token_store: TokenStore,
+  pub token_store: Backend,
   pub redis: RedisTarget,
   pub redis_pass: Option<String>,
   pub redis_tls: RedisTls,
@@ -212,8 +212,8 @@ impl Settings {
     };
     let redis_tls = redis_tls(options.redis_tls, &redis)?;
     let token_store = match options.token_store.as_deref() {
-      None | Some("redis") => TokenStore::Redis,
-      Some("sqlite") => TokenStore::Sqlite,
+      None | Some("redis") => Backend::Redis,
+      Some("sqlite") => Backend::Sqlite,
       Some(other) => {
         return Err(ConfigError::range_error(format!(
           "options.tokenStore must be 'redis' or 'sqlite', got {other:?}"

@@ -89,7 +89,7 @@ impl std::error::Error for Error {}
 
 impl From<redis::RedisError> for Error {
   /// Worded as `Redis: <what went wrong>`; the store that knows which server it was talking
-  /// to replaces `Redis` with it (see `redis_sessions::at_server`).
+  /// to replaces `Redis` with it (see `store::redis::at_server`).
   fn from(err: redis::RedisError) -> Self {
     let why = format!("Redis: {}", redis_failure(&err));
     // A READONLY reply means the server is a replica now, after a failover: the connection

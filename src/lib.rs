@@ -7,15 +7,10 @@ pub mod access_token;
 pub mod config;
 pub mod crypto;
 pub mod error;
-pub mod redis_connection;
-pub mod redis_sessions;
 pub mod service;
-pub mod sessions;
-pub mod sqlite_locks;
-pub mod sqlite_sessions;
+pub mod store;
 pub mod token;
 pub mod trace;
-pub mod user_store;
 pub mod validation_cache;
 pub mod wechat;
 
@@ -106,8 +101,8 @@ pub struct TokenInfo {
   pub expires_in: Option<f64>,
 }
 
-impl From<sessions::TokenInfo> for TokenInfo {
-  fn from(info: sessions::TokenInfo) -> Self {
+impl From<store::TokenInfo> for TokenInfo {
+  fn from(info: store::TokenInfo) -> Self {
     TokenInfo {
       open_id: info.user_id,
       sku: info.sku,

@@ -6,7 +6,7 @@
 //! writes corrupt the file. OFD locks belong to the open file and conflict with classic locks
 //! even inside one process, so routing this copy's `fcntl` locking through them restores
 //! mutual exclusion with the application's copy (and with other processes, as before).
-//! It relies on this copy holding one connection per file, which `user_store` ensures.
+//! It relies on this copy holding one connection per file, which `database` ensures.
 
 #[cfg(target_os = "linux")]
 mod linux {
