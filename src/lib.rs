@@ -1,4 +1,4 @@
-//! mpauthx: WeChat Mini-program login and access tokens for Node.js.
+//! mpauthx: WeChat Mini-program login and the tokens it hands out, for Node.js.
 //!
 //! This file is the napi surface only; `index.js` wraps it into the factory of
 //! mpauthx 1.3.2. The logic lives in plain Rust modules, one concern each.
@@ -79,7 +79,7 @@ pub struct Reply {
   /// For `revokeUser`: how many live tokens were deleted.
   pub revoked_tokens: Option<f64>,
   /// For `verifyToken`: what the token stands for.
-  pub token_info: Option<TokenInfo>,
+  pub token_info: Option<NativeTokenInfo>,
   /// For `checkSignature`: whether the signature matches.
   pub signature_matches: Option<bool>,
   /// For `getAccessToken`.
@@ -87,12 +87,12 @@ pub struct Reply {
   /// For `getPhoneNumber`.
   pub phone: Option<Phone>,
   /// The steps of the call, when diagnostics are on.
-  pub steps: Option<Vec<Step>>,
+  pub steps: Option<Vec<NativeStep>>,
 }
 
 /// What a live token stands for, as `verifyToken` resolves it.
 #[napi(object)]
-pub struct TokenInfo {
+pub struct NativeTokenInfo {
   pub open_id: String,
   pub sku: String,
   /// Issue time, ms since the epoch.
@@ -101,9 +101,9 @@ pub struct TokenInfo {
   pub expires_in: Option<f64>,
 }
 
-impl From<store::TokenInfo> for TokenInfo {
+impl From<store::TokenInfo> for NativeTokenInfo {
   fn from(info: store::TokenInfo) -> Self {
-    TokenInfo {
+    NativeTokenInfo {
       open_id: info.user_id,
       sku: info.sku,
       ctime: info.ctime_ms as f64,
@@ -130,7 +130,7 @@ pub struct Phone {
 
 /// One step of a call for diagnostics.
 #[napi(object)]
-pub struct Step {
+pub struct NativeStep {
   pub name: String,
   /// Milliseconds from the start of the native call.
   pub elapsed_ms: f64,
@@ -156,14 +156,14 @@ pub struct CheckReply {
   pub status_codes: Vec<u32>,
   pub messages: Vec<String>,
   /// The steps of the batch, when diagnostics are on.
-  pub steps: Option<Vec<Step>>,
+  pub steps: Option<Vec<NativeStep>>,
 }
 
-fn steps(trace: Trace) -> Option<Vec<Step>> {
+fn steps(trace: Trace) -> Option<Vec<NativeStep>> {
   trace.into_steps().map(|steps| {
     steps
       .into_iter()
-      .map(|step| Step {
+      .map(|step| NativeStep {
         name: step.name.to_owned(),
         elapsed_ms: step.elapsed.as_secs_f64() * 1000.0,
         detail: step.detail,

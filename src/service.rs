@@ -1,5 +1,5 @@
 //! One mpauthx instance: the login flow and the token calls, orchestrating the WeChat
-//! client, the decryption, the SQLite user store and the Redis session store.
+//! client, the decryption, the `user` table and the token store.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -101,8 +101,8 @@ impl Service {
     let _call = self.enter()?;
     // So is a SQLite file that cannot be used.
     self.users.ready().await?;
-    let session = self.wechat.code_to_session(&code, trace).await?;
-    let user = crypto::parse_user_info(&self.app_id, &sealed.open(&session.session_key)?)?;
+    let code_session = self.wechat.code_to_session(&code, trace).await?;
+    let user = crypto::parse_user_info(&self.app_id, &sealed.open(&code_session.session_key)?)?;
     trace.record("user_data.decrypted", || {
       let id = if user.union_id.is_some() {
         "unionId"
@@ -111,11 +111,16 @@ impl Service {
       };
       format!("user id is the {id}")
     });
-    if user.open_id != session.open_id {
+    if user.open_id != code_session.open_id {
       return Err(Error::OpenIdMismatch);
     }
     self
-      .sign_in(user.user_id(), &user.profile, &session.session_key, trace)
+      .sign_in(
+        user.user_id(),
+        &user.profile,
+        &code_session.session_key,
+        trace,
+      )
       .await
   }
 
@@ -126,13 +131,18 @@ impl Service {
     let _call = self.enter()?;
     // A SQLite file that cannot be used is found before the user's one-time code is spent.
     self.users.ready().await?;
-    let session = self.wechat.code_to_session(&code, trace).await?;
+    let code_session = self.wechat.code_to_session(&code, trace).await?;
     self
-      .sign_in(session.user_id(), &[], &session.session_key, trace)
+      .sign_in(
+        code_session.user_id(),
+        &[],
+        &code_session.session_key,
+        trace,
+      )
       .await
   }
 
-  /// The session rules shared by both logins: reuse the live token, else register the user
+  /// The token rules shared by both logins: reuse the live token, else register the user
   /// and issue one.
   async fn sign_in(
     &self,
@@ -189,7 +199,7 @@ impl Service {
     Ok(serde_json::Value::Object(data).to_string())
   }
 
-  /// Whether `signature` is `sha1(raw_data + session_key)` for the session of a live token.
+  /// Whether `signature` is `sha1(raw_data + session_key)` with the session key kept for a live token.
   pub async fn check_signature(
     &self,
     token: Option<String>,

@@ -1,4 +1,4 @@
-//! Access tokens: `<userId>|<sku>|<64 lowercase hex>`, the layout mpauthx 1.3.2 stored in Redis.
+//! Tokens: `<userId>|<sku>|<64 lowercase hex>`, the layout mpauthx 1.3.2 stored in Redis.
 
 use crate::error::{Error, Result};
 

@@ -1,4 +1,6 @@
-//! The WeChat `jscode2session` exchange: a mini-program's login code for an openid and session key.
+//! The WeChat API client: the `jscode2session` exchange of a mini-program's login code for
+//! an openid and session key (a [`CodeSession`]), the app's access token (`stable_token`) and
+//! a user's phone number (`getuserphonenumber`).
 
 use std::time::Duration;
 
@@ -10,15 +12,15 @@ use crate::trace::Trace;
 /// Replies larger than this are refused rather than buffered; real ones are under 200 bytes.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// What jscode2session answers for a valid code.
+/// What jscode2session answers for a valid code: the code session.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Session {
+pub struct CodeSession {
   pub open_id: String,
   pub session_key: String,
   pub union_id: Option<String>,
 }
 
-impl Session {
+impl CodeSession {
   /// The id a user is known by: the unionid when WeChat gives one, else the openid.
   pub fn user_id(&self) -> &str {
     self.union_id.as_deref().unwrap_or(&self.open_id)
@@ -26,9 +28,9 @@ impl Session {
 }
 
 // The session key is a secret: it never reaches a log.
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for CodeSession {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("Session")
+    f.debug_struct("CodeSession")
       .field("open_id", &self.open_id)
       .field("union_id", &self.union_id)
       .finish_non_exhaustive()
@@ -36,7 +38,7 @@ impl std::fmt::Debug for Session {
 }
 
 #[derive(Deserialize)]
-struct Reply {
+struct CodeSessionReply {
   #[serde(default)]
   errcode: i64,
   #[serde(default)]
@@ -84,7 +86,7 @@ impl WeChatClient {
   }
 
   /// Exchanges `code`; the whole exchange, body included, is bounded by the timeout.
-  pub async fn code_to_session(&self, code: &str, trace: &mut Trace) -> Result<Session> {
+  pub async fn code_to_session(&self, code: &str, trace: &mut Trace) -> Result<CodeSession> {
     let mut url = self.endpoint.clone();
     url.query_pairs_mut().append_pair("js_code", code);
     let request = self.http.get(url);
@@ -304,8 +306,8 @@ fn describe(err: &reqwest::Error) -> String {
 }
 
 /// Reads a jscode2session reply: any non-zero `errcode` is a failure, whatever the HTTP status.
-fn parse_reply(body: &[u8]) -> Result<Session> {
-  let reply: Reply = serde_json::from_slice(body)
+fn parse_reply(body: &[u8]) -> Result<CodeSession> {
+  let reply: CodeSessionReply = serde_json::from_slice(body)
     .map_err(|err| Error::WeChat(format!("reply is not the expected JSON ({err})")))?;
   if reply.errcode != 0 {
     return Err(Error::WeChat(format!(
@@ -315,7 +317,7 @@ fn parse_reply(body: &[u8]) -> Result<Session> {
   }
   let non_empty = |field: Option<String>| field.filter(|value| !value.is_empty());
   match (non_empty(reply.openid), non_empty(reply.session_key)) {
-    (Some(open_id), Some(session_key)) => Ok(Session {
+    (Some(open_id), Some(session_key)) => Ok(CodeSession {
       open_id,
       session_key,
       union_id: non_empty(reply.unionid),
@@ -370,7 +372,7 @@ mod tests {
 
   #[test]
   fn debug_output_hides_the_session_key() {
-    let session = Session {
+    let session = CodeSession {
       open_id: "o".into(),
       session_key: "SECRETKEY".into(),
       union_id: None,

@@ -35,7 +35,7 @@ pub const DEADLINE: Duration = Duration::from_millis(1_500);
 
 /// Deletes a string key only if it still holds `ARGV[1]`: the access-token lock only for the
 /// caller that holds it, the cached access token only if it is still the one WeChat refused,
-/// a session index only if it still names the token revoked.
+/// an index only if it still names the token revoked.
 const DELETE_IF_HOLDS: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

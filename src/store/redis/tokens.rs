@@ -217,7 +217,7 @@ impl RedisTokens {
     Ok(live)
   }
 
-  /// Deletes `token` if it is a live token; says whether it was. The session index may go
+  /// Deletes `token` if it is a live token; says whether it was. The index may go
   /// on naming it until its TTL: a token that is not live is never handed out again.
   pub async fn revoke(&self, token: &str) -> Result<bool> {
     if !token::is_well_formed(token) {
@@ -476,7 +476,7 @@ impl RedisTokens {
       lost_to = Some(indexed);
     }
     Err(Error::Store(format!(
-      "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same session"
+      "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same index"
     )))
   }
 
@@ -498,13 +498,13 @@ impl RedisTokens {
   }
 }
 
-/// The session index that names a well-formed token when it is the current one.
+/// The index that names a well-formed token when it is the current one.
 fn index_of(token: &str) -> Option<String> {
   Some(index_key(token::user_id(token), token::sku(token)?))
     .filter(|_| token::is_well_formed(token))
 }
 
-/// Whether `key` is the session index of `user_id` for some sku.
+/// Whether `key` is the index of `user_id` for some sku.
 fn is_index_of(key: &str, user_id: &str) -> bool {
   key
     .strip_prefix("mpauthx|index|")
@@ -541,7 +541,7 @@ fn is_token(reply: redis::RedisResult<bool>) -> Result<bool> {
     Err(err) => Err(err.into()),
   }
 }
-/// The session index key of a user and sku; neither may contain `|`.
+/// The index key of a user and sku; neither may contain `|`.
 pub fn index_key(user_id: &str, sku: &str) -> String {
   format!("mpauthx|index|{sku}|{user_id}")
 }
