@@ -91,7 +91,7 @@ async fn fetch_without_lock(
   });
   let (token, expires_in) = wechat.stable_token(false, trace).await?;
   if Some(token.as_str()) == refused {
-    return Err(Error::WeChatApi {
+    return Err(Error::WeChat {
       endpoint: "stable_token",
       why: "WeChat still returns the access token it refused, and another caller's forced \
             refresh did not finish within httpTimeoutMs"

@@ -243,7 +243,7 @@ impl Service {
             .0;
         }
         Err((errcode, errmsg)) => {
-          return Err(Error::WeChatApi {
+          return Err(Error::WeChat {
             endpoint: "getuserphonenumber",
             why: format!("WeChat errcode {errcode}: {errmsg}"),
           })

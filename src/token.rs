@@ -95,12 +95,15 @@ mod tests {
 
   #[test]
   fn user_ids_with_the_separator_are_refused() {
-    assert_eq!(check_user_id(""), Err(Error::MissingParameter("userId")));
+    assert!(matches!(
+      check_user_id(""),
+      Err(Error::MissingParameter("userId"))
+    ));
     assert!(matches!(
       check_user_id("a|b"),
       Err(Error::InvalidParameter(_))
     ));
-    assert_eq!(check_user_id("oGZUI0egBJY1zhBYw2KhdUfwVJJE"), Ok(()));
+    assert!(check_user_id("oGZUI0egBJY1zhBYw2KhdUfwVJJE").is_ok());
     assert!(matches!(
       check_user_id(&"a".repeat(MAX_USER_ID_LEN + 1)),
       Err(Error::InvalidParameter(_))

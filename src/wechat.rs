@@ -65,7 +65,7 @@ impl WeChatClient {
       .connect_timeout(timeout)
       .redirect(reqwest::redirect::Policy::none())
       .build()
-      .map_err(|err| Error::WeChat(format!("cannot set up the HTTP client: {err}")))?;
+      .map_err(|err| jscode2session(format!("cannot set up the HTTP client: {err}")))?;
     let endpoint = reqwest::Url::parse_with_params(
       &format!("{api_base}/sns/jscode2session"),
       [
@@ -74,7 +74,7 @@ impl WeChatClient {
         ("grant_type", "authorization_code"),
       ],
     )
-    .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
+    .map_err(|err| jscode2session(format!("cannot build the request URL: {err}")))?;
     Ok(Self {
       http,
       api_base: api_base.to_owned(),
@@ -93,7 +93,7 @@ impl WeChatClient {
     let body = self
       .send(request, "GET /sns/jscode2session", trace)
       .await
-      .map_err(Error::WeChat)?;
+      .map_err(jscode2session)?;
     parse_reply(&body)
   }
 
@@ -280,7 +280,12 @@ struct Watermark {
 
 /// Turns the reason a call to `endpoint` failed into its error.
 fn api_error(endpoint: &'static str) -> impl Fn(String) -> Error + Copy {
-  move |why| Error::WeChatApi { endpoint, why }
+  move |why| Error::WeChat { endpoint, why }
+}
+
+/// Why the jscode2session exchange failed, as its error.
+fn jscode2session(why: String) -> Error {
+  api_error("jscode2session")(why)
 }
 
 fn too_large() -> String {
@@ -308,9 +313,9 @@ fn describe(err: &reqwest::Error) -> String {
 /// Reads a jscode2session reply: any non-zero `errcode` is a failure, whatever the HTTP status.
 fn parse_reply(body: &[u8]) -> Result<CodeSession> {
   let reply: CodeSessionReply = serde_json::from_slice(body)
-    .map_err(|err| Error::WeChat(format!("reply is not the expected JSON ({err})")))?;
+    .map_err(|err| jscode2session(format!("reply is not the expected JSON ({err})")))?;
   if reply.errcode != 0 {
-    return Err(Error::WeChat(format!(
+    return Err(jscode2session(format!(
       "WeChat errcode {}: {}",
       reply.errcode, reply.errmsg
     )));
@@ -322,7 +327,7 @@ fn parse_reply(body: &[u8]) -> Result<CodeSession> {
       session_key,
       union_id: non_empty(reply.unionid),
     }),
-    _ => Err(Error::WeChat(
+    _ => Err(jscode2session(
       "reply has no openid or no session_key".into(),
     )),
   }

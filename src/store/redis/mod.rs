@@ -173,7 +173,7 @@ where
 {
   let attempts = async {
     match operation().await {
-      Err(Error::Disconnected(_)) => {
+      Err(err) if err.is_disconnected() => {
         redis.forget_master();
         operation().await
       }
@@ -190,15 +190,14 @@ where
   }
 }
 
-/// A Redis failure (worded `Redis: …` by `Error::from`) named after the server it came from.
-fn at_server(err: Error, server: &str) -> Error {
-  let locate = |why: String| match why.strip_prefix("Redis: ") {
-    Some(what) => format!("{server}: {what}"),
-    None => why,
-  };
+/// A Redis failure named after the server it came from.
+fn at_server(err: Error, at: &str) -> Error {
   match err {
-    Error::Store(why) => Error::Store(locate(why)),
-    Error::Disconnected(why) => Error::Disconnected(locate(why)),
+    Error::Redis { why, source, .. } => Error::Redis {
+      server: at.to_owned(),
+      why,
+      source,
+    },
     other => other,
   }
 }

@@ -69,7 +69,7 @@ impl RedisTokens {
         tracking.refusals.store(0, Ordering::Release);
         Ok(Some(reads))
       }
-      Err(err @ Error::Disconnected(_)) => {
+      Err(err) if err.is_disconnected() => {
         tracking.forget_master();
         Err(err)
       }

@@ -95,7 +95,7 @@ impl Users {
           .run(|db| {
             create_user_table(db)?;
             let columns = profile_columns(db)
-              .map_err(|err| Error::Store(format!("SQLite: cannot read the user table: {err}")))?;
+              .map_err(|err| Error::sqlite("cannot read the user table", err))?;
             Ok(Arc::new(columns))
           })
           .await
