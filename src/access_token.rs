@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::store::{TokenStore, MAX_LEASE};
+use crate::token;
 use crate::trace::Trace;
 use crate::wechat::WeChatClient;
 
@@ -115,8 +116,5 @@ fn cache_time(expires_in: u64) -> Duration {
 
 /// A random name for this caller's hold on the lock.
 fn lock_owner() -> Result<String> {
-  let mut bytes = [0u8; 16];
-  getrandom::fill(&mut bytes)
-    .map_err(|err| Error::Store(format!("no randomness for the access-token lock: {err}")))?;
-  Ok(hex::encode(bytes))
+  token::random_hex::<16>()
 }

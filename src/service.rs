@@ -16,7 +16,7 @@ use crate::store::{now_us, Issue, TokenInfo, TokenStore};
 use crate::token;
 use crate::trace::Trace;
 use crate::validation_cache::{CachedToken, Validity, Vouched};
-use crate::wechat::{PhoneInfo, WeChatClient};
+use crate::wechat::{PhoneInfo, Refusal, WeChatClient};
 
 /// Longest login code accepted; WeChat's are 32 characters.
 pub const MAX_CODE_LEN: usize = 512;
@@ -235,17 +235,20 @@ impl Service {
         .await?
       {
         Ok(info) => return Ok(info),
-        Err((40001 | 42001, _)) if attempt == 0 => {
+        Err(Refusal {
+          errcode: 40001 | 42001,
+          ..
+        }) if attempt == 0 => {
           trace.record("access_token.refused", || "fetching a fresh one".into());
           access_token = self
             .shared_access_token(Some(&access_token), trace)
             .await?
             .0;
         }
-        Err((errcode, errmsg)) => {
+        Err(refusal) => {
           return Err(Error::WeChat {
             endpoint: "getuserphonenumber",
-            why: format!("WeChat errcode {errcode}: {errmsg}"),
+            why: refusal.to_string(),
           })
         }
       }

@@ -16,13 +16,16 @@ const RANDOM_BYTES: usize = 32;
 
 /// A new token for `user_id` and `sku`, its secret part from the operating system's CSPRNG.
 pub fn generate(user_id: &str, sku: &str) -> Result<String> {
-  let mut random = [0u8; RANDOM_BYTES];
+  let random = random_hex::<RANDOM_BYTES>()?;
+  Ok(format!("{user_id}{SEPARATOR}{sku}{SEPARATOR}{random}"))
+}
+
+/// `N` bytes from the operating system's CSPRNG, in lowercase hex.
+pub fn random_hex<const N: usize>() -> Result<String> {
+  let mut random = [0u8; N];
   getrandom::fill(&mut random)
     .map_err(|err| Error::Store(format!("no secure random numbers available: {err}")))?;
-  Ok(format!(
-    "{user_id}{SEPARATOR}{sku}{SEPARATOR}{}",
-    hex::encode(random)
-  ))
+  Ok(hex::encode(random))
 }
 
 /// The user id part: everything before the first separator, or `""` when there is none

@@ -37,12 +37,35 @@ impl std::fmt::Debug for CodeSession {
   }
 }
 
+/// The `errcode` and `errmsg` every WeChat reply may carry; 0 or none means success.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+  #[serde(default)]
+  pub errcode: i64,
+  #[serde(default)]
+  pub errmsg: String,
+}
+
+impl Refusal {
+  /// `Err` with the refusal when WeChat answered with a non-zero `errcode`.
+  fn check(self) -> std::result::Result<(), Refusal> {
+    match self.errcode {
+      0 => Ok(()),
+      _ => Err(self),
+    }
+  }
+}
+
+impl std::fmt::Display for Refusal {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "WeChat errcode {}: {}", self.errcode, self.errmsg)
+  }
+}
+
 #[derive(Deserialize)]
 struct CodeSessionReply {
-  #[serde(default)]
-  errcode: i64,
-  #[serde(default)]
-  errmsg: String,
+  #[serde(flatten)]
+  refusal: Refusal,
   openid: Option<String>,
   session_key: Option<String>,
   unionid: Option<String>,
@@ -116,30 +139,24 @@ impl WeChatClient {
       .post_json(url, body, "POST /cgi-bin/stable_token", trace)
       .await
       .map_err(api)?;
-    match reply {
-      StableTokenReply {
-        errcode: 0,
-        access_token: Some(token),
-        expires_in: Some(seconds),
-        ..
-      } if !token.is_empty() => Ok((token, seconds)),
-      StableTokenReply { errcode: 0, .. } => {
-        Err(api("reply has no access_token or expires_in".into()))
-      }
-      StableTokenReply {
-        errcode, errmsg, ..
-      } => Err(api(format!("WeChat errcode {errcode}: {errmsg}"))),
+    reply
+      .refusal
+      .check()
+      .map_err(|refusal| api(refusal.to_string()))?;
+    match (reply.access_token, reply.expires_in) {
+      (Some(token), Some(seconds)) if !token.is_empty() => Ok((token, seconds)),
+      _ => Err(api("reply has no access_token or expires_in".into())),
     }
   }
 
-  /// The phone number behind a `getPhoneNumber` code: `Ok(Err((errcode, errmsg)))` when
-  /// WeChat answers with an error code, so that an expired access token can be retried.
+  /// The phone number behind a `getPhoneNumber` code: `Ok(Err(refusal))` when WeChat answers
+  /// with an error code, so that an expired access token can be retried.
   pub async fn phone_number(
     &self,
     access_token: &str,
     code: &str,
     trace: &mut Trace,
-  ) -> Result<std::result::Result<PhoneInfo, (i64, String)>> {
+  ) -> Result<std::result::Result<PhoneInfo, Refusal>> {
     let api = api_error("getuserphonenumber");
     let mut url = self.url("/wxa/business/getuserphonenumber").map_err(api)?;
     url
@@ -150,8 +167,8 @@ impl WeChatClient {
       .post_json(url, body, "POST /wxa/business/getuserphonenumber", trace)
       .await
       .map_err(api)?;
-    if reply.errcode != 0 {
-      return Ok(Err((reply.errcode, reply.errmsg)));
+    if let Err(refusal) = reply.refusal.check() {
+      return Ok(Err(refusal));
     }
     let info = reply
       .phone_info
@@ -239,20 +256,16 @@ impl WeChatClient {
 
 #[derive(Deserialize)]
 struct StableTokenReply {
-  #[serde(default)]
-  errcode: i64,
-  #[serde(default)]
-  errmsg: String,
+  #[serde(flatten)]
+  refusal: Refusal,
   access_token: Option<String>,
   expires_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct PhoneReply {
-  #[serde(default)]
-  errcode: i64,
-  #[serde(default)]
-  errmsg: String,
+  #[serde(flatten)]
+  refusal: Refusal,
   phone_info: Option<PhoneInfo>,
 }
 
@@ -314,12 +327,10 @@ fn describe(err: &reqwest::Error) -> String {
 fn parse_reply(body: &[u8]) -> Result<CodeSession> {
   let reply: CodeSessionReply = serde_json::from_slice(body)
     .map_err(|err| jscode2session(format!("reply is not the expected JSON ({err})")))?;
-  if reply.errcode != 0 {
-    return Err(jscode2session(format!(
-      "WeChat errcode {}: {}",
-      reply.errcode, reply.errmsg
-    )));
-  }
+  reply
+    .refusal
+    .check()
+    .map_err(|refusal| jscode2session(refusal.to_string()))?;
   let non_empty = |field: Option<String>| field.filter(|value| !value.is_empty());
   match (non_empty(reply.openid), non_empty(reply.session_key)) {
     (Some(open_id), Some(session_key)) => Ok(CodeSession {

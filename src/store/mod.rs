@@ -4,6 +4,7 @@
 //! user and sku. The store also caches the app's WeChat access token for every process that
 //! shares it. [`sqlite`] holds the `user` table as well, which every backend uses.
 
+mod opened;
 pub mod redis;
 pub mod sqlite;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use super::connection::RedisConnection;
-use super::{within_deadline, RedisTokens};
+use super::RedisTokens;
 use crate::error::Result;
 
 /// The cached access token and its remaining seconds, or nothing.
@@ -19,16 +19,16 @@ return {token, redis.call('TTL', KEYS[1])}
 impl RedisTokens {
   /// The access token of `app_id` cached by any process, with its remaining seconds.
   pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      let cached: Option<(String, i64)> = self
-        .cached_access_token
-        .key(access_token_key(app_id, "current"))
-        .invoke_async(&mut redis)
-        .await?;
-      Ok(cached.map(|(token, ttl)| (token, u64::try_from(ttl).unwrap_or(0))))
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move {
+        let cached: Option<(String, i64)> = self
+          .cached_access_token
+          .key(access_token_key(app_id, "current"))
+          .invoke_async(&mut redis)
+          .await?;
+        Ok(cached.map(|(token, ttl)| (token, u64::try_from(ttl).unwrap_or(0))))
+      })
+      .await
   }
 
   /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
@@ -47,18 +47,18 @@ impl RedisTokens {
     ttl: Duration,
     owner: &str,
   ) -> Result<()> {
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      let () = redis
-        .pset_ex(
-          access_token_key(app_id, "current"),
-          token,
-          ttl.as_millis() as u64,
-        )
-        .await?;
-      self.release_lock(&mut redis, app_id, owner).await
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move {
+        let () = redis
+          .pset_ex(
+            access_token_key(app_id, "current"),
+            token,
+            ttl.as_millis() as u64,
+          )
+          .await?;
+        self.release_lock(&mut redis, app_id, owner).await
+      })
+      .await
   }
 
   /// Caches `token` for `ttl` unless a live one is cached already (`SET NX`).
@@ -71,28 +71,27 @@ impl RedisTokens {
 
   /// `SET key value NX PX ttl`: true when it was set.
   async fn set_if_absent(&self, key: String, value: &str, ttl: Duration) -> Result<bool> {
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      let set: Option<String> = redis::cmd("SET")
-        .arg(&key)
-        .arg(value)
-        .arg("NX")
-        .arg("PX")
-        .arg(ttl.as_millis() as u64)
-        .query_async(&mut redis)
-        .await?;
-      Ok(set.is_some())
-    })
-    .await
+    let key = &key;
+    self
+      .on_connection(|mut redis| async move {
+        let set: Option<String> = redis::cmd("SET")
+          .arg(key)
+          .arg(value)
+          .arg("NX")
+          .arg("PX")
+          .arg(ttl.as_millis() as u64)
+          .query_async(&mut redis)
+          .await?;
+        Ok(set.is_some())
+      })
+      .await
   }
 
   /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
   pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      self.release_lock(&mut redis, app_id, owner).await
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move { self.release_lock(&mut redis, app_id, owner).await })
+      .await
   }
 
   async fn release_lock(
@@ -112,17 +111,17 @@ impl RedisTokens {
 
   /// Forgets the cached access token if it is still `token` (which WeChat refused).
   pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      let _: i64 = self
-        .delete_if_holds
-        .key(access_token_key(app_id, "current"))
-        .arg(token)
-        .invoke_async(&mut redis)
-        .await?;
-      Ok(())
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move {
+        let _: i64 = self
+          .delete_if_holds
+          .key(access_token_key(app_id, "current"))
+          .arg(token)
+          .invoke_async(&mut redis)
+          .await?;
+        Ok(())
+      })
+      .await
   }
 }
 

@@ -124,6 +124,19 @@ impl RedisTokens {
     Some(self.tracking.as_ref()?.cache.validity())
   }
 
+  /// Runs `operation` on the command connection within [`DEADLINE`], once more when the
+  /// connection turned out to be dead (see [`within_deadline`]).
+  async fn on_connection<T, F, Fut>(&self, operation: F) -> Result<T>
+  where
+    F: Fn(RedisConnection) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+  {
+    within_deadline(&self.redis, || async {
+      operation(self.redis.get().await?).await
+    })
+    .await
+  }
+
   /// Drops a token this instance deleted or replaced, before the call resolves (the
   /// invalidation Redis sends may arrive just after).
   fn forget(&self, token: &str) {

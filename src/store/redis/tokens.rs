@@ -223,63 +223,60 @@ impl RedisTokens {
     if !token::is_well_formed(token) {
       return Ok(false);
     }
-    within_deadline(&self.redis, || async {
-      let deleted: i64 = self
-        .revoke
-        .key(token)
-        .invoke_async(&mut self.redis.get().await?)
-        .await?;
-      self.forget(token);
-      Ok(deleted == 1)
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move {
+        let deleted: i64 = self.revoke.key(token).invoke_async(&mut redis).await?;
+        self.forget(token);
+        Ok(deleted == 1)
+      })
+      .await
   }
 
   /// Deletes the user's live token of `sku`, or of every sku in this Redis when `None`, with
   /// the indexes naming them; says how many tokens were deleted. Every sku's index is found
   /// by `SCAN` (on every master of a cluster).
   pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      let indexes = match sku {
-        Some(sku) => vec![index_key(user_id, sku)],
-        None => {
-          let pattern = format!("mpauthx|index|*|{}", glob_escape(user_id));
-          let mut indexes: Vec<String> = redis
-            .scan_matching(&pattern)
-            .await?
-            .into_iter()
-            .filter(|key| is_index_of(key, user_id))
-            .collect();
-          indexes.sort_unstable();
-          indexes.dedup();
-          indexes
-        }
-      };
-      let mut revoked = 0;
-      for index in indexes {
-        let indexed: Option<String> = match redis.get(&index).await {
-          Ok(indexed) => indexed,
-          Err(err) if err.code() == Some("WRONGTYPE") => continue,
-          Err(err) => return Err(err.into()),
+    self
+      .on_connection(|mut redis| async move {
+        let indexes = match sku {
+          Some(sku) => vec![index_key(user_id, sku)],
+          None => {
+            let pattern = format!("mpauthx|index|*|{}", glob_escape(user_id));
+            let mut indexes: Vec<String> = redis
+              .scan_matching(&pattern)
+              .await?
+              .into_iter()
+              .filter(|key| is_index_of(key, user_id))
+              .collect();
+            indexes.sort_unstable();
+            indexes.dedup();
+            indexes
+          }
         };
-        let Some(token) = indexed else { continue };
-        // Only a token of this user and of the index's sku; REVOKE deletes only tokens.
-        if index_of(&token).as_ref() == Some(&index) {
-          let deleted: i64 = self.revoke.key(&token).invoke_async(&mut redis).await?;
-          self.forget(&token);
-          revoked += deleted as u64;
+        let mut revoked = 0;
+        for index in indexes {
+          let indexed: Option<String> = match redis.get(&index).await {
+            Ok(indexed) => indexed,
+            Err(err) if err.code() == Some("WRONGTYPE") => continue,
+            Err(err) => return Err(err.into()),
+          };
+          let Some(token) = indexed else { continue };
+          // Only a token of this user and of the index's sku; REVOKE deletes only tokens.
+          if index_of(&token).as_ref() == Some(&index) {
+            let deleted: i64 = self.revoke.key(&token).invoke_async(&mut redis).await?;
+            self.forget(&token);
+            revoked += deleted as u64;
+          }
+          let _: i64 = self
+            .delete_if_holds
+            .key(&index)
+            .arg(&token)
+            .invoke_async(&mut redis)
+            .await?;
         }
-        let _: i64 = self
-          .delete_if_holds
-          .key(&index)
-          .arg(&token)
-          .invoke_async(&mut redis)
-          .await?;
-      }
-      Ok(revoked)
-    })
-    .await
+        Ok(revoked)
+      })
+      .await
   }
 
   /// What `token` stands for, if it is live.
@@ -325,10 +322,9 @@ impl RedisTokens {
     sku: &str,
     session_key: Option<&str>,
   ) -> Result<Option<String>> {
-    within_deadline(&self.redis, || {
-      self.find_live_token(user_id, sku, session_key)
-    })
-    .await
+    self
+      .on_connection(|redis| self.find_live_token(redis, user_id, sku, session_key))
+      .await
   }
 
   /// The session key kept with a live token.
@@ -336,11 +332,11 @@ impl RedisTokens {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(&self.redis, || async {
-      let mut redis = self.redis.get().await?;
-      Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move {
+        Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
+      })
+      .await
   }
 
   /// Issues a token for the user and sku and makes it the indexed one, or, with
@@ -352,10 +348,9 @@ impl RedisTokens {
     mode: Issue,
     session_key: Option<&str>,
   ) -> Result<String> {
-    within_deadline(&self.redis, || {
-      self.issue_token(user_id, sku, mode, session_key)
-    })
-    .await
+    self
+      .on_connection(|redis| self.issue_token(redis, user_id, sku, mode, session_key))
+      .await
   }
 
   /// Whether `token` is live, keeping `session_key` with it when given.
@@ -406,11 +401,11 @@ impl RedisTokens {
 
   async fn find_live_token(
     &self,
+    mut redis: RedisConnection,
     user_id: &str,
     sku: &str,
     session_key: Option<&str>,
   ) -> Result<Option<String>> {
-    let mut redis = self.redis.get().await?;
     let indexed: Option<String> = redis.get(index_key(user_id, sku)).await?;
     match indexed {
       Some(token) if self.keep(&mut redis, &token, session_key).await? => Ok(Some(token)),
@@ -420,13 +415,13 @@ impl RedisTokens {
 
   async fn issue_token(
     &self,
+    mut redis: RedisConnection,
     user_id: &str,
     sku: &str,
     mode: Issue,
     session_key: Option<&str>,
   ) -> Result<String> {
     let index = index_key(user_id, sku);
-    let mut redis = self.redis.get().await?;
     // What the index held when this caller last lost a compare-and-set.
     let mut lost_to: Option<Option<String>> = None;
     for _ in 0..MAX_ATTEMPTS {

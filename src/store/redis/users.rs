@@ -4,37 +4,25 @@
 
 use redis::AsyncCommands;
 
-use super::{within_deadline, RedisTokens};
+use super::RedisTokens;
 use crate::error::Result;
 
 impl RedisTokens {
   /// Records that the user is registered for `sku`, for every server sharing this Redis.
   pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
-    within_deadline(&self.redis, || async {
-      let () = self
-        .redis
-        .get()
-        .await?
-        .set(user_key(user_id, sku), 1)
-        .await?;
-      Ok(())
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move {
+        let () = redis.set(user_key(user_id, sku), 1).await?;
+        Ok(())
+      })
+      .await
   }
 
   /// Whether any server recorded the user as registered for `sku`.
   pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
-    within_deadline(&self.redis, || async {
-      Ok(
-        self
-          .redis
-          .get()
-          .await?
-          .exists(user_key(user_id, sku))
-          .await?,
-      )
-    })
-    .await
+    self
+      .on_connection(|mut redis| async move { Ok(redis.exists(user_key(user_id, sku)).await?) })
+      .await
   }
 }
 

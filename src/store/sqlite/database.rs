@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::locks;
 use crate::error::{Error, Result};
+use crate::store::opened::{lock, Opened};
 
 /// How long a statement waits for another writer (this process or another) to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,13 +24,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Database {
   path: PathBuf,
-  handle: Arc<Mutex<Handle>>,
-}
-
-enum Handle {
-  NotYetOpened,
-  Open(Arc<OpenFile>),
-  Closed,
+  file: Arc<Opened<Arc<OpenFile>>>,
 }
 
 /// A database file open in this process: its one connection, and the writes waiting to be
@@ -45,17 +40,12 @@ struct OpenFile {
 static OPEN_FILES: LazyLock<Mutex<HashMap<PathBuf, Weak<OpenFile>>>> =
   LazyLock::new(Default::default);
 
-/// A poisoned lock only means a statement panicked; the connection itself is still sound.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-  mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Database {
   /// Names the file; it is opened on first use.
   pub fn new(path: PathBuf) -> Self {
     Self {
       path,
-      handle: Arc::new(Mutex::new(Handle::NotYetOpened)),
+      file: Arc::new(Opened::new()),
     }
   }
 
@@ -99,43 +89,28 @@ impl Database {
   /// Closes the file for this instance (the connection closes with its last instance);
   /// later calls fail with [`Error::Closed`].
   pub async fn close(&self) {
-    let handle = self.handle.clone();
+    let file = self.file.clone();
     // Closing may wait on an in-flight statement: not on the JavaScript thread.
-    let _ = tokio::task::spawn_blocking(move || {
-      *lock(&handle) = Handle::Closed;
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || file.close()).await;
   }
 
   /// The open file, opened now if this is its first use.
   async fn file(&self) -> Result<Arc<OpenFile>> {
-    match &*lock(&self.handle) {
-      Handle::Open(file) => return Ok(file.clone()),
-      Handle::Closed => return Err(Error::Closed),
-      Handle::NotYetOpened => {}
+    if let Some(file) = self.file.current()? {
+      return Ok(file);
     }
-    let handle = self.handle.clone();
     let path = self.path.clone();
-    tokio::task::spawn_blocking(move || {
-      let mut handle = lock(&handle);
-      match &*handle {
-        Handle::Open(file) => Ok(file.clone()),
-        Handle::Closed => Err(Error::Closed),
-        Handle::NotYetOpened => {
-          let file = OpenFile::shared(&path)?;
-          *handle = Handle::Open(file.clone());
-          Ok(file)
-        }
-      }
-    })
-    .await
-    .map_err(|_| task_failed())?
+    // Concurrent first uses get the same file: one connection per file in this process.
+    let file = tokio::task::spawn_blocking(move || OpenFile::shared(&path))
+      .await
+      .map_err(|_| task_failed())??;
+    self.file.keep(file)
   }
 
   #[cfg(test)]
   fn shares_connection_with(&self, other: &Database) -> bool {
-    match (&*lock(&self.handle), &*lock(&other.handle)) {
-      (Handle::Open(one), Handle::Open(other)) => Arc::ptr_eq(one, other),
+    match (self.file.current(), other.file.current()) {
+      (Ok(Some(one)), Ok(Some(other))) => Arc::ptr_eq(&one, &other),
       _ => false,
     }
   }
