@@ -73,6 +73,9 @@ export interface CheckReply {
   steps?: Array<NativeStep>
 }
 
+/** The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2. */
+export declare const DEFAULT_TOKEN_TTL_SECONDS: number
+
 /** Factory arguments after `index.js` has checked their JavaScript types. */
 export interface NativeOptions {
   appId: string

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const DEFAULT_TTL_SECONDS: f64 = 259_200.0;
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
@@ -188,7 +187,12 @@ impl Settings {
          be shared with mpauthx",
       ));
     }
-    let ttl = positive_integer("tokenTTL", options.ttl.unwrap_or(DEFAULT_TTL_SECONDS))?;
+    let ttl = positive_integer(
+      "tokenTTL",
+      options
+        .ttl
+        .unwrap_or(f64::from(crate::DEFAULT_TOKEN_TTL_SECONDS)),
+    )?;
     let http_timeout_ms = positive_integer(
       "options.httpTimeoutMs",
       options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),

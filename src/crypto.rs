@@ -109,6 +109,7 @@ impl Sealed {
 }
 
 /// AES-128-CBC with PKCS#7 padding; every input is base64 text.
+#[cfg(test)]
 pub fn decrypt(session_key: &str, encrypted_data: &str, iv: &str) -> Result<Vec<u8>> {
   Sealed::parse(encrypted_data, iv)?.open(session_key)
 }

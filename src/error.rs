@@ -4,7 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Status codes of mpauthx 1.3.2, kept numerically identical so that backends
-/// switching packages see the same `code` on every rejection.
+/// switching packages see the same `code` on every rejection. `unknownError` (9999) is
+/// given by `index.js`, to a panic, and never made here.
 pub mod status {
   pub const SUCCESS: u32 = 1;
   pub const DATABASE_RELATED_ERROR: u32 = 6000;
@@ -14,7 +15,6 @@ pub mod status {
   pub const OPEN_ID_OR_UNION_ID_NOT_MATCH: u32 = 6009;
   pub const USER_NOT_EXIST_IN_DB: u32 = 6010;
   pub const USER_INFO_DECRYPTION_ERROR: u32 = 6011;
-  pub const UNKNOWN_ERROR: u32 = 9999;
 }
 
 /// Everything that can go wrong in a call. Messages never carry secrets

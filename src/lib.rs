@@ -2,17 +2,34 @@
 //!
 //! This file is the napi surface only; `index.js` wraps it into the factory of
 //! mpauthx 1.3.2. The logic lives in plain Rust modules, one concern each.
+//!
+//! # Layout
+//!
+//! - `service`: one instance; the login flow and the token calls, orchestrating the rest.
+//! - `config`: settings, their defaults, environment fallbacks and validation.
+//! - `error`: the one error type and the mpauthx status codes.
+//! - `wechat`: the WeChat API client (`jscode2session`, `stable_token`, phone numbers).
+//! - `crypto`: decrypting user data, its watermark, and `checkSignature`.
+//! - `token`: the shape of a token and its random part.
+//! - `access_token`: the app's WeChat access token, shared through the token store.
+//! - `store`: where tokens live, the `TokenStore` enum over its backends:
+//!   - `store/redis`: the connection, tokens and their index, the tracking connection of the
+//!     validation cache, the access-token cache and lock, the record of registered users;
+//!   - `store/sqlite`: the application's file (`database`, its OFD `locks`), the tokens
+//!     without Redis, and the `user` table (`users`).
+//! - `validation_cache`: live tokens remembered in memory, answered without a round trip.
+//! - `trace`: the opt-in diagnostics steps of a call.
 
-pub mod access_token;
-pub mod config;
-pub mod crypto;
-pub mod error;
-pub mod service;
-pub mod store;
-pub mod token;
-pub mod trace;
-pub mod validation_cache;
-pub mod wechat;
+mod access_token;
+mod config;
+mod crypto;
+mod error;
+mod service;
+mod store;
+mod token;
+mod trace;
+mod validation_cache;
+mod wechat;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +43,10 @@ use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
 use crate::validation_cache::{epoch_ms, Validity};
+
+/// The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2.
+#[napi]
+pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 259_200;
 
 /// Factory arguments after `index.js` has checked their JavaScript types.
 #[napi(object)]

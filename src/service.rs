@@ -10,9 +10,9 @@ use crate::access_token;
 use crate::config::{Backend, Settings};
 use crate::crypto::{self, ProfileValue, Sealed};
 use crate::error::{Error, Result};
-use crate::store::redis::RedisTokens;
-use crate::store::sqlite::{Database, SqliteTokens, Users};
-use crate::store::{now_us, Issue, TokenInfo, TokenStore};
+use crate::store::{
+  locks_refused, now_us, Database, Issue, RedisTokens, SqliteTokens, TokenInfo, TokenStore, Users,
+};
 use crate::token;
 use crate::trace::Trace;
 use crate::validation_cache::{CachedToken, Validity, Vouched};
@@ -100,7 +100,7 @@ impl Service {
     let sealed = Sealed::parse(&encrypted_data, &iv)?;
     let _call = self.enter()?;
     // So is a SQLite file that cannot be used.
-    self.users.ready().await?;
+    self.open_users(trace).await?;
     let code_session = self.wechat.code_to_session(&code, trace).await?;
     let user = crypto::parse_user_info(&self.app_id, &sealed.open(&code_session.session_key)?)?;
     trace.record("user_data.decrypted", || {
@@ -130,7 +130,7 @@ impl Service {
     let code = login_code(code)?;
     let _call = self.enter()?;
     // A SQLite file that cannot be used is found before the user's one-time code is spent.
-    self.users.ready().await?;
+    self.open_users(trace).await?;
     let code_session = self.wechat.code_to_session(&code, trace).await?;
     self
       .sign_in(
@@ -140,6 +140,16 @@ impl Service {
         trace,
       )
       .await
+  }
+
+  /// Opens the `user` table's file now if it is not open yet; reports SQLite refusing the
+  /// OFD locks that keep the application's SQLite and this one apart.
+  async fn open_users(&self, trace: &mut Trace) -> Result<()> {
+    self.users.ready().await?;
+    if let Some(why) = locks_refused() {
+      trace.record("sqlite.locks", || why.into());
+    }
+    Ok(())
   }
 
   /// The token rules shared by both logins: reuse the live token, else register the user
@@ -368,7 +378,7 @@ impl Service {
   }
 
   /// Checks many tokens at once, in one Redis round trip; each gets the outcome that
-  /// [`Service::is_token_valid`] would give it alone.
+  /// `isTokenValid` would give it alone.
   pub async fn check_tokens(&self, tokens: &[String], trace: &mut Trace) -> Vec<Result<()>> {
     let present: Vec<&str> = tokens
       .iter()

@@ -2,17 +2,18 @@
 //! or in the application's SQLite file, for a single server that runs without Redis. Both
 //! keep the same rules: a TTL, reuse of the live token, refresh, revoke, one live token per
 //! user and sku. The store also caches the app's WeChat access token for every process that
-//! shares it. [`sqlite`] holds the `user` table as well, which every backend uses.
+//! shares it. [`sqlite`] holds the `user` table as well, which every backend uses, and
+//! [`opened`] what both open on first use.
 
 mod opened;
-pub mod redis;
-pub mod sqlite;
+mod redis;
+mod sqlite;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use self::redis::RedisTokens;
-use self::sqlite::SqliteTokens;
+pub use self::redis::RedisTokens;
+pub use self::sqlite::{locks_refused, Database, SqliteTokens, Users};
 use crate::error::Result;
 use crate::validation_cache::{CachedToken, Validity, Vouched};
 

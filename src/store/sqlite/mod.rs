@@ -11,5 +11,6 @@ mod tokens;
 mod users;
 
 pub use database::Database;
+pub use locks::refused as locks_refused;
 pub use tokens::SqliteTokens;
-pub use users::{Registered, Users};
+pub use users::Users;
