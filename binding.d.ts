@@ -70,8 +70,11 @@ export interface CheckReply {
   statusCodes: Array<number>
   messages: Array<string>
   /** The steps of the batch, when diagnostics are on. */
-  steps?: Array<Step>
+  steps?: Array<NativeStep>
 }
+
+/** The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2. */
+export declare const DEFAULT_TOKEN_TTL_SECONDS: number
 
 /** Factory arguments after `index.js` has checked their JavaScript types. */
 export interface NativeOptions {
@@ -109,6 +112,24 @@ export interface NativeRedisTls {
   rejectUnauthorized?: boolean
 }
 
+/** One step of a call for diagnostics. */
+export interface NativeStep {
+  name: string
+  /** Milliseconds from the start of the native call. */
+  elapsedMs: number
+  detail: string
+}
+
+/** What a live token stands for, as `verifyToken` resolves it. */
+export interface NativeTokenInfo {
+  openId: string
+  sku: string
+  /** Issue time, ms since the epoch. */
+  ctime: number
+  /** Seconds left to live; `null` for a token without a TTL. */
+  expiresIn?: number
+}
+
 /** A user's phone number, as `getPhoneNumber` resolves it. */
 export interface Phone {
   phoneNumber: string
@@ -130,7 +151,7 @@ export interface Reply {
   /** For `revokeUser`: how many live tokens were deleted. */
   revokedTokens?: number
   /** For `verifyToken`: what the token stands for. */
-  tokenInfo?: TokenInfo
+  tokenInfo?: NativeTokenInfo
   /** For `checkSignature`: whether the signature matches. */
   signatureMatches?: boolean
   /** For `getAccessToken`. */
@@ -138,25 +159,7 @@ export interface Reply {
   /** For `getPhoneNumber`. */
   phone?: Phone
   /** The steps of the call, when diagnostics are on. */
-  steps?: Array<Step>
-}
-
-/** One step of a call for diagnostics. */
-export interface Step {
-  name: string
-  /** Milliseconds from the start of the native call. */
-  elapsedMs: number
-  detail: string
-}
-
-/** What a live token stands for, as `verifyToken` resolves it. */
-export interface TokenInfo {
-  openId: string
-  sku: string
-  /** Issue time, ms since the epoch. */
-  ctime: number
-  /** Seconds left to live; `null` for a token without a TTL. */
-  expiresIn?: number
+  steps?: Array<NativeStep>
 }
 
 /**

@@ -836,3 +836,4 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Mpauthx = nativeBinding.Mpauthx
+module.exports.DEFAULT_TOKEN_TTL_SECONDS = nativeBinding.DEFAULT_TOKEN_TTL_SECONDS

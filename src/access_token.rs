@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sessions::{Sessions, MAX_LEASE};
+use crate::store::{TokenStore, MAX_LEASE};
+use crate::token;
 use crate::trace::Trace;
 use crate::wechat::WeChatClient;
 
@@ -26,7 +27,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// long the holder's lease: then it fetches in stable_token's normal mode itself, which hands
 /// every caller the same token, so no caller depends on another's `httpTimeoutMs`.
 pub async fn shared_access_token(
-  sessions: &Sessions,
+  store: &TokenStore,
   wechat: &WeChatClient,
   app_id: &str,
   refused: Option<&str>,
@@ -34,7 +35,7 @@ pub async fn shared_access_token(
   trace: &mut Trace,
 ) -> Result<(String, u64)> {
   if let Some(refused) = refused {
-    sessions.drop_access_token(app_id, refused).await?;
+    store.drop_access_token(app_id, refused).await?;
   }
   // The lease outlives a fetch, so a caller that dies mid-fetch only delays the next one.
   let lease = (fetch_limit + Duration::from_secs(1)).min(MAX_LEASE);
@@ -44,33 +45,33 @@ pub async fn shared_access_token(
   let usable =
     |cached: Option<(String, u64)>| cached.filter(|(token, _)| Some(token.as_str()) != refused);
   loop {
-    if let Some((token, seconds)) = usable(sessions.cached_access_token(app_id).await?) {
+    if let Some((token, seconds)) = usable(store.cached_access_token(app_id).await?) {
       trace.record("access_token.cached", || format!("{seconds} s left"));
       return Ok((token, seconds));
     }
-    if sessions.lock_access_token(app_id, &owner, lease).await? {
+    if store.lock_access_token(app_id, &owner, lease).await? {
       // The caller before may have stored a token and released the lock since the look above.
-      if let Some(cached) = usable(sessions.cached_access_token(app_id).await?) {
-        sessions.unlock_access_token(app_id, &owner).await?;
+      if let Some(cached) = usable(store.cached_access_token(app_id).await?) {
+        store.unlock_access_token(app_id, &owner).await?;
         return Ok(cached);
       }
       trace.record("access_token.fetch", || "this caller refreshes it".into());
       return match wechat.stable_token(refused.is_some(), trace).await {
         Ok((token, expires_in)) => {
           let keep = cache_time(expires_in);
-          sessions
+          store
             .store_access_token(app_id, &token, keep, &owner)
             .await?;
           Ok((token, keep.as_secs()))
         }
         Err(err) => {
-          sessions.unlock_access_token(app_id, &owner).await?;
+          store.unlock_access_token(app_id, &owner).await?;
           Err(err)
         }
       };
     }
     if Instant::now() >= stop_waiting {
-      return fetch_without_lock(sessions, wechat, app_id, refused, trace).await;
+      return fetch_without_lock(store, wechat, app_id, refused, trace).await;
     }
     tokio::time::sleep(POLL).await;
   }
@@ -80,7 +81,7 @@ pub async fn shared_access_token(
 /// refresh is the holder's to make), offered to the cache without replacing what a holder
 /// stored meanwhile, and the cache's token returned when there is one.
 async fn fetch_without_lock(
-  sessions: &Sessions,
+  store: &TokenStore,
   wechat: &WeChatClient,
   app_id: &str,
   refused: Option<&str>,
@@ -91,7 +92,7 @@ async fn fetch_without_lock(
   });
   let (token, expires_in) = wechat.stable_token(false, trace).await?;
   if Some(token.as_str()) == refused {
-    return Err(Error::WeChatApi {
+    return Err(Error::WeChat {
       endpoint: "stable_token",
       why: "WeChat still returns the access token it refused, and another caller's forced \
             refresh did not finish within httpTimeoutMs"
@@ -99,8 +100,8 @@ async fn fetch_without_lock(
     });
   }
   let keep = cache_time(expires_in);
-  sessions.offer_access_token(app_id, &token, keep).await?;
-  match sessions.cached_access_token(app_id).await? {
+  store.offer_access_token(app_id, &token, keep).await?;
+  match store.cached_access_token(app_id).await? {
     Some(cached) if Some(cached.0.as_str()) != refused => Ok(cached),
     _ => Ok((token, keep.as_secs())),
   }
@@ -115,8 +116,5 @@ fn cache_time(expires_in: u64) -> Duration {
 
 /// A random name for this caller's hold on the lock.
 fn lock_owner() -> Result<String> {
-  let mut bytes = [0u8; 16];
-  getrandom::fill(&mut bytes)
-    .map_err(|err| Error::Store(format!("no randomness for the access-token lock: {err}")))?;
-  Ok(hex::encode(bytes))
+  token::random_hex::<16>()
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const DEFAULT_TTL_SECONDS: f64 = 259_200.0;
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
@@ -73,9 +72,9 @@ impl Default for RedisTls {
   }
 }
 
-/// Which store keeps the sessions.
+/// Which backend keeps the tokens (`options.tokenStore`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenStore {
+pub enum Backend {
   /// Redis (or a Redis Cluster), in the layout of mpauthx 1.3.2.
   Redis,
   /// The SQLite file of the `user` table; no Redis at all.
@@ -104,7 +103,7 @@ pub struct Settings {
   pub app_secret: String,
   pub sku: String,
   pub db_path: PathBuf,
-  pub token_store: TokenStore,
+  pub token_store: Backend,
   pub redis: RedisTarget,
   pub redis_pass: Option<String>,
   pub redis_tls: RedisTls,
@@ -188,7 +187,12 @@ impl Settings {
          be shared with mpauthx",
       ));
     }
-    let ttl = positive_integer("tokenTTL", options.ttl.unwrap_or(DEFAULT_TTL_SECONDS))?;
+    let ttl = positive_integer(
+      "tokenTTL",
+      options
+        .ttl
+        .unwrap_or(f64::from(crate::DEFAULT_TOKEN_TTL_SECONDS)),
+    )?;
     let http_timeout_ms = positive_integer(
       "options.httpTimeoutMs",
       options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
@@ -212,8 +216,8 @@ impl Settings {
     };
     let redis_tls = redis_tls(options.redis_tls, &redis)?;
     let token_store = match options.token_store.as_deref() {
-      None | Some("redis") => TokenStore::Redis,
-      Some("sqlite") => TokenStore::Sqlite,
+      None | Some("redis") => Backend::Redis,
+      Some("sqlite") => Backend::Sqlite,
       Some(other) => {
         return Err(ConfigError::range_error(format!(
           "options.tokenStore must be 'redis' or 'sqlite', got {other:?}"

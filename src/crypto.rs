@@ -109,18 +109,14 @@ impl Sealed {
 }
 
 /// AES-128-CBC with PKCS#7 padding; every input is base64 text.
+#[cfg(test)]
 pub fn decrypt(session_key: &str, encrypted_data: &str, iv: &str) -> Result<Vec<u8>> {
   Sealed::parse(encrypted_data, iv)?.open(session_key)
 }
 
 /// Reads the decrypted JSON: an object with a string `openId` and a watermark for `app_id`.
 pub fn parse_user_info(app_id: &str, plaintext: &[u8]) -> Result<UserInfo> {
-  let value: Value = serde_json::from_slice(plaintext)
-    .map_err(|_| Error::Decryption("decrypted data is not JSON".into()))?;
-  let object = value
-    .as_object()
-    .ok_or_else(|| Error::Decryption("decrypted data is not a JSON object".into()))?;
-  check_watermark(app_id, object)?;
+  let object = &parse_data(app_id, plaintext)?;
   let open_id = non_empty_string(object, "openId")
     .ok_or_else(|| Error::Decryption("decrypted data has no openId".into()))?;
   let profile = PROFILE_FIELDS

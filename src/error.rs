@@ -1,9 +1,11 @@
 //! The one error type of the library and the mpauthx status codes it maps to.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Status codes of mpauthx 1.3.2, kept numerically identical so that backends
-/// switching packages see the same `code` on every rejection.
+/// switching packages see the same `code` on every rejection. `unknownError` (9999) is
+/// given by `index.js`, to a panic, and never made here.
 pub mod status {
   pub const SUCCESS: u32 = 1;
   pub const DATABASE_RELATED_ERROR: u32 = 6000;
@@ -13,23 +15,20 @@ pub mod status {
   pub const OPEN_ID_OR_UNION_ID_NOT_MATCH: u32 = 6009;
   pub const USER_NOT_EXIST_IN_DB: u32 = 6010;
   pub const USER_INFO_DECRYPTION_ERROR: u32 = 6011;
-  pub const UNKNOWN_ERROR: u32 = 9999;
 }
 
 /// Everything that can go wrong in a call. Messages never carry secrets
 /// (app secret, session key, encrypted or decrypted user data).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
   /// A required parameter is missing, empty or not a string; names the parameter.
   MissingParameter(&'static str),
   /// A parameter is a string but not an acceptable value (for example a user id containing `|`).
   InvalidParameter(String),
-  /// The jscode2session exchange with WeChat failed: network, timeout, HTTP status, body or errcode.
-  WeChat(String),
-  /// Another WeChat API call failed (`endpoint` names it): network, timeout, HTTP status,
-  /// body or errcode.
-  WeChatApi { endpoint: &'static str, why: String },
+  /// A call to the WeChat API failed (`endpoint` names it: `jscode2session`, `stable_token`,
+  /// `getuserphonenumber`): network, timeout, HTTP status, body or errcode.
+  WeChat { endpoint: &'static str, why: String },
   /// The encrypted user data could not be decrypted or is not the expected JSON.
   Decryption(String),
   /// The openid from jscode2session differs from the one in the decrypted user data.
@@ -38,11 +37,21 @@ pub enum Error {
   UserNotFound,
   /// The token is not live (unknown, expired or revoked).
   InvalidToken,
-  /// Redis or SQLite failed or could not be reached.
+  /// Redis failed or could not be reached. `server` names it (`Redis` until the store that
+  /// knows which server it was talking to says so); `why` is the failure in words.
+  Redis {
+    server: String,
+    why: String,
+    source: Arc<redis::RedisError>,
+  },
+  /// SQLite failed; `doing` says what was being done, when it is not a plain statement.
+  Sqlite {
+    doing: Option<String>,
+    source: Arc<rusqlite::Error>,
+  },
+  /// The store failed without an error underneath (a deadline passed, too many concurrent
+  /// updates, no randomness).
   Store(String),
-  /// The Redis connection was found dead before the command reached the server (refused,
-  /// dropped while idle, a restarted server): the client reconnects, so one more try is safe.
-  Disconnected(String),
   /// The instance was closed with `close()`.
   Closed,
 }
@@ -54,12 +63,45 @@ impl Error {
       Error::MissingParameter(_) | Error::InvalidParameter(_) => {
         status::REQUIRED_PARAMS_MISSING_ERROR
       }
-      Error::WeChat(_) | Error::WeChatApi { .. } => status::SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR,
+      Error::WeChat { .. } => status::SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR,
       Error::Decryption(_) => status::USER_INFO_DECRYPTION_ERROR,
       Error::OpenIdMismatch => status::OPEN_ID_OR_UNION_ID_NOT_MATCH,
       Error::UserNotFound => status::USER_NOT_EXIST_IN_DB,
       Error::InvalidToken => status::INVALID_ACCESS_TOKEN,
-      Error::Store(_) | Error::Disconnected(_) | Error::Closed => status::DATABASE_RELATED_ERROR,
+      Error::Redis { .. } | Error::Sqlite { .. } | Error::Store(_) | Error::Closed => {
+        status::DATABASE_RELATED_ERROR
+      }
+    }
+  }
+
+  /// Whether the Redis connection was found dead before the command reached the server
+  /// (refused, dropped while idle, a restarted server, or a server that became a replica in a
+  /// failover): the client reconnects, so one more try is safe.
+  pub fn is_disconnected(&self) -> bool {
+    let Error::Redis { source, .. } = self else {
+      return false;
+    };
+    source.is_connection_refusal()
+      || source.is_connection_dropped()
+      || source.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+  }
+
+  /// Whether SQLite gave up waiting for another writer (busy or locked).
+  pub fn is_busy(&self) -> bool {
+    let Error::Sqlite { source, .. } = self else {
+      return false;
+    };
+    matches!(
+      source.sqlite_error_code(),
+      Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+  }
+
+  /// A SQLite failure while `doing` something named (opening the file, reading a table).
+  pub fn sqlite(doing: impl Into<String>, source: rusqlite::Error) -> Self {
+    Error::Sqlite {
+      doing: Some(doing.into()),
+      source: Arc::new(source),
     }
   }
 }
@@ -71,34 +113,46 @@ impl fmt::Display for Error {
         write!(f, "missing parameter: {name} must be a non-empty string")
       }
       Error::InvalidParameter(why) => write!(f, "invalid parameter: {why}"),
-      Error::WeChat(why) => write!(f, "jscode2session request failed: {why}"),
-      Error::WeChatApi { endpoint, why } => write!(f, "{endpoint} request failed: {why}"),
+      Error::WeChat { endpoint, why } => write!(f, "{endpoint} request failed: {why}"),
       Error::Decryption(why) => write!(f, "cannot decrypt user data: {why}"),
       Error::OpenIdMismatch => {
         f.write_str("openid from jscode2session does not match the decrypted openId")
       }
       Error::UserNotFound => f.write_str("user does not exist in the user table"),
       Error::InvalidToken => f.write_str("token is not valid (unknown, expired or revoked)"),
-      Error::Store(why) | Error::Disconnected(why) => write!(f, "store error: {why}"),
+      Error::Redis { server, why, .. } => write!(f, "store error: {server}: {why}"),
+      Error::Sqlite {
+        doing: Some(doing),
+        source,
+      } => write!(f, "store error: SQLite: {doing}: {source}"),
+      Error::Sqlite {
+        doing: None,
+        source,
+      } => write!(f, "store error: SQLite: {source}"),
+      Error::Store(why) => write!(f, "store error: {why}"),
       Error::Closed => f.write_str("this mpauthx instance is closed"),
     }
   }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+  fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+    match self {
+      Error::Redis { source, .. } => Some(source.as_ref()),
+      Error::Sqlite { source, .. } => Some(source.as_ref()),
+      _ => None,
+    }
+  }
+}
 
 impl From<redis::RedisError> for Error {
   /// Worded as `Redis: <what went wrong>`; the store that knows which server it was talking
-  /// to replaces `Redis` with it (see `redis_sessions::at_server`).
+  /// to names it (see `store::redis::at_server`).
   fn from(err: redis::RedisError) -> Self {
-    let why = format!("Redis: {}", redis_failure(&err));
-    // A READONLY reply means the server is a replica now, after a failover: the connection
-    // is to the wrong server, as good as lost.
-    let read_only = err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
-    if err.is_connection_refusal() || err.is_connection_dropped() || read_only {
-      Error::Disconnected(why)
-    } else {
-      Error::Store(why)
+    Error::Redis {
+      server: "Redis".to_owned(),
+      why: redis_failure(&err),
+      source: Arc::new(err),
     }
   }
 }
@@ -148,7 +202,10 @@ fn redis_failure(err: &redis::RedisError) -> String {
 
 impl From<rusqlite::Error> for Error {
   fn from(err: rusqlite::Error) -> Self {
-    Error::Store(format!("SQLite: {err}"))
+    Error::Sqlite {
+      doing: None,
+      source: Arc::new(err),
+    }
   }
 }
 
@@ -163,17 +220,41 @@ mod tests {
     let cases = [
       (Error::MissingParameter("code"), 6001),
       (Error::InvalidParameter("x".into()), 6001),
-      (Error::WeChat("x".into()), 6008),
+      (
+        Error::WeChat {
+          endpoint: "jscode2session",
+          why: "x".into(),
+        },
+        6008,
+      ),
       (Error::Decryption("x".into()), 6011),
       (Error::OpenIdMismatch, 6009),
       (Error::UserNotFound, 6010),
       (Error::InvalidToken, 6007),
       (Error::Store("x".into()), 6000),
+      (rusqlite::Error::InvalidQuery.into(), 6000),
       (Error::Closed, 6000),
     ];
     for (err, code) in cases {
       assert_eq!(err.status_code(), code, "{err}");
     }
+  }
+
+  #[test]
+  fn store_errors_keep_their_cause() {
+    use std::error::Error as _;
+    let err = Error::sqlite("cannot open x.db", rusqlite::Error::InvalidQuery);
+    assert!(err
+      .source()
+      .is_some_and(|source| source.is::<rusqlite::Error>()));
+    assert!(err
+      .to_string()
+      .starts_with("store error: SQLite: cannot open x.db: "));
+    let err = Error::from(redis::RedisError::from((redis::ErrorKind::Io, "refused")));
+    assert!(err
+      .source()
+      .is_some_and(|source| source.is::<redis::RedisError>()));
+    assert!(err.to_string().starts_with("store error: Redis: "), "{err}");
   }
 
   #[test]

@@ -1,23 +1,35 @@
-//! mpauthx: WeChat Mini-program login and access tokens for Node.js.
+//! mpauthx: WeChat Mini-program login and the tokens it hands out, for Node.js.
 //!
 //! This file is the napi surface only; `index.js` wraps it into the factory of
 //! mpauthx 1.3.2. The logic lives in plain Rust modules, one concern each.
+//!
+//! # Layout
+//!
+//! - `service`: one instance; the login flow and the token calls, orchestrating the rest.
+//! - `config`: settings, their defaults, environment fallbacks and validation.
+//! - `error`: the one error type and the mpauthx status codes.
+//! - `wechat`: the WeChat API client (`jscode2session`, `stable_token`, phone numbers).
+//! - `crypto`: decrypting user data, its watermark, and `checkSignature`.
+//! - `token`: the shape of a token and its random part.
+//! - `access_token`: the app's WeChat access token, shared through the token store.
+//! - `store`: where tokens live, the `TokenStore` enum over its backends:
+//!   - `store/redis`: the connection, tokens and their index, the tracking connection of the
+//!     validation cache, the access-token cache and lock, the record of registered users;
+//!   - `store/sqlite`: the application's file (`database`, its OFD `locks`), the tokens
+//!     without Redis, and the `user` table (`users`).
+//! - `validation_cache`: live tokens remembered in memory, answered without a round trip.
+//! - `trace`: the opt-in diagnostics steps of a call.
 
-pub mod access_token;
-pub mod config;
-pub mod crypto;
-pub mod error;
-pub mod redis_connection;
-pub mod redis_sessions;
-pub mod service;
-pub mod sessions;
-pub mod sqlite_locks;
-pub mod sqlite_sessions;
-pub mod token;
-pub mod trace;
-pub mod user_store;
-pub mod validation_cache;
-pub mod wechat;
+mod access_token;
+mod config;
+mod crypto;
+mod error;
+mod service;
+mod store;
+mod token;
+mod trace;
+mod validation_cache;
+mod wechat;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +43,10 @@ use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
 use crate::validation_cache::{epoch_ms, Validity};
+
+/// The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2.
+#[napi]
+pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 259_200;
 
 /// Factory arguments after `index.js` has checked their JavaScript types.
 #[napi(object)]
@@ -84,7 +100,7 @@ pub struct Reply {
   /// For `revokeUser`: how many live tokens were deleted.
   pub revoked_tokens: Option<f64>,
   /// For `verifyToken`: what the token stands for.
-  pub token_info: Option<TokenInfo>,
+  pub token_info: Option<NativeTokenInfo>,
   /// For `checkSignature`: whether the signature matches.
   pub signature_matches: Option<bool>,
   /// For `getAccessToken`.
@@ -92,12 +108,12 @@ pub struct Reply {
   /// For `getPhoneNumber`.
   pub phone: Option<Phone>,
   /// The steps of the call, when diagnostics are on.
-  pub steps: Option<Vec<Step>>,
+  pub steps: Option<Vec<NativeStep>>,
 }
 
 /// What a live token stands for, as `verifyToken` resolves it.
 #[napi(object)]
-pub struct TokenInfo {
+pub struct NativeTokenInfo {
   pub open_id: String,
   pub sku: String,
   /// Issue time, ms since the epoch.
@@ -106,9 +122,9 @@ pub struct TokenInfo {
   pub expires_in: Option<f64>,
 }
 
-impl From<sessions::TokenInfo> for TokenInfo {
-  fn from(info: sessions::TokenInfo) -> Self {
-    TokenInfo {
+impl From<store::TokenInfo> for NativeTokenInfo {
+  fn from(info: store::TokenInfo) -> Self {
+    NativeTokenInfo {
       open_id: info.user_id,
       sku: info.sku,
       ctime: info.ctime_ms as f64,
@@ -135,7 +151,7 @@ pub struct Phone {
 
 /// One step of a call for diagnostics.
 #[napi(object)]
-pub struct Step {
+pub struct NativeStep {
   pub name: String,
   /// Milliseconds from the start of the native call.
   pub elapsed_ms: f64,
@@ -161,14 +177,14 @@ pub struct CheckReply {
   pub status_codes: Vec<u32>,
   pub messages: Vec<String>,
   /// The steps of the batch, when diagnostics are on.
-  pub steps: Option<Vec<Step>>,
+  pub steps: Option<Vec<NativeStep>>,
 }
 
-fn steps(trace: Trace) -> Option<Vec<Step>> {
+fn steps(trace: Trace) -> Option<Vec<NativeStep>> {
   trace.into_steps().map(|steps| {
     steps
       .into_iter()
-      .map(|step| Step {
+      .map(|step| NativeStep {
         name: step.name.to_owned(),
         elapsed_ms: step.elapsed.as_secs_f64() * 1000.0,
         detail: step.detail,

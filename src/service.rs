@@ -1,5 +1,5 @@
 //! One mpauthx instance: the login flow and the token calls, orchestrating the WeChat
-//! client, the decryption, the SQLite user store and the Redis session store.
+//! client, the decryption, the `user` table and the token store.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,18 +7,16 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::access_token;
-use crate::config::Settings;
-use crate::config::TokenStore;
+use crate::config::{Backend, Settings};
 use crate::crypto::{self, ProfileValue, Sealed};
 use crate::error::{Error, Result};
-use crate::redis_sessions::RedisSessions;
-use crate::sessions::{now_us, Issue, Sessions, TokenInfo};
-use crate::sqlite_sessions::SqliteSessions;
+use crate::store::{
+  locks_refused, now_us, Database, Issue, RedisTokens, SqliteTokens, TokenInfo, TokenStore, Users,
+};
 use crate::token;
 use crate::trace::Trace;
-use crate::user_store::UserStore;
 use crate::validation_cache::{CachedToken, Validity, Vouched};
-use crate::wechat::{PhoneInfo, WeChatClient};
+use crate::wechat::{PhoneInfo, Refusal, WeChatClient};
 
 /// Longest login code accepted; WeChat's are 32 characters.
 pub const MAX_CODE_LEN: usize = 512;
@@ -27,8 +25,9 @@ pub struct Service {
   app_id: String,
   sku: String,
   wechat: WeChatClient,
-  sessions: Sessions,
-  users: UserStore,
+  tokens: TokenStore,
+  users: Users,
+  database: Database,
   http_timeout: std::time::Duration,
   closed: AtomicBool,
   /// Calls started and not yet finished; `close()` waits for them.
@@ -50,11 +49,11 @@ impl Drop for Call<'_> {
 impl Service {
   /// Sets up the instance without connecting to anything yet.
   pub fn new(settings: Settings) -> Result<Self> {
-    let users = UserStore::new(settings.db_path);
+    let database = Database::new(settings.db_path);
     // Checks extend only this instance's tokens: another sku's keep the TTL its instance gave.
     let sliding = settings.sliding_ttl.then(|| settings.sku.clone());
-    let sessions = match settings.token_store {
-      TokenStore::Redis => Sessions::Redis(Box::new(RedisSessions::new(
+    let tokens = match settings.token_store {
+      Backend::Redis => TokenStore::Redis(Box::new(RedisTokens::new(
         &settings.redis,
         settings.redis_pass.as_deref(),
         &settings.redis_tls,
@@ -62,8 +61,8 @@ impl Service {
         settings.validation_cache_size,
         sliding.clone(),
       )?)),
-      TokenStore::Sqlite => {
-        Sessions::Sqlite(SqliteSessions::new(users.clone(), settings.ttl, sliding))
+      Backend::Sqlite => {
+        TokenStore::Sqlite(SqliteTokens::new(database.clone(), settings.ttl, sliding))
       }
     };
     Ok(Self {
@@ -73,8 +72,9 @@ impl Service {
         &settings.app_secret,
         settings.http_timeout,
       )?,
-      sessions,
-      users,
+      tokens,
+      users: Users::new(database.clone()),
+      database,
       http_timeout: settings.http_timeout,
       app_id: settings.app_id,
       sku: settings.sku,
@@ -100,9 +100,9 @@ impl Service {
     let sealed = Sealed::parse(&encrypted_data, &iv)?;
     let _call = self.enter()?;
     // So is a SQLite file that cannot be used.
-    self.users.ready().await?;
-    let session = self.wechat.code_to_session(&code, trace).await?;
-    let user = crypto::parse_user_info(&self.app_id, &sealed.open(&session.session_key)?)?;
+    self.open_users(trace).await?;
+    let code_session = self.wechat.code_to_session(&code, trace).await?;
+    let user = crypto::parse_user_info(&self.app_id, &sealed.open(&code_session.session_key)?)?;
     trace.record("user_data.decrypted", || {
       let id = if user.union_id.is_some() {
         "unionId"
@@ -111,11 +111,16 @@ impl Service {
       };
       format!("user id is the {id}")
     });
-    if user.open_id != session.open_id {
+    if user.open_id != code_session.open_id {
       return Err(Error::OpenIdMismatch);
     }
     self
-      .sign_in(user.user_id(), &user.profile, &session.session_key, trace)
+      .sign_in(
+        user.user_id(),
+        &user.profile,
+        &code_session.session_key,
+        trace,
+      )
       .await
   }
 
@@ -125,14 +130,29 @@ impl Service {
     let code = login_code(code)?;
     let _call = self.enter()?;
     // A SQLite file that cannot be used is found before the user's one-time code is spent.
-    self.users.ready().await?;
-    let session = self.wechat.code_to_session(&code, trace).await?;
+    self.open_users(trace).await?;
+    let code_session = self.wechat.code_to_session(&code, trace).await?;
     self
-      .sign_in(session.user_id(), &[], &session.session_key, trace)
+      .sign_in(
+        code_session.user_id(),
+        &[],
+        &code_session.session_key,
+        trace,
+      )
       .await
   }
 
-  /// The session rules shared by both logins: reuse the live token, else register the user
+  /// Opens the `user` table's file now if it is not open yet; reports SQLite refusing the
+  /// OFD locks that keep the application's SQLite and this one apart.
+  async fn open_users(&self, trace: &mut Trace) -> Result<()> {
+    self.users.ready().await?;
+    if let Some(why) = locks_refused() {
+      trace.record("sqlite.locks", || why.into());
+    }
+    Ok(())
+  }
+
+  /// The token rules shared by both logins: reuse the live token, else register the user
   /// and issue one.
   async fn sign_in(
     &self,
@@ -144,7 +164,7 @@ impl Service {
     token::check_user_id(user_id)?;
     let (live, registered) = tokio::try_join!(
       self
-        .sessions
+        .tokens
         .live_token(user_id, &self.sku, Some(session_key)),
       self.users.ensure(user_id, profile)
     )?;
@@ -165,9 +185,9 @@ impl Service {
       trace.record("session.reused", || "live token found".into());
       return Ok(live);
     }
-    self.sessions.remember_user(user_id, &self.sku).await?;
+    self.tokens.remember_user(user_id, &self.sku).await?;
     let token = self
-      .sessions
+      .tokens
       .issue(user_id, &self.sku, Issue::ReuseLive, Some(session_key))
       .await?;
     trace.record("session.issued", || "token stored with its ttl".into());
@@ -189,7 +209,7 @@ impl Service {
     Ok(serde_json::Value::Object(data).to_string())
   }
 
-  /// Whether `signature` is `sha1(raw_data + session_key)` for the session of a live token.
+  /// Whether `signature` is `sha1(raw_data + session_key)` with the session key kept for a live token.
   pub async fn check_signature(
     &self,
     token: Option<String>,
@@ -225,17 +245,20 @@ impl Service {
         .await?
       {
         Ok(info) => return Ok(info),
-        Err((40001 | 42001, _)) if attempt == 0 => {
+        Err(Refusal {
+          errcode: 40001 | 42001,
+          ..
+        }) if attempt == 0 => {
           trace.record("access_token.refused", || "fetching a fresh one".into());
           access_token = self
             .shared_access_token(Some(&access_token), trace)
             .await?
             .0;
         }
-        Err((errcode, errmsg)) => {
-          return Err(Error::WeChatApi {
+        Err(refusal) => {
+          return Err(Error::WeChat {
             endpoint: "getuserphonenumber",
-            why: format!("WeChat errcode {errcode}: {errmsg}"),
+            why: refusal.to_string(),
           })
         }
       }
@@ -249,7 +272,7 @@ impl Service {
     trace: &mut Trace,
   ) -> Result<(String, u64)> {
     access_token::shared_access_token(
-      &self.sessions,
+      &self.tokens,
       &self.wechat,
       &self.app_id,
       refused,
@@ -264,7 +287,7 @@ impl Service {
     let token = required("token", token)?;
     let _call = self.enter()?;
     self
-      .sessions
+      .tokens
       .session_key(&token)
       .await?
       .ok_or(Error::InvalidToken)
@@ -274,7 +297,7 @@ impl Service {
   pub async fn revoke_token(&self, token: Option<String>, trace: &mut Trace) -> Result<bool> {
     let token = required("token", token)?;
     let _call = self.enter()?;
-    let revoked = self.sessions.revoke(&token).await?;
+    let revoked = self.tokens.revoke(&token).await?;
     trace.record("session.revoked", || {
       if revoked {
         "token deleted"
@@ -298,7 +321,7 @@ impl Service {
     token::check_user_id(&user_id)?;
     let _call = self.enter()?;
     let sku = (!all_skus).then_some(self.sku.as_str());
-    let revoked = self.sessions.revoke_user(&user_id, sku).await?;
+    let revoked = self.tokens.revoke_user(&user_id, sku).await?;
     trace.record("session.revoked", || {
       let skus = if all_skus { "every sku" } else { "this sku" };
       format!("{revoked} tokens deleted, {skus}")
@@ -310,7 +333,7 @@ impl Service {
   pub async fn verify_token(&self, token: Option<String>, trace: &mut Trace) -> Result<TokenInfo> {
     let token = required("token", token)?;
     let _call = self.enter()?;
-    let info = self.sessions.describe(&token).await?;
+    let info = self.tokens.describe(&token).await?;
     trace.record("session.checked", || {
       if info.is_some() { "live" } else { "not live" }.into()
     });
@@ -325,13 +348,12 @@ impl Service {
     token::check_user_id(&user_id)?;
     let _call = self.enter()?;
     // Known to this server's SQLite file or, registered on another server, to Redis.
-    if !self.sessions.knows_user(&user_id, &self.sku).await? && !self.users.exists(&user_id).await?
-    {
+    if !self.tokens.knows_user(&user_id, &self.sku).await? && !self.users.exists(&user_id).await? {
       return Err(Error::UserNotFound);
     }
     trace.record("user.found", || "user is registered".into());
     let token = self
-      .sessions
+      .tokens
       .issue(
         &user_id,
         &self.sku,
@@ -347,16 +369,16 @@ impl Service {
   /// when the store must be asked (unknown token, or the cache may not answer now).
   pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
     self.check_open().ok()?;
-    self.sessions.cached(token)
+    self.tokens.cached(token)
   }
 
   /// The validation cache's counters and lease, for JavaScript to read.
   pub fn validity(&self) -> Option<Arc<Validity>> {
-    self.sessions.validity()
+    self.tokens.validity()
   }
 
   /// Checks many tokens at once, in one Redis round trip; each gets the outcome that
-  /// [`Service::is_token_valid`] would give it alone.
+  /// `isTokenValid` would give it alone.
   pub async fn check_tokens(&self, tokens: &[String], trace: &mut Trace) -> Vec<Result<()>> {
     let present: Vec<&str> = tokens
       .iter()
@@ -365,7 +387,7 @@ impl Service {
       .collect();
     let live = match self.enter() {
       Ok(_call) if present.is_empty() => Ok(Vec::new()),
-      Ok(_call) => self.sessions.are_live(&present).await,
+      Ok(_call) => self.tokens.are_live(&present).await,
       Err(err) => Err(err),
     };
     trace.record("session.checked", || match &live {
@@ -405,7 +427,7 @@ impl Service {
   /// returned slips in before it.
   pub fn stop_accepting(&self) {
     self.closed.store(true, Ordering::SeqCst);
-    self.sessions.forget_all();
+    self.tokens.forget_all();
   }
 
   /// Closes both stores once the calls already started finished (each bounded by its own
@@ -419,8 +441,8 @@ impl Service {
       }
       drained.await;
     }
-    self.sessions.close();
-    self.users.close().await;
+    self.tokens.close();
+    self.database.close().await;
   }
 
   /// Counts a call in, unless the instance is closed.

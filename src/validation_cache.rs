@@ -76,6 +76,7 @@ pub struct CachedToken {
 
 impl CachedToken {
   /// Whole seconds left at `now`, rounded as Redis's `TTL` rounds.
+  #[cfg(test)]
   pub fn expires_in(&self, now: Instant) -> Option<u64> {
     self
       .expires_at
@@ -200,10 +201,12 @@ impl ValidationCache {
   }
 
   /// How many tokens are remembered.
+  #[cfg(test)]
   pub fn len(&self) -> usize {
     self.lock().len()
   }
 
+  #[cfg(test)]
   pub fn is_empty(&self) -> bool {
     self.len() == 0
   }

@@ -1,4 +1,6 @@
-//! The WeChat `jscode2session` exchange: a mini-program's login code for an openid and session key.
+//! The WeChat API client: the `jscode2session` exchange of a mini-program's login code for
+//! an openid and session key (a [`CodeSession`]), the app's access token (`stable_token`) and
+//! a user's phone number (`getuserphonenumber`).
 
 use std::time::Duration;
 
@@ -10,15 +12,15 @@ use crate::trace::Trace;
 /// Replies larger than this are refused rather than buffered; real ones are under 200 bytes.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// What jscode2session answers for a valid code.
+/// What jscode2session answers for a valid code: the code session.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Session {
+pub struct CodeSession {
   pub open_id: String,
   pub session_key: String,
   pub union_id: Option<String>,
 }
 
-impl Session {
+impl CodeSession {
   /// The id a user is known by: the unionid when WeChat gives one, else the openid.
   pub fn user_id(&self) -> &str {
     self.union_id.as_deref().unwrap_or(&self.open_id)
@@ -26,21 +28,44 @@ impl Session {
 }
 
 // The session key is a secret: it never reaches a log.
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for CodeSession {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("Session")
+    f.debug_struct("CodeSession")
       .field("open_id", &self.open_id)
       .field("union_id", &self.union_id)
       .finish_non_exhaustive()
   }
 }
 
+/// The `errcode` and `errmsg` every WeChat reply may carry; 0 or none means success.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+  #[serde(default)]
+  pub errcode: i64,
+  #[serde(default)]
+  pub errmsg: String,
+}
+
+impl Refusal {
+  /// `Err` with the refusal when WeChat answered with a non-zero `errcode`.
+  fn check(self) -> std::result::Result<(), Refusal> {
+    match self.errcode {
+      0 => Ok(()),
+      _ => Err(self),
+    }
+  }
+}
+
+impl std::fmt::Display for Refusal {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "WeChat errcode {}: {}", self.errcode, self.errmsg)
+  }
+}
+
 #[derive(Deserialize)]
-struct Reply {
-  #[serde(default)]
-  errcode: i64,
-  #[serde(default)]
-  errmsg: String,
+struct CodeSessionReply {
+  #[serde(flatten)]
+  refusal: Refusal,
   openid: Option<String>,
   session_key: Option<String>,
   unionid: Option<String>,
@@ -63,7 +88,7 @@ impl WeChatClient {
       .connect_timeout(timeout)
       .redirect(reqwest::redirect::Policy::none())
       .build()
-      .map_err(|err| Error::WeChat(format!("cannot set up the HTTP client: {err}")))?;
+      .map_err(|err| jscode2session(format!("cannot set up the HTTP client: {err}")))?;
     let endpoint = reqwest::Url::parse_with_params(
       &format!("{api_base}/sns/jscode2session"),
       [
@@ -72,7 +97,7 @@ impl WeChatClient {
         ("grant_type", "authorization_code"),
       ],
     )
-    .map_err(|err| Error::WeChat(format!("cannot build the request URL: {err}")))?;
+    .map_err(|err| jscode2session(format!("cannot build the request URL: {err}")))?;
     Ok(Self {
       http,
       api_base: api_base.to_owned(),
@@ -84,14 +109,14 @@ impl WeChatClient {
   }
 
   /// Exchanges `code`; the whole exchange, body included, is bounded by the timeout.
-  pub async fn code_to_session(&self, code: &str, trace: &mut Trace) -> Result<Session> {
+  pub async fn code_to_session(&self, code: &str, trace: &mut Trace) -> Result<CodeSession> {
     let mut url = self.endpoint.clone();
     url.query_pairs_mut().append_pair("js_code", code);
     let request = self.http.get(url);
     let body = self
       .send(request, "GET /sns/jscode2session", trace)
       .await
-      .map_err(Error::WeChat)?;
+      .map_err(jscode2session)?;
     parse_reply(&body)
   }
 
@@ -114,30 +139,24 @@ impl WeChatClient {
       .post_json(url, body, "POST /cgi-bin/stable_token", trace)
       .await
       .map_err(api)?;
-    match reply {
-      StableTokenReply {
-        errcode: 0,
-        access_token: Some(token),
-        expires_in: Some(seconds),
-        ..
-      } if !token.is_empty() => Ok((token, seconds)),
-      StableTokenReply { errcode: 0, .. } => {
-        Err(api("reply has no access_token or expires_in".into()))
-      }
-      StableTokenReply {
-        errcode, errmsg, ..
-      } => Err(api(format!("WeChat errcode {errcode}: {errmsg}"))),
+    reply
+      .refusal
+      .check()
+      .map_err(|refusal| api(refusal.to_string()))?;
+    match (reply.access_token, reply.expires_in) {
+      (Some(token), Some(seconds)) if !token.is_empty() => Ok((token, seconds)),
+      _ => Err(api("reply has no access_token or expires_in".into())),
     }
   }
 
-  /// The phone number behind a `getPhoneNumber` code: `Ok(Err((errcode, errmsg)))` when
-  /// WeChat answers with an error code, so that an expired access token can be retried.
+  /// The phone number behind a `getPhoneNumber` code: `Ok(Err(refusal))` when WeChat answers
+  /// with an error code, so that an expired access token can be retried.
   pub async fn phone_number(
     &self,
     access_token: &str,
     code: &str,
     trace: &mut Trace,
-  ) -> Result<std::result::Result<PhoneInfo, (i64, String)>> {
+  ) -> Result<std::result::Result<PhoneInfo, Refusal>> {
     let api = api_error("getuserphonenumber");
     let mut url = self.url("/wxa/business/getuserphonenumber").map_err(api)?;
     url
@@ -148,8 +167,8 @@ impl WeChatClient {
       .post_json(url, body, "POST /wxa/business/getuserphonenumber", trace)
       .await
       .map_err(api)?;
-    if reply.errcode != 0 {
-      return Ok(Err((reply.errcode, reply.errmsg)));
+    if let Err(refusal) = reply.refusal.check() {
+      return Ok(Err(refusal));
     }
     let info = reply
       .phone_info
@@ -237,20 +256,16 @@ impl WeChatClient {
 
 #[derive(Deserialize)]
 struct StableTokenReply {
-  #[serde(default)]
-  errcode: i64,
-  #[serde(default)]
-  errmsg: String,
+  #[serde(flatten)]
+  refusal: Refusal,
   access_token: Option<String>,
   expires_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct PhoneReply {
-  #[serde(default)]
-  errcode: i64,
-  #[serde(default)]
-  errmsg: String,
+  #[serde(flatten)]
+  refusal: Refusal,
   phone_info: Option<PhoneInfo>,
 }
 
@@ -278,7 +293,12 @@ struct Watermark {
 
 /// Turns the reason a call to `endpoint` failed into its error.
 fn api_error(endpoint: &'static str) -> impl Fn(String) -> Error + Copy {
-  move |why| Error::WeChatApi { endpoint, why }
+  move |why| Error::WeChat { endpoint, why }
+}
+
+/// Why the jscode2session exchange failed, as its error.
+fn jscode2session(why: String) -> Error {
+  api_error("jscode2session")(why)
 }
 
 fn too_large() -> String {
@@ -304,23 +324,21 @@ fn describe(err: &reqwest::Error) -> String {
 }
 
 /// Reads a jscode2session reply: any non-zero `errcode` is a failure, whatever the HTTP status.
-fn parse_reply(body: &[u8]) -> Result<Session> {
-  let reply: Reply = serde_json::from_slice(body)
-    .map_err(|err| Error::WeChat(format!("reply is not the expected JSON ({err})")))?;
-  if reply.errcode != 0 {
-    return Err(Error::WeChat(format!(
-      "WeChat errcode {}: {}",
-      reply.errcode, reply.errmsg
-    )));
-  }
+fn parse_reply(body: &[u8]) -> Result<CodeSession> {
+  let reply: CodeSessionReply = serde_json::from_slice(body)
+    .map_err(|err| jscode2session(format!("reply is not the expected JSON ({err})")))?;
+  reply
+    .refusal
+    .check()
+    .map_err(|refusal| jscode2session(refusal.to_string()))?;
   let non_empty = |field: Option<String>| field.filter(|value| !value.is_empty());
   match (non_empty(reply.openid), non_empty(reply.session_key)) {
-    (Some(open_id), Some(session_key)) => Ok(Session {
+    (Some(open_id), Some(session_key)) => Ok(CodeSession {
       open_id,
       session_key,
       union_id: non_empty(reply.unionid),
     }),
-    _ => Err(Error::WeChat(
+    _ => Err(jscode2session(
       "reply has no openid or no session_key".into(),
     )),
   }
@@ -370,7 +388,7 @@ mod tests {
 
   #[test]
   fn debug_output_hides_the_session_key() {
-    let session = Session {
+    let session = CodeSession {
       open_id: "o".into(),
       session_key: "SECRETKEY".into(),
       union_id: None,

@@ -6,7 +6,7 @@
 //! writes corrupt the file. OFD locks belong to the open file and conflict with classic locks
 //! even inside one process, so routing this copy's `fcntl` locking through them restores
 //! mutual exclusion with the application's copy (and with other processes, as before).
-//! It relies on this copy holding one connection per file, which `user_store` ensures.
+//! It relies on this copy holding one connection per file, which `database` ensures.
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -31,9 +31,11 @@ mod linux {
     }
   }
 
+  /// Whether the OFD `fcntl` is installed, once [`install`] ran.
+  pub static INSTALLED: OnceLock<bool> = OnceLock::new();
+
   /// Installs the OFD `fcntl` in the default VFS once per process; `false` when SQLite refused.
   pub fn install() -> bool {
-    static INSTALLED: OnceLock<bool> = OnceLock::new();
     *INSTALLED.get_or_init(|| unsafe {
       let vfs = ffi::sqlite3_vfs_find(std::ptr::null());
       let Some(set) = vfs.as_ref().and_then(|vfs| vfs.xSetSystemCall) else {
@@ -50,13 +52,21 @@ mod linux {
 }
 
 /// Switches this process's copy of SQLite to OFD locks where the platform has them.
-pub fn install() -> bool {
+pub fn install() {
   #[cfg(target_os = "linux")]
-  {
-    linux::install()
+  linux::install();
+}
+
+/// Why this copy of SQLite runs without OFD locks although the platform has them (SQLite
+/// refused the replacement), once [`install`] ran; `None` when they are in place or the
+/// platform has none.
+pub fn refused() -> Option<&'static str> {
+  #[cfg(target_os = "linux")]
+  if linux::INSTALLED.get() == Some(&false) {
+    return Some(
+      "SQLite refused the OFD locks: in this process, the addon's SQLite and the \
+       application's may not exclude each other's writes",
+    );
   }
-  #[cfg(not(target_os = "linux"))]
-  {
-    false
-  }
+  None
 }

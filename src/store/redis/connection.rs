@@ -3,7 +3,7 @@
 //! failures, closed once. A connection given a [`PushHandler`] speaks RESP3 and hands every
 //! push (invalidations, and the client's own notice of a lost connection) to it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -22,7 +22,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
 use crate::config::{RedisTarget, RedisTls};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::opened::Opened;
 
 /// Bound on connecting to a server and on each reply, well inside a call's deadline.
 const TIMEOUT: Duration = Duration::from_millis(700);
@@ -229,16 +230,10 @@ fn addresses(urls: &[String]) -> String {
     .join(", ")
 }
 
-enum State {
-  NotYetOpened,
-  Open(RedisConnection),
-  Closed,
-}
-
 /// Makes the connection on first use and hands out clones of it.
 pub struct Connector {
   client: Client,
-  state: Mutex<State>,
+  connection: Opened<RedisConnection>,
   /// Which server this is, for messages: `Redis at host:port`, never a password.
   server: String,
 }
@@ -357,7 +352,7 @@ impl Connector {
     };
     Ok(Self {
       client,
-      state: Mutex::new(State::NotYetOpened),
+      connection: Opened::new(),
       server,
     })
   }
@@ -369,10 +364,8 @@ impl Connector {
 
   /// The connection, made now if this is its first use.
   pub async fn get(&self) -> Result<RedisConnection> {
-    match &*self.lock() {
-      State::Open(connection) => return Ok(connection.clone()),
-      State::Closed => return Err(Error::Closed),
-      State::NotYetOpened => {}
+    if let Some(connection) = self.connection.current()? {
+      return Ok(connection);
     }
     let connection = match &self.client {
       Client::Single(client, config) => RedisConnection::Single(
@@ -390,15 +383,7 @@ impl Connector {
         )?)
       }
     };
-    let mut state = self.lock();
-    match &*state {
-      State::Open(existing) => Ok(existing.clone()),
-      State::Closed => Err(Error::Closed),
-      State::NotYetOpened => {
-        *state = State::Open(connection.clone());
-        Ok(connection)
-      }
-    }
+    self.connection.keep(connection)
   }
 
   /// After a lost connection: with Sentinel, drops the connection to the master, so that the
@@ -409,22 +394,11 @@ impl Connector {
     if !matches!(self.client, Client::Sentinel(..)) {
       return false;
     }
-    let mut state = self.lock();
-    match &*state {
-      State::Open(_) => {
-        *state = State::NotYetOpened;
-        true
-      }
-      _ => false,
-    }
+    self.connection.reopen_on_next_use()
   }
 
-  /// Drops the connection; later calls fail with [`Error::Closed`].
+  /// Drops the connection; later calls fail with [`Error::Closed`](crate::error::Error::Closed).
   pub fn close(&self) {
-    *self.lock() = State::Closed;
-  }
-
-  fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-    self.state.lock().unwrap_or_else(|e| e.into_inner())
+    self.connection.close();
   }
 }

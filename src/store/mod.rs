@@ -1,13 +1,20 @@
-//! Where sessions (tokens) live: Redis, in the layout of mpauthx 1.3.2 (the default), or the
-//! application's SQLite file, for a single server that runs without Redis. Both keep the same
-//! rules: a TTL, reuse of the live token, refresh, revoke, one live token per user and sku.
+//! Where tokens live: the token store, in Redis in the layout of mpauthx 1.3.2 (the default),
+//! or in the application's SQLite file, for a single server that runs without Redis. Both
+//! keep the same rules: a TTL, reuse of the live token, refresh, revoke, one live token per
+//! user and sku. The store also caches the app's WeChat access token for every process that
+//! shares it. [`sqlite`] holds the `user` table as well, which every backend uses, and
+//! [`opened`] what both open on first use.
+
+mod opened;
+mod redis;
+mod sqlite;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use self::redis::RedisTokens;
+pub use self::sqlite::{locks_refused, Database, SqliteTokens, Users};
 use crate::error::Result;
-use crate::redis_sessions::RedisSessions;
-use crate::sqlite_sessions::SqliteSessions;
 use crate::validation_cache::{CachedToken, Validity, Vouched};
 
 /// Whether an existing live token is handed back or replaced.
@@ -36,35 +43,36 @@ pub struct TokenInfo {
 /// the SQLite store takes over a lock whose stored lease claims more.
 pub const MAX_LEASE: Duration = Duration::from_secs(600);
 
-pub enum Sessions {
-  Redis(Box<RedisSessions>),
-  Sqlite(SqliteSessions),
+/// The token store of an instance, one of the backends; calls go to the one it is.
+pub enum TokenStore {
+  Redis(Box<RedisTokens>),
+  Sqlite(SqliteTokens),
 }
 
 macro_rules! each_store {
   ($self:ident, $store:ident => $call:expr) => {
     match $self {
-      Sessions::Redis($store) => $call,
-      Sessions::Sqlite($store) => $call,
+      TokenStore::Redis($store) => $call,
+      TokenStore::Sqlite($store) => $call,
     }
   };
 }
 
-impl Sessions {
+impl TokenStore {
   /// What the validation cache vouches for `token`, without a round trip. Only the Redis
   /// store has a cache: other processes write a SQLite file without telling anyone.
   pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
     match self {
-      Sessions::Redis(store) => store.cached(token),
-      Sessions::Sqlite(_) => None,
+      TokenStore::Redis(store) => store.cached(token),
+      TokenStore::Sqlite(_) => None,
     }
   }
 
   /// The validation cache's counters and lease, for JavaScript to read.
   pub fn validity(&self) -> Option<Arc<Validity>> {
     match self {
-      Sessions::Redis(store) => store.validity(),
-      Sessions::Sqlite(_) => None,
+      TokenStore::Redis(store) => store.validity(),
+      TokenStore::Sqlite(_) => None,
     }
   }
 
@@ -155,22 +163,22 @@ impl Sessions {
   /// the SQLite store shares the file, so it has nothing to record.
   pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
     match self {
-      Sessions::Redis(store) => store.remember_user(user_id, sku).await,
-      Sessions::Sqlite(_) => Ok(()),
+      TokenStore::Redis(store) => store.remember_user(user_id, sku).await,
+      TokenStore::Sqlite(_) => Ok(()),
     }
   }
 
   /// Whether another server recorded the user as registered.
   pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
     match self {
-      Sessions::Redis(store) => store.knows_user(user_id, sku).await,
-      Sessions::Sqlite(_) => Ok(false),
+      TokenStore::Redis(store) => store.knows_user(user_id, sku).await,
+      TokenStore::Sqlite(_) => Ok(false),
     }
   }
 
-  /// Drops the store's connection; the SQLite store closes with the user store.
+  /// Drops the store's connection; the SQLite store's file closes with the instance's `Database`.
   pub fn close(&self) {
-    if let Sessions::Redis(store) = self {
+    if let TokenStore::Redis(store) = self {
       store.close();
     }
   }
@@ -178,7 +186,7 @@ impl Sessions {
   /// Stops answering anything from memory (the validation cache empties), while the store
   /// stays open for the calls still in flight.
   pub fn forget_all(&self) {
-    if let Sessions::Redis(store) = self {
+    if let TokenStore::Redis(store) = self {
       store.forget_all();
     }
   }

@@ -1,17 +1,18 @@
-//! Sessions in the application's SQLite file, for a single server without Redis: one row per
-//! user and sku holds the current token, its issue time and its expiry. Every change is one
+//! The token store in the application's SQLite file, for a single server without Redis: one
+//! row per user and sku holds the current token, its issue time and its expiry, and one row
+//! per app its WeChat access token and the lock on fetching it. Every change is one
 //! `BEGIN IMMEDIATE` transaction, so concurrent calls, in this process or others, serialize.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use super::Database;
 use crate::error::Result;
-use crate::sessions::{now_us, Issue, TokenInfo, MAX_LEASE};
+use crate::store::{now_us, Issue, TokenInfo, MAX_LEASE};
 use crate::token;
-use crate::user_store::UserStore;
 
 const SCHEMA: &str = "
   CREATE TABLE IF NOT EXISTS mpauthx_session(
@@ -41,8 +42,9 @@ const ADD_LEASE: &str =
 /// How many expired rows of other users each issue clears, so the table never grows without bound.
 const SWEEP: usize = 64;
 
-pub struct SqliteSessions {
-  file: UserStore,
+/// The token store in the SQLite file.
+pub struct SqliteTokens {
+  database: Database,
   ttl: Duration,
   /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of
   /// their TTL, get it whole back, and that TTL in µs; `None` when off.
@@ -50,12 +52,12 @@ pub struct SqliteSessions {
   schema_ready: Arc<AtomicBool>,
 }
 
-impl SqliteSessions {
-  /// Sessions in the same file as the users, through the same connection; with `sliding`,
+impl SqliteTokens {
+  /// Tokens in the same file as the users, through the same connection; with `sliding`,
   /// checks extend that sku's tokens in the second half of their TTL.
-  pub fn new(file: UserStore, ttl: Duration, sliding: Option<String>) -> Self {
+  pub fn new(database: Database, ttl: Duration, sliding: Option<String>) -> Self {
     Self {
-      file,
+      database,
       ttl,
       sliding: sliding.map(|sku| Arc::new((sku, ttl.as_micros() as i64))),
       schema_ready: Arc::new(AtomicBool::new(false)),
@@ -137,7 +139,7 @@ impl SqliteSessions {
     self
       .run(move |db| {
         // IMMEDIATE: the write lock is taken before reading, so two issuers never both miss.
-        let transaction = Transaction::new_unchecked(db, TransactionBehavior::Immediate)?;
+        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing = current(&transaction, &user_id, &sku)?;
         let reuse = match (&existing, mode) {
           (Some(_), Issue::ReuseLive) => true,
@@ -363,14 +365,14 @@ impl SqliteSessions {
       .await
   }
 
-  /// Runs `work` on the file's connection, creating the session table on first use.
+  /// Runs `work` on the file's connection, creating the tables on first use.
   async fn run<T: Send + 'static>(
     &self,
-    work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
     let schema_ready = self.schema_ready.clone();
     self
-      .file
+      .database
       .run(move |db| {
         if !schema_ready.load(Ordering::Acquire) {
           create_schema(db)?;
@@ -384,8 +386,8 @@ impl SqliteSessions {
 
 /// Creates the tables, or brings an earlier version's up to date; IMMEDIATE, so two
 /// processes never both add a column.
-fn create_schema(db: &Connection) -> rusqlite::Result<()> {
-  let transaction = Transaction::new_unchecked(db, TransactionBehavior::Immediate)?;
+fn create_schema(db: &mut Connection) -> rusqlite::Result<()> {
+  let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
   transaction.execute_batch(SCHEMA)?;
   let has_lease: bool = transaction.query_row(
     "SELECT count(*) > 0 FROM pragma_table_info('mpauthx_access_token') WHERE name = 'lock_lease_us'",

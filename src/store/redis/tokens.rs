@@ -1,0 +1,603 @@
+//! Tokens in Redis, laid out as mpauthx 1.3.2 kept them:
+//!
+//! - Token: a hash at key = the token, field `ctime` (issue time, ms since the epoch),
+//!   created together with its TTL by one script, so no token ever lacks a TTL.
+//! - Index: `mpauthx|index|<sku>|<userId>` holds the user's current token for that sku, with
+//!   the same TTL. It has four `|`-separated parts, so it is never a valid token.
+//!
+//! The index is only ever replaced by compare-and-set, and a token that loses a race is
+//! deleted before anyone sees it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redis::{AsyncCommands, Value};
+
+use super::connection::RedisConnection;
+use super::tracking::{parse_read, Read};
+use super::{per_token, well_formed, within_deadline, RedisTokens};
+use crate::error::{Error, Result};
+use crate::store::{Issue, TokenInfo};
+use crate::token;
+
+/// The hash field that marks a key as a token.
+const CTIME_FIELD: &str = "ctime";
+
+/// How often a caller retries after losing a compare-and-set to a concurrent caller.
+/// Each loss means another caller succeeded, so a few rounds always settle.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Replaces the index only when it still holds what the caller read (`""` for nothing), and
+/// then deletes `KEYS[2]`, the token it named, when given and a token (a hash with `ctime`):
+/// a stray or tampered index never makes the library delete a key of the application's.
+/// In a Cluster the two keys live in different slots: `KEYS[2]` is left out and the old token
+/// goes through [`REVOKE`], which makes the same check.
+pub(super) const COMPARE_AND_SET: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return 0 end
+local old_is_token = false
+if KEYS[2] then
+  local live = redis.pcall('HEXISTS', KEYS[2], 'ctime')
+  if type(live) == 'table' then
+    if not string.find(live.err, '^WRONGTYPE') then return live end
+  else
+    old_is_token = live == 1
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if old_is_token then redis.call('DEL', KEYS[2]) end
+return 1
+";
+
+/// Writes a token with its TTL in one command, so that no token ever exists without a TTL
+/// and a cluster client can retry it after a failover like any single-key command. Where
+/// Redis can tell (7.0 and later), a user not allowed to set the TTL writes nothing at all.
+pub(super) const CREATE: &str = r"
+if redis.acl_check_cmd and not redis.acl_check_cmd('expire', KEYS[1], ARGV[2]) then
+  return redis.error_reply('NOPERM this user may not set a TTL (EXPIRE)')
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'ctime', ARGV[1], 'sk', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'ctime', ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+// In the scripts below, a key of another type is not a token (`WRONGTYPE`, read with
+// `pcall`); any other refusal (an ACL that denies a command, say) is returned as the error it
+// is, never taken to mean "no such token", which would issue a new one.
+
+/// The start of a script that acts on `KEYS[1]` only if it is a token (a hash with `ctime`),
+/// and returns 0 otherwise.
+macro_rules! unless_a_token_return_0 {
+  () => {
+    r"
+local live = redis.pcall('HEXISTS', KEYS[1], 'ctime')
+if type(live) == 'table' then
+  if string.find(live.err, '^WRONGTYPE') then return 0 end
+  return live
+end
+if live ~= 1 then return 0 end
+"
+  };
+}
+
+/// Keeps the latest session key with a live token; says whether the token is live.
+pub(super) const KEEP_SESSION_KEY: &str = concat!(
+  unless_a_token_return_0!(),
+  r"redis.call('HSET', KEYS[1], 'sk', ARGV[1])
+return 1
+"
+);
+
+/// The session key kept with a live token, or nothing.
+pub(super) const SESSION_KEY: &str = r"
+local fields = redis.pcall('HMGET', KEYS[1], 'ctime', 'sk')
+if fields.err then
+  if string.find(fields.err, '^WRONGTYPE') then return false end
+  return fields
+end
+if not fields[1] then return false end
+return fields[2]
+";
+
+/// For `slidingTtl`: whether `KEYS[1]` is a live token (0 when not, 1 when live), and when
+/// less than `ARGV[2]` ms of its TTL remain (half of it), gives it its whole TTL of `ARGV[1]`
+/// seconds back and returns 2; its index `KEYS[2]` too, when given and still naming it. The
+/// condition is checked here, in Redis, so concurrent checks extend a token once per half-TTL.
+/// In a Cluster the index lives in another slot: `KEYS[2]` is left out and the index goes
+/// through [`SLIDE_INDEX`].
+const LIVE_AND_SLIDE: &str = concat!(
+  unless_a_token_return_0!(),
+  r"local pttl = redis.call('PTTL', KEYS[1])
+if pttl < 0 or pttl >= tonumber(ARGV[2]) then return 1 end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if KEYS[2] then
+  local indexed = redis.pcall('GET', KEYS[2])
+  if indexed == KEYS[1] then
+    redis.call('EXPIRE', KEYS[2], ARGV[1])
+  elseif type(indexed) == 'table' and not string.find(indexed.err, '^WRONGTYPE') then
+    return indexed
+  end
+end
+return 2
+"
+);
+
+/// Gives an index its whole TTL of `ARGV[2]` seconds back if it still names the token
+/// `ARGV[1]`, which [`LIVE_AND_SLIDE`] just extended.
+pub(super) const SLIDE_INDEX: &str = r"
+local indexed = redis.pcall('GET', KEYS[1])
+if indexed == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if type(indexed) == 'table' and not string.find(indexed.err, '^WRONGTYPE') then return indexed end
+return 0
+";
+
+/// Deletes a token only if it is one (a hash with `ctime`); other keys are left alone.
+pub(super) const REVOKE: &str = concat!(
+  unless_a_token_return_0!(),
+  r"return redis.call('DEL', KEYS[1])
+"
+);
+
+impl RedisTokens {
+  /// For each token, whether it is live; all are checked in one pipelined round trip
+  /// (on a cluster, in one round trip per node).
+  /// With `slidingTtl`, the live tokens in the second half of their TTL get it whole back.
+  pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
+    within_deadline(&self.redis, || async {
+      if let Some(reads) = self.try_tracked(tokens).await? {
+        let due: Vec<&str> = tokens
+          .iter()
+          .zip(&reads)
+          .filter(|&(&token, read)| read.is_some_and(|(_, pttl)| self.due(token, pttl)))
+          .map(|(&token, _)| token)
+          .collect();
+        if !due.is_empty() {
+          self.slide(&mut self.redis.get().await?, &due).await?;
+        }
+        return Ok(reads.into_iter().map(|read| read.is_some()).collect());
+      }
+      self.check_all_live(tokens).await
+    })
+    .await
+  }
+
+  /// Whether a live token with `pttl` ms left is due to slide: of the sliding sku, with less
+  /// than half its TTL left.
+  fn due(&self, token: &str, pttl: i64) -> bool {
+    self.slides(token) && u128::try_from(pttl).is_ok_and(|left| left < self.ttl.as_millis() / 2)
+  }
+
+  /// Whether checks extend `token`: sliding is on and it is of the sliding sku.
+  fn slides(&self, token: &str) -> bool {
+    self.sliding.is_some() && token::sku(token) == self.sliding.as_deref()
+  }
+
+  /// Runs [`LIVE_AND_SLIDE`] on each token: which are live. Only tokens due to slide are
+  /// written, and on a cluster their index after them.
+  async fn slide(&self, redis: &mut RedisConnection, tokens: &[&str]) -> Result<Vec<bool>> {
+    let cluster = redis.is_cluster();
+    let ttl = self.ttl.as_secs();
+    let half_ms = (self.ttl.as_millis() / 2) as u64;
+    let replies: Vec<redis::RedisResult<i64>> = per_token(redis, tokens, |token| {
+      let mut slide = redis::cmd("EVAL");
+      slide.arg(LIVE_AND_SLIDE);
+      match index_of(token).filter(|_| !cluster) {
+        Some(index) => slide.arg(2).arg(token).arg(index),
+        None => slide.arg(1).arg(token),
+      };
+      // A window of 0 only checks: other skus' tokens are never extended.
+      slide
+        .arg(ttl)
+        .arg(if self.slides(token) { half_ms } else { 0 });
+      slide
+    })
+    .await?;
+    let mut live = Vec::with_capacity(tokens.len());
+    for (&token, reply) in tokens.iter().zip(replies) {
+      let outcome = reply?;
+      if outcome == 2 {
+        if let (true, Some(index)) = (cluster, index_of(token)) {
+          let _: i64 = self
+            .slide_index
+            .key(index)
+            .arg(token)
+            .arg(ttl)
+            .invoke_async(redis)
+            .await?;
+        }
+        // What this instance remembers expires too early now; the invalidation Redis sends
+        // may arrive just after.
+        self.forget(token);
+      }
+      live.push(outcome > 0);
+    }
+    Ok(live)
+  }
+
+  /// Deletes `token` if it is a live token; says whether it was. The index may go
+  /// on naming it until its TTL: a token that is not live is never handed out again.
+  pub async fn revoke(&self, token: &str) -> Result<bool> {
+    if !token::is_well_formed(token) {
+      return Ok(false);
+    }
+    self
+      .on_connection(|mut redis| async move {
+        let deleted: i64 = self.revoke.key(token).invoke_async(&mut redis).await?;
+        self.forget(token);
+        Ok(deleted == 1)
+      })
+      .await
+  }
+
+  /// Deletes the user's live token of `sku`, or of every sku in this Redis when `None`, with
+  /// the indexes naming them; says how many tokens were deleted. Every sku's index is found
+  /// by `SCAN` (on every master of a cluster).
+  pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
+    self
+      .on_connection(|mut redis| async move {
+        let indexes = match sku {
+          Some(sku) => vec![index_key(user_id, sku)],
+          None => {
+            let pattern = format!("mpauthx|index|*|{}", glob_escape(user_id));
+            let mut indexes: Vec<String> = redis
+              .scan_matching(&pattern)
+              .await?
+              .into_iter()
+              .filter(|key| is_index_of(key, user_id))
+              .collect();
+            indexes.sort_unstable();
+            indexes.dedup();
+            indexes
+          }
+        };
+        let mut revoked = 0;
+        for index in indexes {
+          let indexed: Option<String> = match redis.get(&index).await {
+            Ok(indexed) => indexed,
+            Err(err) if err.code() == Some("WRONGTYPE") => continue,
+            Err(err) => return Err(err.into()),
+          };
+          let Some(token) = indexed else { continue };
+          // Only a token of this user and of the index's sku; REVOKE deletes only tokens.
+          if index_of(&token).as_ref() == Some(&index) {
+            let deleted: i64 = self.revoke.key(&token).invoke_async(&mut redis).await?;
+            self.forget(&token);
+            revoked += deleted as u64;
+          }
+          let _: i64 = self
+            .delete_if_holds
+            .key(&index)
+            .arg(&token)
+            .invoke_async(&mut redis)
+            .await?;
+        }
+        Ok(revoked)
+      })
+      .await
+  }
+
+  /// What `token` stands for, if it is live.
+  pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
+    if !token::is_well_formed(token) {
+      return Ok(None);
+    }
+    within_deadline(&self.redis, || async {
+      let found = match self.try_tracked(&[token]).await? {
+        Some(mut reads) => reads.pop().flatten(),
+        None => {
+          let found: Value = self
+            .read
+            .key(token)
+            .invoke_async(&mut self.redis.get().await?)
+            .await?;
+          parse_read(&found).and_then(Read::live)
+        }
+      };
+      let Some((ctime, mut pttl)) = found else {
+        return Ok(None);
+      };
+      if self.due(token, pttl)
+        && self.slide(&mut self.redis.get().await?, &[token]).await? == [true]
+      {
+        pttl = self.ttl.as_millis() as i64;
+      }
+      Ok(token::sku(token).map(|sku| TokenInfo {
+        user_id: token::user_id(token).to_owned(),
+        sku: sku.to_owned(),
+        ctime_ms: ctime,
+        // Rounded as Redis's own `TTL` rounds.
+        expires_in: u64::try_from(pttl).ok().map(|ms| (ms + 500) / 1000),
+      }))
+    })
+    .await
+  }
+
+  /// The user's live token for `sku`, if any.
+  pub async fn live_token(
+    &self,
+    user_id: &str,
+    sku: &str,
+    session_key: Option<&str>,
+  ) -> Result<Option<String>> {
+    self
+      .on_connection(|redis| self.find_live_token(redis, user_id, sku, session_key))
+      .await
+  }
+
+  /// The session key kept with a live token.
+  pub async fn session_key(&self, token: &str) -> Result<Option<String>> {
+    if !token::is_well_formed(token) {
+      return Ok(None);
+    }
+    self
+      .on_connection(|mut redis| async move {
+        Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
+      })
+      .await
+  }
+
+  /// Issues a token for the user and sku and makes it the indexed one, or, with
+  /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
+  pub async fn issue(
+    &self,
+    user_id: &str,
+    sku: &str,
+    mode: Issue,
+    session_key: Option<&str>,
+  ) -> Result<String> {
+    self
+      .on_connection(|redis| self.issue_token(redis, user_id, sku, mode, session_key))
+      .await
+  }
+
+  /// Whether `token` is live, keeping `session_key` with it when given.
+  async fn keep(
+    &self,
+    redis: &mut RedisConnection,
+    token: &str,
+    session_key: Option<&str>,
+  ) -> Result<bool> {
+    match session_key {
+      None => check_live(redis, token).await,
+      Some(key) => {
+        let live: i64 = self
+          .keep_session_key
+          .key(token)
+          .arg(key)
+          .invoke_async(redis)
+          .await?;
+        Ok(live == 1)
+      }
+    }
+  }
+
+  async fn check_all_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
+    let mut live = vec![false; tokens.len()];
+    let candidates = well_formed(tokens);
+    if candidates.is_empty() {
+      return Ok(live);
+    }
+    let mut redis = self.redis.get().await?;
+    let checked: Vec<&str> = candidates.iter().map(|&i| tokens[i]).collect();
+    let found = if self.sliding.is_some() {
+      self.slide(&mut redis, &checked).await?
+    } else {
+      let replies = per_token(&mut redis, &checked, |token| {
+        let mut hexists = redis::cmd("HEXISTS");
+        hexists.arg(token).arg(CTIME_FIELD);
+        hexists
+      })
+      .await?;
+      replies.into_iter().map(is_token).collect::<Result<_>>()?
+    };
+    for (i, found) in candidates.into_iter().zip(found) {
+      live[i] = found;
+    }
+    Ok(live)
+  }
+
+  async fn find_live_token(
+    &self,
+    mut redis: RedisConnection,
+    user_id: &str,
+    sku: &str,
+    session_key: Option<&str>,
+  ) -> Result<Option<String>> {
+    let indexed: Option<String> = redis.get(index_key(user_id, sku)).await?;
+    match indexed {
+      Some(token) if self.keep(&mut redis, &token, session_key).await? => Ok(Some(token)),
+      _ => Ok(None),
+    }
+  }
+
+  async fn issue_token(
+    &self,
+    mut redis: RedisConnection,
+    user_id: &str,
+    sku: &str,
+    mode: Issue,
+    session_key: Option<&str>,
+  ) -> Result<String> {
+    let index = index_key(user_id, sku);
+    // What the index held when this caller last lost a compare-and-set.
+    let mut lost_to: Option<Option<String>> = None;
+    for _ in 0..MAX_ATTEMPTS {
+      let indexed: Option<String> = redis.get(&index).await?;
+      // A refresh that lost to a concurrent refresh takes the winner's token: it was
+      // issued after this call began, so "a new token" holds, and only one stays live.
+      let reuse = match mode {
+        Issue::ReuseLive => true,
+        Issue::Replace { .. } => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
+      };
+      if let Some(current) = indexed.as_deref().filter(|_| reuse) {
+        if self.keep(&mut redis, current, session_key).await? {
+          return Ok(current.to_owned());
+        }
+      }
+      // A refresh carries the session key of the token it replaces.
+      let carried: Option<String> = match (session_key, indexed.as_deref()) {
+        (None, Some(old)) => self.session_key.key(old).invoke_async(&mut redis).await?,
+        _ => None,
+      };
+      let token = token::generate(user_id, sku)?;
+      let key = session_key.or(carried.as_deref()).unwrap_or("");
+      self.create(&mut redis, &token, key).await?;
+      let expected = indexed.as_deref().unwrap_or("");
+      let mut swap = self.compare_and_set.key(&index);
+      let cluster = redis.is_cluster();
+      if let (Some(old), false) = (&indexed, cluster) {
+        swap.key(old);
+      }
+      let swapped: bool = swap
+        .arg(expected)
+        .arg(&token)
+        .arg(self.ttl.as_secs())
+        .invoke_async(&mut redis)
+        .await?;
+      if swapped {
+        if let Some(old) = indexed {
+          if cluster {
+            let _: Value = self.revoke.key(&old).invoke_async(&mut redis).await?;
+          }
+          self.forget(&old);
+        }
+        return Ok(token);
+      }
+      // Another caller indexed its token first: ours was never handed out.
+      let _: () = redis.del(&token).await?;
+      lost_to = Some(indexed);
+    }
+    Err(Error::Store(format!(
+      "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same index"
+    )))
+  }
+
+  async fn create(
+    &self,
+    redis: &mut RedisConnection,
+    token: &str,
+    session_key: &str,
+  ) -> Result<()> {
+    let _: i64 = self
+      .create
+      .key(token)
+      .arg(now_ms())
+      .arg(self.ttl.as_secs())
+      .arg(session_key)
+      .invoke_async(redis)
+      .await?;
+    Ok(())
+  }
+}
+
+/// The index that names a well-formed token when it is the current one.
+fn index_of(token: &str) -> Option<String> {
+  Some(index_key(token::user_id(token), token::sku(token)?))
+    .filter(|_| token::is_well_formed(token))
+}
+
+/// Whether `key` is the index of `user_id` for some sku.
+fn is_index_of(key: &str, user_id: &str) -> bool {
+  key
+    .strip_prefix("mpauthx|index|")
+    .and_then(|rest| rest.split_once('|'))
+    .is_some_and(|(_, user)| user == user_id)
+}
+
+/// `text` matched literally by a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+  let mut escaped = String::with_capacity(text.len());
+  for c in text.chars() {
+    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+      escaped.push('\\');
+    }
+    escaped.push(c);
+  }
+  escaped
+}
+
+/// Whether `token` is live (a hash with `ctime`), on the caller's connection.
+async fn check_live(redis: &mut RedisConnection, token: &str) -> Result<bool> {
+  if !token::is_well_formed(token) {
+    return Ok(false);
+  }
+  is_token(redis.hexists(token, CTIME_FIELD).await)
+}
+
+/// Reads the answer to `HEXISTS <key> ctime`: a key of another type is some key of the
+/// application's own, not a token.
+fn is_token(reply: redis::RedisResult<bool>) -> Result<bool> {
+  match reply {
+    Ok(exists) => Ok(exists),
+    Err(err) if err.code() == Some("WRONGTYPE") => Ok(false),
+    Err(err) => Err(err.into()),
+  }
+}
+/// The index key of a user and sku; neither may contain `|`.
+pub fn index_key(user_id: &str, sku: &str) -> String {
+  format!("mpauthx|index|{sku}|{user_id}")
+}
+
+/// The keys of an app's shared access token (`current`) and of the right to refresh it
+fn now_ms() -> u64 {
+  SystemTime::now()
+    .duration_since(UNIX_EPOCH)
+    .map_or(0, |since| since.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::config::{RedisTarget, RedisTls};
+  use std::time::Duration;
+
+  #[test]
+  fn an_index_key_is_never_a_token() {
+    let key = index_key("oUser", "sku");
+    assert!(!token::is_well_formed(&key));
+    assert_eq!(key, "mpauthx|index|sku|oUser");
+  }
+
+  #[test]
+  fn every_sku_index_of_a_user_is_found_and_no_other() {
+    let token = "oUser|sku|0123";
+    assert_eq!(index_of(token).as_deref(), Some("mpauthx|index|sku|oUser"));
+    assert_eq!(
+      index_of("mpauthx|index|sku|oUser"),
+      None,
+      "an index is not a token"
+    );
+    assert!(is_index_of("mpauthx|index|sku|oUser", "oUser"));
+    assert!(is_index_of("mpauthx|index||oUser", "oUser"));
+    assert!(!is_index_of("mpauthx|index|sku|oUserX", "oUser"));
+    assert!(!is_index_of("mpauthx|index|sku|x|oUser", "oUser"));
+    assert!(!is_index_of("mpauthx|user|sku|oUser", "oUser"));
+    assert_eq!(glob_escape(r"o*?[a]\x"), r"o\*\?\[a\]\\x");
+    assert_eq!(glob_escape("oUser-1_^"), "oUser-1_^");
+  }
+
+  #[test]
+  fn a_token_is_due_to_slide_in_the_second_half_of_its_ttl_only_when_sliding() {
+    let target = RedisTarget::Single("redis://127.0.0.1:6379".into());
+    let store = |sliding: Option<&str>| {
+      let tls = RedisTls::default();
+      let sliding = sliding.map(str::to_owned);
+      RedisTokens::new(&target, None, &tls, Duration::from_secs(4), 0, sliding).unwrap()
+    };
+    let (sliding, fixed) = (store(Some("shop")), store(None));
+    let (own, other) = (
+      format!("o|shop|{}", "a".repeat(64)),
+      format!("o|admin|{}", "a".repeat(64)),
+    );
+    assert!(sliding.due(&own, 1_999) && sliding.due(&own, 0));
+    assert!(!sliding.due(&own, 2_000) && !sliding.due(&own, -1) && !sliding.due(&own, -2));
+    assert!(
+      !sliding.due(&other, 1),
+      "another sku's token keeps its own TTL"
+    );
+    assert!(!fixed.due(&own, 1));
+  }
+}
