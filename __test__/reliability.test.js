@@ -303,7 +303,7 @@ describe('SQLite shared with the application', () => {
       .map(([, kind, pid]) => [kind, Number(pid)])
   }
 
-  // node-sqlite3 bundles its own SQLite: without the addon's OFD locks (src/sqlite_locks.rs)
+  // node-sqlite3 bundles its own SQLite: without the addon's OFD locks (src/store/sqlite/locks.rs)
   // the two copies in this process would not exclude each other and this corrupts the file.
   // OFD locks exist on Linux only; elsewhere the addon keeps classic locks and this cannot hold.
   const linuxOnly = { skip: process.platform !== 'linux' && 'OFD locks are Linux-only' }
