@@ -11,7 +11,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 export declare class Mpauthx {
   /** Validates the settings (throwing `TypeError`/`RangeError`) without connecting. */
-  constructor(options: NativeOptions)
+  constructor(options: Options)
   authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
   login(code?: string | undefined | null): Promise<Reply>
   revokeToken(token?: string | undefined | null): Promise<Reply>
@@ -76,42 +76,6 @@ export interface CheckReply {
 /** The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2. */
 export declare const DEFAULT_TOKEN_TTL_SECONDS: number
 
-/** Factory arguments after `index.js` has checked their JavaScript types. */
-export interface NativeOptions {
-  appId: string
-  appSecret: string
-  sku: string
-  dbPath: string
-  redisPass?: string
-  ttl?: number
-  redisUrl?: string
-  redisClusterNodes?: Array<string>
-  wechatApiBase?: string
-  httpTimeoutMs?: number
-  tokenStore?: string
-  validationCacheSize?: number
-  redisTls?: NativeRedisTls
-  redisSentinel?: NativeRedisSentinel
-  slidingTtl?: boolean
-  /** Whether calls report their steps in `Reply.steps`. */
-  diagnostics?: boolean
-}
-
-/** `options.redisSentinel`. */
-export interface NativeRedisSentinel {
-  nodes: Array<string>
-  masterName: string
-  sentinelPassword?: string
-}
-
-/** `options.redisTls`, PEM text. */
-export interface NativeRedisTls {
-  ca?: string
-  cert?: string
-  key?: string
-  rejectUnauthorized?: boolean
-}
-
 /** One step of a call for diagnostics. */
 export interface NativeStep {
   name: string
@@ -130,11 +94,50 @@ export interface NativeTokenInfo {
   expiresIn?: number
 }
 
+/**
+ * What the factory was given, already checked for JavaScript types by `index.js`: the
+ * argument of the native constructor as it arrives from JavaScript.
+ */
+export interface Options {
+  appId: string
+  appSecret: string
+  sku: string
+  dbPath: string
+  redisPass?: string
+  ttl?: number
+  redisUrl?: string
+  redisClusterNodes?: Array<string>
+  wechatApiBase?: string
+  httpTimeoutMs?: number
+  tokenStore?: string
+  validationCacheSize?: number
+  redisTls?: RedisTlsOptions
+  redisSentinel?: RedisSentinelOptions
+  slidingTtl?: boolean
+  /** Whether calls report their steps (the napi layer's concern; settings ignore it). */
+  diagnostics?: boolean
+}
+
 /** A user's phone number, as `getPhoneNumber` resolves it. */
 export interface Phone {
   phoneNumber: string
   purePhoneNumber: string
   countryCode: string
+}
+
+/** `options.redisSentinel`: the sentinels that know which server is the master. */
+export interface RedisSentinelOptions {
+  nodes: Array<string>
+  masterName: string
+  sentinelPassword?: string
+}
+
+/** `options.redisTls`: how `rediss://` servers are trusted, in PEM text. */
+export interface RedisTlsOptions {
+  ca?: string
+  cert?: string
+  key?: string
+  rejectUnauthorized?: boolean
 }
 
 /**

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use napi_derive::napi;
+
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
@@ -12,7 +14,9 @@ pub const ENV_REDIS_URL: &str = "MPAUTHX_REDIS_URL";
 pub const ENV_WECHAT_API_BASE: &str = "MPAUTHX_WECHAT_API_BASE";
 pub const ENV_REDIS_CLUSTER_NODES: &str = "MPAUTHX_REDIS_CLUSTER_NODES";
 
-/// What the factory was given, already checked for JavaScript types by `index.js`.
+/// What the factory was given, already checked for JavaScript types by `index.js`: the
+/// argument of the native constructor as it arrives from JavaScript.
+#[napi(object)]
 #[derive(Clone, Default)]
 pub struct Options {
   pub app_id: String,
@@ -30,9 +34,12 @@ pub struct Options {
   pub redis_tls: Option<RedisTlsOptions>,
   pub redis_sentinel: Option<RedisSentinelOptions>,
   pub sliding_ttl: Option<bool>,
+  /// Whether calls report their steps (the napi layer's concern; settings ignore it).
+  pub diagnostics: Option<bool>,
 }
 
 /// `options.redisSentinel`: the sentinels that know which server is the master.
+#[napi(object)]
 #[derive(Clone, Default)]
 pub struct RedisSentinelOptions {
   pub nodes: Vec<String>,
@@ -41,6 +48,7 @@ pub struct RedisSentinelOptions {
 }
 
 /// `options.redisTls`: how `rediss://` servers are trusted, in PEM text.
+#[napi(object)]
 #[derive(Clone, Default)]
 pub struct RedisTlsOptions {
   pub ca: Option<String>,

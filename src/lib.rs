@@ -38,7 +38,7 @@ use napi::bindgen_prelude::ArrayBuffer;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::config::{ConfigErrorKind, Options, RedisSentinelOptions, RedisTlsOptions, Settings};
+use crate::config::{ConfigErrorKind, Options, Settings};
 use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
@@ -47,45 +47,6 @@ use crate::validation_cache::{epoch_ms, Validity};
 /// The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2.
 #[napi]
 pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 259_200;
-
-/// Factory arguments after `index.js` has checked their JavaScript types.
-#[napi(object)]
-pub struct NativeOptions {
-  pub app_id: String,
-  pub app_secret: String,
-  pub sku: String,
-  pub db_path: String,
-  pub redis_pass: Option<String>,
-  pub ttl: Option<f64>,
-  pub redis_url: Option<String>,
-  pub redis_cluster_nodes: Option<Vec<String>>,
-  pub wechat_api_base: Option<String>,
-  pub http_timeout_ms: Option<f64>,
-  pub token_store: Option<String>,
-  pub validation_cache_size: Option<f64>,
-  pub redis_tls: Option<NativeRedisTls>,
-  pub redis_sentinel: Option<NativeRedisSentinel>,
-  pub sliding_ttl: Option<bool>,
-  /// Whether calls report their steps in `Reply.steps`.
-  pub diagnostics: Option<bool>,
-}
-
-/// `options.redisSentinel`.
-#[napi(object)]
-pub struct NativeRedisSentinel {
-  pub nodes: Vec<String>,
-  pub master_name: String,
-  pub sentinel_password: Option<String>,
-}
-
-/// `options.redisTls`, PEM text.
-#[napi(object)]
-pub struct NativeRedisTls {
-  pub ca: Option<String>,
-  pub cert: Option<String>,
-  pub key: Option<String>,
-  pub reject_unauthorized: Option<bool>,
-}
 
 /// The outcome of a call. Failures travel as values so that `index.js` can attach the
 /// numeric status `code`, which napi cannot put on an async rejection.
@@ -236,34 +197,8 @@ pub struct Mpauthx {
 impl Mpauthx {
   /// Validates the settings (throwing `TypeError`/`RangeError`) without connecting.
   #[napi(constructor)]
-  pub fn new(env: Env, options: NativeOptions) -> napi::Result<Self> {
+  pub fn new(env: Env, options: Options) -> napi::Result<Self> {
     let diagnostics = options.diagnostics.unwrap_or(false);
-    let options = Options {
-      app_id: options.app_id,
-      app_secret: options.app_secret,
-      sku: options.sku,
-      db_path: options.db_path,
-      redis_pass: options.redis_pass,
-      ttl: options.ttl,
-      redis_url: options.redis_url,
-      redis_cluster_nodes: options.redis_cluster_nodes,
-      wechat_api_base: options.wechat_api_base,
-      http_timeout_ms: options.http_timeout_ms,
-      token_store: options.token_store,
-      validation_cache_size: options.validation_cache_size,
-      redis_tls: options.redis_tls.map(|tls| RedisTlsOptions {
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
-        reject_unauthorized: tls.reject_unauthorized,
-      }),
-      redis_sentinel: options.redis_sentinel.map(|sentinel| RedisSentinelOptions {
-        nodes: sentinel.nodes,
-        master_name: sentinel.master_name,
-        sentinel_password: sentinel.sentinel_password,
-      }),
-      sliding_ttl: options.sliding_ttl,
-    };
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
       Ok(settings) => settings,
       Err(err) => {
