@@ -12,16 +12,16 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class Mpauthx {
   /** Validates the settings (throwing `TypeError`/`RangeError`) without connecting. */
   constructor(options: Options)
-  authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
-  login(code?: string | undefined | null): Promise<Reply>
-  revokeToken(token?: string | undefined | null): Promise<Reply>
-  revokeUser(userId?: string | undefined | null, allSkus?: boolean | undefined | null): Promise<Reply>
-  verifyToken(token?: string | undefined | null): Promise<Reply>
-  decryptData(token?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<Reply>
-  checkSignature(token?: string | undefined | null, rawData?: string | undefined | null, signature?: string | undefined | null): Promise<Reply>
-  getAccessToken(): Promise<Reply>
-  getPhoneNumber(code?: string | undefined | null): Promise<Reply>
-  refreshToken(userId?: string | undefined | null): Promise<Reply>
+  authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<TokenReply>
+  login(code?: string | undefined | null): Promise<TokenReply>
+  revokeToken(token?: string | undefined | null): Promise<BooleanReply>
+  revokeUser(userId?: string | undefined | null, allSkus?: boolean | undefined | null): Promise<CountReply>
+  verifyToken(token?: string | undefined | null): Promise<TokenInfoReply>
+  decryptData(token?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<DataReply>
+  checkSignature(token?: string | undefined | null, rawData?: string | undefined | null, signature?: string | undefined | null): Promise<BooleanReply>
+  getAccessToken(): Promise<AccessTokenReply>
+  getPhoneNumber(code?: string | undefined | null): Promise<PhoneReply>
+  refreshToken(userId?: string | undefined | null): Promise<TokenReply>
   /** Live tokens the validation cache remembers at most (`options.validationCacheSize`). */
   get validationCacheSize(): number
   /**
@@ -49,7 +49,7 @@ export declare class Mpauthx {
   /** Does nothing: measures the cost of an async call across the napi boundary. */
   noop(): Promise<number>
   /** Panics inside an async call; only the test suite reaches it. */
-  panicForTesting(): Promise<Reply>
+  panicForTesting(): Promise<TokenReply>
   /**
    * The synchronous first step of `close()`: new calls are refused, and nothing more is
    * answered from memory, before `close()` returns its promise.
@@ -65,11 +65,51 @@ export interface AccessToken {
   expiresIn: number
 }
 
+/** `getAccessToken`: the app's shared access token. */
+export interface AccessTokenReply {
+  statusCode: number
+  message: string
+  /** What the call resolves with, when it succeeded. */
+  response?: AccessToken
+  /** The steps of the call, when diagnostics are on. */
+  steps?: Array<NativeStep>
+}
+
+/** `revokeToken`: whether a live token was deleted; `checkSignature`: whether it matches. */
+export interface BooleanReply {
+  statusCode: number
+  message: string
+  /** What the call resolves with, when it succeeded. */
+  response?: boolean
+  /** The steps of the call, when diagnostics are on. */
+  steps?: Array<NativeStep>
+}
+
 /** The outcomes of a batch of token checks, in the order of the tokens. */
 export interface CheckReply {
   statusCodes: Array<number>
   messages: Array<string>
   /** The steps of the batch, when diagnostics are on. */
+  steps?: Array<NativeStep>
+}
+
+/** `revokeUser`: how many live tokens were deleted. */
+export interface CountReply {
+  statusCode: number
+  message: string
+  /** What the call resolves with, when it succeeded. */
+  response?: number
+  /** The steps of the call, when diagnostics are on. */
+  steps?: Array<NativeStep>
+}
+
+/** `decryptData`: the decrypted object as JSON text. */
+export interface DataReply {
+  statusCode: number
+  message: string
+  /** What the call resolves with, when it succeeded. */
+  response?: string
+  /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
 }
 
@@ -125,6 +165,16 @@ export interface Phone {
   countryCode: string
 }
 
+/** `getPhoneNumber`: the user's phone number. */
+export interface PhoneReply {
+  statusCode: number
+  message: string
+  /** What the call resolves with, when it succeeded. */
+  response?: Phone
+  /** The steps of the call, when diagnostics are on. */
+  steps?: Array<NativeStep>
+}
+
 /** `options.redisSentinel`: the sentinels that know which server is the master. */
 export interface RedisSentinelOptions {
   nodes: Array<string>
@@ -140,27 +190,22 @@ export interface RedisTlsOptions {
   rejectUnauthorized?: boolean
 }
 
-/**
- * The outcome of a call. Failures travel as values so that `index.js` can attach the
- * numeric status `code`, which napi cannot put on an async rejection.
- */
-export interface Reply {
+/** `verifyToken`: what the token stands for. */
+export interface TokenInfoReply {
   statusCode: number
   message: string
-  /** The token, for the calls that resolve with one. */
+  /** What the call resolves with, when it succeeded. */
+  response?: NativeTokenInfo
+  /** The steps of the call, when diagnostics are on. */
+  steps?: Array<NativeStep>
+}
+
+/** `authorize`, `login`, `refreshToken`: the token. */
+export interface TokenReply {
+  statusCode: number
+  message: string
+  /** What the call resolves with, when it succeeded. */
   response?: string
-  /** For `revokeToken`: whether a live token was deleted. */
-  revoked?: boolean
-  /** For `revokeUser`: how many live tokens were deleted. */
-  revokedTokens?: number
-  /** For `verifyToken`: what the token stands for. */
-  tokenInfo?: NativeTokenInfo
-  /** For `checkSignature`: whether the signature matches. */
-  signatureMatches?: boolean
-  /** For `getAccessToken`. */
-  accessToken?: AccessToken
-  /** For `getPhoneNumber`. */
-  phone?: Phone
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
 }

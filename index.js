@@ -399,7 +399,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
       const response = { openId: cached.openId, sku: cached.sku, ctime: cached.ctime, expiresIn: secondsLeft(cached) }
       return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
     }
-    return settle(log, method, () => native.verifyToken(stringOrUndefined(token)), (reply) => tokenInfo(reply.tokenInfo))
+    return settle(log, method, () => native.verifyToken(stringOrUndefined(token)), (reply) => tokenInfo(reply.response))
   }
 
   // `isTokenValid(token, { ownSku })`: without options exactly 1.3.2's check.
@@ -442,28 +442,28 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
         log,
         'checkSignature',
         () => native.checkSignature(stringOrUndefined(token), stringOrUndefined(rawData), stringOrUndefined(signature)),
-        (reply) => reply.signatureMatches,
+        (reply) => reply.response,
       ),
     getAccessToken: () =>
-      settle(log, 'getAccessToken', () => native.getAccessToken(), ({ accessToken }) => ({
-        accessToken: accessToken.accessToken,
-        expiresIn: accessToken.expiresIn,
+      settle(log, 'getAccessToken', () => native.getAccessToken(), ({ response }) => ({
+        accessToken: response.accessToken,
+        expiresIn: response.expiresIn,
       })),
     getPhoneNumber: (code) =>
-      settle(log, 'getPhoneNumber', () => native.getPhoneNumber(stringOrUndefined(code)), ({ phone }) => ({
+      settle(log, 'getPhoneNumber', () => native.getPhoneNumber(stringOrUndefined(code)), ({ response: phone }) => ({
         phoneNumber: phone.phoneNumber,
         purePhoneNumber: phone.purePhoneNumber,
         countryCode: phone.countryCode,
       })),
     revokeToken: (token) =>
-      settle(log, 'revokeToken', () => native.revokeToken(stringOrUndefined(token)), (reply) => reply.revoked),
+      settle(log, 'revokeToken', () => native.revokeToken(stringOrUndefined(token))),
     revokeUser: (userId, options) => {
       const { allSkus } = readOptions('revokeUser options', options, revokeUserOptionTypes)
       return settle(
         log,
         'revokeUser',
         () => native.revokeUser(stringOrUndefined(userId), allSkus),
-        (reply) => reply.revokedTokens,
+        (reply) => reply.response,
       )
     },
     verifyToken: (token) => verify('verifyToken', token),

@@ -48,28 +48,53 @@ use crate::validation_cache::{epoch_ms, Validity};
 #[napi]
 pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 259_200;
 
-/// The outcome of a call. Failures travel as values so that `index.js` can attach the
-/// numeric status `code`, which napi cannot put on an async rejection.
-#[napi(object)]
-pub struct Reply {
-  pub status_code: u32,
-  pub message: String,
-  /// The token, for the calls that resolve with one.
-  pub response: Option<String>,
-  /// For `revokeToken`: whether a live token was deleted.
-  pub revoked: Option<bool>,
-  /// For `revokeUser`: how many live tokens were deleted.
-  pub revoked_tokens: Option<f64>,
-  /// For `verifyToken`: what the token stands for.
-  pub token_info: Option<NativeTokenInfo>,
-  /// For `checkSignature`: whether the signature matches.
-  pub signature_matches: Option<bool>,
-  /// For `getAccessToken`.
-  pub access_token: Option<AccessToken>,
-  /// For `getPhoneNumber`.
-  pub phone: Option<Phone>,
-  /// The steps of the call, when diagnostics are on.
-  pub steps: Option<Vec<NativeStep>>,
+/// The reply types of the calls, one per kind of success: `status_code`, `message`, the
+/// call's `response` when it succeeded, and its `steps` when diagnostics are on. Failures
+/// travel as values so that `index.js` can attach the numeric status `code`, which napi cannot
+/// put on an async rejection.
+macro_rules! replies {
+  ($($name:ident($payload:ty) = $doc:literal;)*) => {$(
+    #[doc = $doc]
+    #[napi(object)]
+    pub struct $name {
+      pub status_code: u32,
+      pub message: String,
+      /// What the call resolves with, when it succeeded.
+      pub response: Option<$payload>,
+      /// The steps of the call, when diagnostics are on.
+      pub steps: Option<Vec<NativeStep>>,
+    }
+
+    impl $name {
+      fn new(result: error::Result<impl Into<$payload>>, trace: Trace) -> Self {
+        let steps = steps(trace);
+        match result {
+          Ok(response) => Self {
+            status_code: status::SUCCESS,
+            message: "OK".into(),
+            response: Some(response.into()),
+            steps,
+          },
+          Err(err) => Self {
+            status_code: err.status_code(),
+            message: err.to_string(),
+            response: None,
+            steps,
+          },
+        }
+      }
+    }
+  )*};
+}
+
+replies! {
+  TokenReply(String) = "`authorize`, `login`, `refreshToken`: the token.";
+  DataReply(String) = "`decryptData`: the decrypted object as JSON text.";
+  BooleanReply(bool) = "`revokeToken`: whether a live token was deleted; `checkSignature`: whether it matches.";
+  CountReply(f64) = "`revokeUser`: how many live tokens were deleted.";
+  TokenInfoReply(NativeTokenInfo) = "`verifyToken`: what the token stands for.";
+  AccessTokenReply(AccessToken) = "`getAccessToken`: the app's shared access token.";
+  PhoneReply(Phone) = "`getPhoneNumber`: the user's phone number.";
 }
 
 /// What a live token stands for, as `verifyToken` resolves it.
@@ -154,37 +179,6 @@ fn steps(trace: Trace) -> Option<Vec<NativeStep>> {
   })
 }
 
-impl Reply {
-  /// A reply for a call resolving with a token.
-  fn new(result: error::Result<String>, trace: Trace) -> Self {
-    Self::with(result, trace, |reply, token| reply.response = Some(token))
-  }
-
-  /// A reply whose success fills its own field with `fill`.
-  fn with<T>(result: error::Result<T>, trace: Trace, fill: impl FnOnce(&mut Reply, T)) -> Self {
-    let mut reply = Reply {
-      status_code: status::SUCCESS,
-      message: "OK".into(),
-      response: None,
-      revoked: None,
-      revoked_tokens: None,
-      token_info: None,
-      signature_matches: None,
-      access_token: None,
-      phone: None,
-      steps: steps(trace),
-    };
-    match result {
-      Ok(value) => fill(&mut reply, value),
-      Err(err) => {
-        reply.status_code = err.status_code();
-        reply.message = err.to_string();
-      }
-    }
-    reply
-  }
-}
-
 #[napi]
 pub struct Mpauthx {
   service: Arc<Service>,
@@ -230,29 +224,27 @@ impl Mpauthx {
     code: Option<String>,
     encrypted_data: Option<String>,
     iv: Option<String>,
-  ) -> napi::Result<Reply> {
+  ) -> napi::Result<TokenReply> {
     let mut trace = self.trace();
     let result = self
       .service
       .authorize(code, encrypted_data, iv, &mut trace)
       .await;
-    Ok(Reply::new(result, trace))
+    Ok(TokenReply::new(result, trace))
   }
 
   #[napi]
-  pub async fn login(&self, code: Option<String>) -> napi::Result<Reply> {
+  pub async fn login(&self, code: Option<String>) -> napi::Result<TokenReply> {
     let mut trace = self.trace();
     let result = self.service.login(code, &mut trace).await;
-    Ok(Reply::new(result, trace))
+    Ok(TokenReply::new(result, trace))
   }
 
   #[napi]
-  pub async fn revoke_token(&self, token: Option<String>) -> napi::Result<Reply> {
+  pub async fn revoke_token(&self, token: Option<String>) -> napi::Result<BooleanReply> {
     let mut trace = self.trace();
     let result = self.service.revoke_token(token, &mut trace).await;
-    Ok(Reply::with(result, trace, |reply, revoked| {
-      reply.revoked = Some(revoked)
-    }))
+    Ok(BooleanReply::new(result, trace))
   }
 
   #[napi]
@@ -260,25 +252,21 @@ impl Mpauthx {
     &self,
     user_id: Option<String>,
     all_skus: Option<bool>,
-  ) -> napi::Result<Reply> {
+  ) -> napi::Result<CountReply> {
     let mut trace = self.trace();
     let all_skus = all_skus.unwrap_or(false);
     let result = self
       .service
       .revoke_user(user_id, all_skus, &mut trace)
       .await;
-    Ok(Reply::with(result, trace, |reply, count| {
-      reply.revoked_tokens = Some(count as f64)
-    }))
+    Ok(CountReply::new(result.map(|count| count as f64), trace))
   }
 
   #[napi]
-  pub async fn verify_token(&self, token: Option<String>) -> napi::Result<Reply> {
+  pub async fn verify_token(&self, token: Option<String>) -> napi::Result<TokenInfoReply> {
     let mut trace = self.trace();
     let result = self.service.verify_token(token, &mut trace).await;
-    Ok(Reply::with(result, trace, |reply, info| {
-      reply.token_info = Some(info.into())
-    }))
+    Ok(TokenInfoReply::new(result, trace))
   }
 
   #[napi]
@@ -287,9 +275,9 @@ impl Mpauthx {
     token: Option<String>,
     encrypted_data: Option<String>,
     iv: Option<String>,
-  ) -> napi::Result<Reply> {
+  ) -> napi::Result<DataReply> {
     let result = self.service.decrypt_data(token, encrypted_data, iv).await;
-    Ok(Reply::new(result, self.trace()))
+    Ok(DataReply::new(result, self.trace()))
   }
 
   #[napi]
@@ -298,50 +286,42 @@ impl Mpauthx {
     token: Option<String>,
     raw_data: Option<String>,
     signature: Option<String>,
-  ) -> napi::Result<Reply> {
+  ) -> napi::Result<BooleanReply> {
     let result = self
       .service
       .check_signature(token, raw_data, signature)
       .await;
-    Ok(Reply::with(result, self.trace(), |reply, matches| {
-      reply.signature_matches = Some(matches)
-    }))
+    Ok(BooleanReply::new(result, self.trace()))
   }
 
   #[napi]
-  pub async fn get_access_token(&self) -> napi::Result<Reply> {
+  pub async fn get_access_token(&self) -> napi::Result<AccessTokenReply> {
     let mut trace = self.trace();
     let result = self.service.access_token(&mut trace).await;
-    Ok(Reply::with(
-      result,
-      trace,
-      |reply, (access_token, seconds)| {
-        reply.access_token = Some(AccessToken {
-          access_token,
-          expires_in: seconds as f64,
-        })
-      },
-    ))
+    let result = result.map(|(access_token, seconds)| AccessToken {
+      access_token,
+      expires_in: seconds as f64,
+    });
+    Ok(AccessTokenReply::new(result, trace))
   }
 
   #[napi]
-  pub async fn get_phone_number(&self, code: Option<String>) -> napi::Result<Reply> {
+  pub async fn get_phone_number(&self, code: Option<String>) -> napi::Result<PhoneReply> {
     let mut trace = self.trace();
     let result = self.service.phone_number(code, &mut trace).await;
-    Ok(Reply::with(result, trace, |reply, info| {
-      reply.phone = Some(Phone {
-        phone_number: info.phone_number,
-        pure_phone_number: info.pure_phone_number,
-        country_code: info.country_code,
-      })
-    }))
+    let result = result.map(|info| Phone {
+      phone_number: info.phone_number,
+      pure_phone_number: info.pure_phone_number,
+      country_code: info.country_code,
+    });
+    Ok(PhoneReply::new(result, trace))
   }
 
   #[napi]
-  pub async fn refresh_token(&self, user_id: Option<String>) -> napi::Result<Reply> {
+  pub async fn refresh_token(&self, user_id: Option<String>) -> napi::Result<TokenReply> {
     let mut trace = self.trace();
     let result = self.service.refresh_token(user_id, &mut trace).await;
-    Ok(Reply::new(result, trace))
+    Ok(TokenReply::new(result, trace))
   }
 
   /// Live tokens the validation cache remembers at most (`options.validationCacheSize`).
@@ -419,8 +399,8 @@ impl Mpauthx {
 
   /// Panics inside an async call; only the test suite reaches it.
   #[napi]
-  pub async fn panic_for_testing(&self) -> napi::Result<Reply> {
-    Ok(Reply::new(
+  pub async fn panic_for_testing(&self) -> napi::Result<TokenReply> {
+    Ok(TokenReply::new(
       self.service.panic_for_testing().await,
       Trace::disabled(),
     ))

@@ -27,7 +27,15 @@ async function startRedisCluster({ masters = 3, password, certificates } = {}) {
       url: `rediss://127.0.0.1:${tlsPort}`,
     })
   }
-  const nodes = await Promise.all(Array.from({ length: masters * 2 }, startNode))
+  // Every node started is stopped again when another could not start, so that a failed
+  // start leaves no server behind to keep the test process alive.
+  const started = await Promise.allSettled(Array.from({ length: masters * 2 }, startNode))
+  const failed = started.find((outcome) => outcome.status === 'rejected')
+  if (failed) {
+    await Promise.all(started.filter((outcome) => outcome.status === 'fulfilled').map((outcome) => outcome.value.stop()))
+    throw failed.reason
+  }
+  const nodes = started.map((outcome) => outcome.value)
   const auth = password ? ['-a', password, '--no-auth-warning'] : []
   const overTls = certificates ? ['--tls', '--cacert', certificates.files.ca] : []
   await promisify(execFile)('redis-cli', [

@@ -36,7 +36,7 @@ async function waitUntil(check, what, timeoutMs = 10000) {
  */
 async function startRedis({ password, args: extraArgs = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-redis-'))
-  const port = await freePort()
+  let port = await freePort()
   const auth = password ? ['-a', password, '--no-auth-warning'] : []
   let child = null
 
@@ -61,7 +61,12 @@ async function startRedis({ password, args: extraArgs = [] } = {}) {
     child = spawn('redis-server', args, { stdio: 'ignore' })
     const exited = new Promise((resolve) => child.once('exit', resolve))
     child.exited = exited
-    await waitUntil(ping, `redis-server on port ${port}`)
+    let gone = false
+    exited.then(() => (gone = true))
+    // A server that exits at once could not bind: another process took the port (or, in a
+    // cluster, the bus port 10000 above it) after freePort saw it free.
+    await waitUntil(() => gone || ping(), `redis-server on port ${port}`)
+    if (gone) throw Object.assign(new Error(`redis-server could not start on port ${port}`), { portTaken: true })
   }
 
   async function stop() {
@@ -72,7 +77,17 @@ async function startRedis({ password, args: extraArgs = [] } = {}) {
     await current.exited
   }
 
-  await start()
+  // The first start moves to another free port when the one picked was taken meanwhile; later
+  // starts (after stop()) keep the port, as tests of a restarted Redis expect.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start()
+      break
+    } catch (err) {
+      if (!err.portTaken || attempt === 5) throw err
+      port = await freePort()
+    }
+  }
   return { port, url: `redis://127.0.0.1:${port}`, cli, start, stop, dir }
 }
 
