@@ -130,6 +130,9 @@ function reportBatch(log, started, reply) {
   }
 }
 
+// The rejection of a live token of another sku where only the instance's own is admitted.
+const notThisSku = () => new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku')
+
 // Whole seconds a remembered token has left, rounded as Redis's TTL rounds them; `null`
 // without a TTL.
 const secondsLeft = (cached) =>
@@ -335,12 +338,14 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
     const missing = `access token is missing: send ${sources.described}`
     return (request) => {
       const headers = request.headers
+      // The token the validation cache was asked about, and did not answer for.
+      let missed
       // What nearly every request is: `Bearer <token>` with a token the cache remembers. A
       // remembered token has no whitespace, so the header needs no further parsing.
       if (sources.bearerFirst) {
         const authorization = headers.authorization
         if (typeof authorization === 'string' && authorization.startsWith('Bearer ')) {
-          const token = authorization.slice(7)
+          const token = (missed = authorization.slice(7))
           const cached = validationCache.lookup(token)
           if (cached !== undefined && (anySku || cached.sku === sku)) {
             if (log) reportCall(log, 'authenticate', performance.now(), CACHED)
@@ -353,10 +358,9 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
         if (optional) return null
         return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, missing))
       }
-      if (!anySku && extractSku(token) !== sku) {
-        return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku'))
-      }
-      return verify('authenticate', token).then(({ response }) => ({
+      if (!anySku && extractSku(token) !== sku) return Promise.reject(notThisSku())
+      const verified = token === missed ? verifyInStore('authenticate', token) : verify('authenticate', token)
+      return verified.then(({ response }) => ({
         token,
         openId: response.openId,
         sku: response.sku,
@@ -399,8 +403,12 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
       const response = { openId: cached.openId, sku: cached.sku, ctime: cached.ctime, expiresIn: secondsLeft(cached) }
       return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
     }
-    return settle(log, method, () => native.verifyToken(stringOrUndefined(token)), (reply) => tokenInfo(reply.response))
+    return verifyInStore(method, token)
   }
+
+  // `verify` past the validation cache, for a token it has just not answered for.
+  const verifyInStore = (method, token) =>
+    settle(log, method, () => native.verifyToken(stringOrUndefined(token)), (reply) => tokenInfo(reply.response))
 
   // `isTokenValid(token, { ownSku })`: without options exactly 1.3.2's check.
   const isTokenValid = (token, options) => {
@@ -412,7 +420,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
       return Promise.reject(err)
     }
     if (ownSku && typeof token === 'string' && token !== '' && extractSku(token) !== sku) {
-      return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku'))
+      return Promise.reject(notThisSku())
     }
     return checkToken(token)
   }
