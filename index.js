@@ -133,10 +133,10 @@ function reportBatch(log, started, reply) {
 // The rejection of a live token of another sku where only the instance's own is admitted.
 const notThisSku = () => new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku')
 
-// Whole seconds a remembered token has left, rounded as Redis's TTL rounds them; `null`
-// without a TTL.
-const secondsLeft = (cached) =>
-  cached.expiresAt === Infinity ? null : Math.floor((cached.expiresAt - Date.now() + 500) / 1000)
+// Whole seconds a remembered token has left at `now` (the time of its check), rounded as
+// Redis's TTL rounds them; `null` without a TTL.
+const secondsLeft = (cached, now) =>
+  cached.expiresAt === Infinity ? null : Math.floor((cached.expiresAt - now + 500) / 1000)
 
 // What `verifyToken` resolves with, from the binding's `TokenInfo`.
 const tokenInfo = (info) => ({ openId: info.openId, sku: info.sku, ctime: info.ctime, expiresIn: info.expiresIn ?? null })
@@ -345,12 +345,12 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
       if (sources.bearerFirst) {
         const authorization = headers.authorization
         if (typeof authorization === 'string' && authorization.startsWith('Bearer ')) {
-          const token = (missed = authorization.slice(7))
-          const cached = validationCache.lookup(token)
+          const cached = validationCache.lookupBearer(authorization)
           if (cached !== undefined && (anySku || cached.sku === sku)) {
             if (log) reportCall(log, 'authenticate', performance.now(), CACHED)
-            return { token, openId: cached.openId, sku: cached.sku, expiresIn: secondsLeft(cached) }
+            return { token: cached.token, openId: cached.openId, sku: cached.sku, expiresIn: secondsLeft(cached, validationCache.checkedAt) }
           }
+          missed = authorization.slice(7)
         }
       }
       const token = sources.read(request)
@@ -400,7 +400,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
     const cached = typeof token === 'string' ? validationCache.lookup(token) : undefined
     if (cached !== undefined) {
       if (log) reportCall(log, method, performance.now(), CACHED)
-      const response = { openId: cached.openId, sku: cached.sku, ctime: cached.ctime, expiresIn: secondsLeft(cached) }
+      const response = { openId: cached.openId, sku: cached.sku, ctime: cached.ctime, expiresIn: secondsLeft(cached, validationCache.checkedAt) }
       return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
     }
     return verifyInStore(method, token)

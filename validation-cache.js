@@ -16,7 +16,7 @@
  */
 function createValidationCache(native, parts, ownSku) {
   const buffer = native.validity()
-  if (buffer === null) return { lookup: () => undefined }
+  if (buffer === null) return { lookup: () => undefined, lookupBearer: () => undefined, checkedAt: 0 }
   const capacity = native.validationCacheSize
   // With `slidingTtl`, a token of this sku with less than this left (ms) is not answered from
   // memory, so that its check reaches the store, which gives it its whole TTL back.
@@ -41,6 +41,10 @@ function createValidationCache(native, parts, ownSku) {
     const { openId, sku } = parts(token)
     const entry = {
       token,
+      // The header that carries it, as one flat string: a header from Node's parser compares
+      // with it in a few instructions, where a token sliced out of a header compares through a
+      // call into V8's runtime.
+      bearer: flat(`Bearer ${token}`),
       openId,
       sku,
       ctime: vouched.ctime,
@@ -58,34 +62,69 @@ function createValidationCache(native, parts, ownSku) {
     return entry
   }
 
-  return {
+  const cache = {
     /**
      * `{ openId, sku, ctime, expiresAt }` of a live token (`expiresAt` in ms since the epoch,
      * `Infinity` without a TTL), or `undefined` when the store must be asked.
      * @param {string} token
      */
     lookup(token) {
-      const now = Date.now()
+      const now = (cache.checkedAt = Date.now())
       if (now >= lease[0]) return undefined
-      const key = slot(token)
+      const key = slot(token, 0)
       const entry = entries.get(key)
       if (entry === undefined || entry.token !== token) return vouch(token, key, now)
-      if (now < entry.answerUntil && counters[0] === entry.generation && counters[entry.counter] === entry.stamp) {
-        return entry
-      }
-      entries.delete(key)
-      return vouch(token, key, now)
+      return answer(entry, key, now)
     },
+
+    /**
+     * `lookup` of the token of an `Authorization` header that starts with `Bearer `.
+     * @param {string} authorization
+     */
+    lookupBearer(authorization) {
+      const now = (cache.checkedAt = Date.now())
+      if (now >= lease[0]) return undefined
+      const key = slot(authorization, BEARER.length)
+      const entry = entries.get(key)
+      if (entry === undefined) return vouch(authorization.slice(BEARER.length), key, now)
+      if (entry.bearer !== authorization) {
+        const token = authorization.slice(BEARER.length)
+        if (entry.token !== token) return vouch(token, key, now)
+      }
+      return answer(entry, key, now)
+    },
+
+    /** When the last lookup read the clock (ms since the epoch), for the time a token has left. */
+    checkedAt: 0,
   }
+
+  // A remembered entry while it may still be answered for, else what the native cache says.
+  function answer(entry, key, now) {
+    if (now < entry.answerUntil && counters[0] === entry.generation && counters[entry.counter] === entry.stamp) {
+      return entry
+    }
+    entries.delete(key)
+    return vouch(entry.token, key, now)
+  }
+
+  return cache
 }
 
-// A small integer from the last characters of a token (its random hex), cheap to compute and
-// to look up; different tokens may share one.
-function slot(token) {
-  let key = token.length
-  for (let i = Math.max(0, token.length - 8); i < token.length; i++) key = (key * 31 + token.charCodeAt(i)) | 0
+const BEARER = 'Bearer '
+
+// A small integer from the length and the last characters of the token that `string` holds
+// from `start` on (its random hex), cheap to compute and to look up; different tokens may
+// share one.
+function slot(string, start) {
+  let key = string.length - start
+  for (let i = Math.max(start, string.length - 8); i < string.length; i++) key = (key * 31 + string.charCodeAt(i)) | 0
   return key
 }
+
+// `string` as one flat (sequential) string, not a concatenation of two, when it is Latin-1
+// (as headers from Node's parser are).
+const flat = (string) => (LATIN1.test(string) ? Buffer.from(string, 'latin1').latin1Slice() : string)
+const LATIN1 = /^[\x00-\xff]*$/
 
 const WHITESPACE = /\s/
 

@@ -124,10 +124,36 @@ for (const [name, start] of [
         auth.events.length = 0
         await assert.rejects(auth.isTokenValid(candidate), { code: 6007 }, candidate)
         assert.equal(answeredFromMemory(auth.events), false, candidate)
+        // The same through the header, which the integrations compare whole.
+        auth.events.length = 0
+        await assert.rejects(auth.authenticate({ authorization: `Bearer ${candidate}` }, { anySku: true }), { code: 6007 })
+        assert.equal(answeredFromMemory(auth.events), false, `Bearer ${candidate}`)
       }
       auth.events.length = 0
       await auth.isTokenValid(token)
       assert.ok(answeredFromMemory(auth.events), 'the real token is still answered from memory')
+      auth.events.length = 0
+      const authenticated = await auth.authenticate({ authorization: `Bearer ${token}` })
+      assert.equal(authenticated.token, token)
+      assert.ok(answeredFromMemory(auth.events), 'and its header too')
+      // Revoked: the header remembered with the token is not answered for either.
+      await auth.revokeToken(token)
+      await assert.rejects(auth.authenticate({ authorization: `Bearer ${token}` }), { code: 6007 })
+    })
+
+    test('a token beyond Latin-1 (a sku in Chinese) is answered from memory through its header too', async () => {
+      const { deployment } = env
+      const events = []
+      const shop = deployment.h.create({ sku: '商城', options: { logger: (event) => events.push(event) } })
+      shop.events = events
+      const token = await deployment.login({ openId: 'oUnicode' }, shop)
+      assert.ok(token.includes('|商城|'))
+      await warmToken(shop, shop.events, token)
+      shop.events.length = 0
+      assert.equal((await shop.authenticate({ authorization: `Bearer ${token}` })).token, token)
+      assert.ok(answeredFromMemory(shop.events))
+      await shop.revokeToken(token)
+      await assert.rejects(shop.authenticate({ authorization: `Bearer ${token}` }), { code: 6007 })
     })
 
     test(`a token revoked, refreshed away or deleted is rejected everywhere within ${PROPAGATION_MS} ms`, async () => {

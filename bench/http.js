@@ -8,7 +8,9 @@
 // just before and just after it (which cancels a steady drift), and the cost reported is the
 // median over rounds.
 
-const { fork } = require('node:child_process')
+const { execFileSync, fork } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 
 // The routes of bench/http-server.js and what each checks. Every path has the same length,
@@ -24,9 +26,10 @@ const ROUTES = [
   { route: '/info', check: 'await auth.verifyToken(token)' },
 ]
 
-function startServer({ redisUrl, wechatApiBase, dbPath, users }) {
+function startServer({ redisUrl, wechatApiBase, dbPath, users }, launcher = {}) {
   const child = fork(path.join(__dirname, 'http-server.js'), [redisUrl, wechatApiBase, dbPath, String(users)], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    ...launcher,
   })
   return new Promise((resolve, reject) => {
     let out = ''
@@ -123,4 +126,81 @@ async function httpWorkload({ redisUrl, wechatApiBase, dbPath, users = 16, conne
   })
 }
 
-module.exports = { httpWorkload, ROUTES }
+/** Whether `valgrind` can be run here. */
+function haveValgrind() {
+  try {
+    execFileSync('valgrind', ['--version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The same routes with the server under callgrind, which counts the instructions the server
+ * process executes (all its threads) rather than timing them: the count for the same work is
+ * nearly the same from one run to the next and from a busy machine to a quiet one, where
+ * req/s on a shared machine drifts by tens of percent. Every route is first warmed up (so that
+ * V8 has compiled it: two passes), then loaded with `requests` requests per round, the counters zeroed
+ * before and dumped after; a round's count includes whatever V8 did meanwhile (a GC, a late
+ * recompilation), so the median over rounds is reported. For a server that spends its core on
+ * requests, throughput is inversely proportional to instructions per request, so a route's
+ * cost is `1 - open / route`. Resolves with `null` where valgrind is not installed.
+ */
+async function instructionWorkload({ redisUrl, wechatApiBase, dbPath, users = 16, connections = 16, requests, rounds }) {
+  if (!haveValgrind()) return null
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-callgrind-'))
+  const server = await startServer(
+    { redisUrl, wechatApiBase, dbPath, users },
+    {
+      execPath: 'valgrind',
+      // `all-non-file`: V8 writes the code it runs at run time, which valgrind must retranslate.
+      // `--single-threaded`: V8 compiles and collects garbage on the JS thread instead of on
+      // helper threads, whose share of a round varies by several times from one to the next.
+      execArgv: [
+        '-q',
+        '--tool=callgrind',
+        '--smc-check=all-non-file',
+        `--callgrind-out-file=${dir}/count`,
+        process.execPath,
+        '--single-threaded',
+      ],
+    },
+  )
+  const loader = fork(path.join(__dirname, 'http-load.js'), { stdio: 'inherit' })
+  const control = (...args) => execFileSync('callgrind_control', [...args, String(server.child.pid)], { stdio: 'ignore' })
+  const load = (route, amount) =>
+    ask(loader, { url: `http://127.0.0.1:${server.port}${route}`, tokens: server.tokens, connections, amount })
+  const counts = Object.fromEntries(ROUTES.map(({ route }) => [route, []]))
+  try {
+    // Two passes over every route first, so that V8 has compiled what the routes run.
+    for (let pass = 0; pass < 2; pass++) for (const { route } of ROUTES) await load(route, requests)
+    for (let round = 0; round < rounds; round++) {
+      for (const { route } of ROUTES) {
+        control('--zero')
+        const { calls } = await load(route, requests)
+        control('--dump')
+        const [dump] = fs.readdirSync(dir).filter((name) => name.startsWith('count.'))
+        const text = fs.readFileSync(path.join(dir, dump), 'utf8')
+        fs.rmSync(path.join(dir, dump))
+        counts[route].push(Number(text.match(/^(?:summary|totals): (\d+)/m)[1]) / calls)
+      }
+      process.stderr.write(`instruction round ${round + 1}/${rounds}\n`)
+    }
+  } finally {
+    loader.disconnect()
+    server.child.disconnect()
+    await new Promise((resolve) => server.child.once('exit', resolve))
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  const open = median(counts['/open'])
+  return ROUTES.map(({ route, check }) => ({
+    route,
+    check,
+    instructionsPerRequest: median(counts[route]),
+    rounds: counts[route].map(Math.round),
+    costPercent: route === '/open' ? 0 : (1 - open / median(counts[route])) * 100,
+  }))
+}
+
+module.exports = { httpWorkload, instructionWorkload, ROUTES }

@@ -13,7 +13,7 @@ const path = require('node:path')
 const mpauthx = require('..')
 const { startRedis } = require('../__test__/support/redis')
 const { APP_ID, loginData } = require('./login-data')
-const { httpWorkload } = require('./http')
+const { httpWorkload, instructionWorkload } = require('./http')
 const { setImmediate: nextMacrotask } = require('node:timers/promises')
 
 const APP_SECRET = 'bench-secret'
@@ -187,6 +187,16 @@ async function main() {
       rounds: QUICK ? 2 : 60,
     })
     const httpCost = (route) => http.find((row) => row.route === route).costPercent
+    // The same routes counted in instructions, which a busy machine does not blur.
+    process.stderr.write('HTTP workload under callgrind ...\n')
+    const instructions = await instructionWorkload({
+      redisUrl: redis.url,
+      wechatApiBase: standIn.base,
+      dbPath: path.join(dir, 'http-users.db'),
+      requests: QUICK ? 1500 : 4000,
+      rounds: QUICK ? 2 : 5,
+    })
+    const instructionCost = (route) => instructions?.find((row) => row.route === route).costPercent
 
     const noop = auth[Symbol.for('mpauthx.testing')].noop
     await run('napi no-op async call', 64, () => measure({ concurrency: 64, count: scale(300_000), op: noop }))
@@ -247,6 +257,14 @@ async function main() {
       check('HTTP middleware(): cost against the open route', httpCost('/midw'), 5, ' %', '≤ 5 %', true),
       check('HTTP fastifyPlugin(): cost against the open route', httpCost('/plug'), 5, ' %', '≤ 5 %', true),
       check('HTTP verifyToken: cost against the open route', httpCost('/info'), 10, ' %', '≤ 10 %', true),
+      ...(instructions
+        ? [
+            check('HTTP isTokenValid: cost in instructions per request', instructionCost('/auth'), 5, ' %', '≤ 5 %', true),
+            check('HTTP middleware(): cost in instructions per request', instructionCost('/midw'), 5, ' %', '≤ 5 %', true),
+            check('HTTP fastifyPlugin(): cost in instructions per request', instructionCost('/plug'), 5, ' %', '≤ 5 %', true),
+            check('HTTP verifyToken: cost in instructions per request', instructionCost('/info'), 10, ' %', '≤ 10 %', true),
+          ]
+        : []),
       check('isTokenValid, 64 calls in one tick / redis-benchmark', isTokenValid.perSecond / reference64.perSecond, 2.0, 'x', reference.isTokenValid.target),
       check('authorize, returning user', authorizeReturning.perSecond, 12_400, '/s', reference.authorizeReturning.target),
       check('authorize, new user', authorizeNew.perSecond, 4_250, '/s', reference.authorizeNew.target),
@@ -254,7 +272,7 @@ async function main() {
       check('one-at-a-time login p50, 500k keys / empty', populated.p50Ms / empty.p50Ms, 1.3, 'x', reference.populated.target, true),
       check('peak RSS', peakRssMiB, reference.rss.mib, ' MiB', reference.rss.target, true),
     ]
-    const results = { machine: machine(redis), http, rows, checks, reference }
+    const results = { machine: machine(redis), http, instructions, rows, checks, reference }
     fs.writeFileSync(RESULTS, JSON.stringify(results, null, 2) + '\n')
     print(results)
     console.log(`\nwritten to ${path.relative(process.cwd(), RESULTS)}`)
@@ -267,7 +285,7 @@ function check(name, value, bound, unit, target, atMost = false) {
   return { name, value, target, met: atMost ? value <= bound : value >= bound, unit }
 }
 
-function print({ machine, http, rows, checks }) {
+function print({ machine, http, instructions, rows, checks }) {
   const fmt = (n, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
   console.log(`\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.mode}\n`)
   console.log('| HTTP route (Fastify, autocannon -c 64): check | req/s (median of slices) | p50 ms | p99 ms | server CPU µs/request | cost against /open (median of bracketed slices) |')
@@ -278,6 +296,16 @@ function print({ machine, http, rows, checks }) {
     console.log(
       `| \`${row.route}\`: ${row.check} | ${fmt(row.perSecond)} | ${fmt(row.p50Ms)} | ${fmt(row.p99Ms)} | ${fmt(row.serverCpuUsPerRequest, 1)} | ${cost} |`,
     )
+  }
+  if (instructions) {
+    console.log('\n| HTTP route, server under callgrind (autocannon -c 16) | instructions per request (median of rounds) | rounds | cost against /open |')
+    console.log('|---|---:|---|---:|')
+    for (const row of instructions) {
+      const cost = row.route === '/open' ? '—' : `${fmt(row.costPercent, 1)} %`
+      console.log(`| \`${row.route}\`: ${row.check} | ${fmt(row.instructionsPerRequest)} | ${row.rounds.map((n) => fmt(n)).join(', ')} | ${cost} |`)
+    }
+  } else {
+    console.log('\n(valgrind not found: no instruction counts)')
   }
   console.log()
   console.log('| workload | in flight | calls/s | p50 ms | p99 ms | peak RSS MiB | CPU µs/call: Node process, WeChat stand-in, Redis |')
