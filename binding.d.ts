@@ -10,8 +10,12 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class Mpauthx {
-  /** Validates the settings (throwing `TypeError`/`RangeError`) without connecting. */
-  constructor(options: Options)
+  /**
+   * Validates the settings (throwing `TypeError`/`RangeError`) without connecting.
+   * `user_store`: `options.userStore`'s methods as one function `(call, userId, profile)`
+   * (index.js), when the application gave a store.
+   */
+  constructor(options: Options, userStore?: ((arg: StoreCallArgs) => Promise<boolean>) | undefined | null)
   authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<TokenReply>
   login(code?: string | undefined | null): Promise<TokenReply>
   revokeToken(token?: string | undefined | null): Promise<BooleanReply>
@@ -142,7 +146,8 @@ export interface Options {
   appId: string
   appSecret: string
   sku: string
-  dbPath: string
+  /** The SQLite file; may be absent when users live in `options.userStore` and tokens in Redis. */
+  dbPath?: string
   redisPass?: string
   ttl?: number
   redisUrl?: string
@@ -154,6 +159,12 @@ export interface Options {
   redisTls?: RedisTlsOptions
   redisSentinel?: RedisSentinelOptions
   slidingTtl?: boolean
+  /**
+   * Whether `options.userStore` was given (its methods reach the constructor as a function
+   * of their own).
+   */
+  userStore?: boolean
+  userStoreTimeoutMs?: number
   /** Whether calls report their steps (the napi layer's concern; settings ignore it). */
   diagnostics?: boolean
 }

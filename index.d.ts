@@ -15,6 +15,57 @@ declare namespace mpauthx {
     readonly constants: Constants
     /** The class of every rejection; use with `instanceof`. */
     readonly MpauthxError: MpauthxErrorConstructor
+    /** User-store adapters over the application's own pool, for `options.userStore`. */
+    readonly userStores: UserStores
+  }
+
+  /** Profile fields a login may carry, as the `user` table's columns name them. */
+  interface UserProfile {
+    nickName?: string
+    gender?: number
+    language?: string
+    city?: string
+    province?: string
+    country?: string
+    avatarUrl?: string
+  }
+
+  /**
+   * Where registered users live when not in the SQLite `user` table (`options.userStore`).
+   * Every method may be called concurrently, from several instances and processes.
+   */
+  interface UserStore {
+    /** Whether the user is registered (`refreshToken` rejects 6010 when not). */
+    hasUser(userId: string): Promise<boolean>
+    /**
+     * Adds the user with `profile` unless present, **in one atomic step** (e.g. `INSERT … ON
+     * CONFLICT DO NOTHING` on a primary key), resolving `true` when it added the user: 20
+     * concurrent logins of a new user must leave one row.
+     */
+    addUser(userId: string, profile: UserProfile): Promise<boolean>
+    /** Writes the profile of a registered user who logged in again with one. Optional. */
+    updateProfile?(userId: string, profile: UserProfile): Promise<void>
+  }
+
+  /** Options of the shipped adapters. */
+  interface SqlUserStoreOptions {
+    /** The table. Default `'user'`. */
+    table?: string
+    /** The user-id column, which must be the primary key or unique. Default `'openId'`. */
+    idColumn?: string
+    /**
+     * The profile columns to write (matched to the profile fields in any case). Default: the
+     * table's columns that match a profile field, read once from `information_schema`.
+     */
+    profileColumns?: readonly string[]
+  }
+
+  /** `mpauthx.userStores`: adapters that run on the pool the application already has. */
+  interface UserStores {
+    /** PostgreSQL through a `pg` Pool (or Client): `ON CONFLICT DO NOTHING`. */
+    postgres(pool: { query(text: string, values?: unknown[]): Promise<unknown> }, options?: SqlUserStoreOptions): UserStore
+    /** MySQL or MariaDB through a `mysql2/promise` pool (or connection): `INSERT IGNORE`. */
+    mysql(pool: { query(sql: string, values?: unknown[]): Promise<unknown> }, options?: SqlUserStoreOptions): UserStore
   }
 
   /** The factory of mpauthx 1.3.2, with one more optional argument, `options`. */
@@ -26,7 +77,7 @@ declare namespace mpauthx {
      * @param appId the mini-program's AppID
      * @param appSecret the mini-program's AppSecret
      * @param sku the product the tokens are for; must not contain `|`
-     * @param db the SQLite database holding the `user` table
+     * @param db the SQLite database holding the `user` table; `null` with `options.userStore`
      * @param redisPass the Redis password, whatever `options.redisUrl` says; `null` for none
      * @param tokenTTL seconds a token lives, a positive integer (default 259200, three days)
      * @param options the settings that mpauthx 1.3.2 did not have; all optional
@@ -191,13 +242,22 @@ declare namespace mpauthx {
      * writes the events to stderr. Silent by default. Events carry no secret, token or user id.
      */
     logger?: (event: DiagnosticEvent) => void
+    /**
+     * Users in the application's own database instead of the SQLite `user` table; `db` may
+     * then be `null` (unless `tokenStore: 'sqlite'`). See `mpauthx.userStores` for PostgreSQL
+     * and MySQL. A store that throws, rejects or times out makes the call reject with 6000
+     * naming the store method.
+     */
+    userStore?: UserStore
+    /** How long a `userStore` call may take before the login rejects with 6000. Default 5000. */
+    userStoreTimeoutMs?: number
   }
 
   /** One step of a call, for `options.logger`. */
   interface DiagnosticEvent {
     /** The method called, such as `authorize`, `login`, `refreshToken` or `isTokenValid`. */
     method: string
-    /** What happened, such as `wechat.request`, `wechat.response`, `session.issued`; `done` last. */
+    /** What happened, such as `wechat.request`, `wechat.response`, `token.issued`; `done` last. */
     step: string
     /** When the step happened, in ms since the epoch (events are delivered when the call ends). */
     time: number
@@ -209,8 +269,8 @@ declare namespace mpauthx {
     statusCode?: StatusCode
   }
 
-  /** The SQLite database: a file path, a node-sqlite3 `Database` or a better-sqlite3 `Database`. */
-  type Database = string | { readonly filename: string } | { readonly name: string }
+  /** The SQLite database: a file path, a node-sqlite3 `Database` or a better-sqlite3 `Database`; `null` only with `options.userStore`. */
+  type Database = string | { readonly filename: string } | { readonly name: string } | null
 
   /** A token: `<userId>|<sku>|<64 lowercase hex>`. */
   type Token = string

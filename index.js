@@ -7,6 +7,7 @@
 const { Mpauthx } = loadBinding()
 const { constants, MpauthxError } = require('./constants.js')
 const { createLogger, reportCall } = require('./diagnostics.js')
+const userStores = require('./user-stores.js')
 const middleware = require('./middleware.js')
 const { createValidationCache } = require('./validation-cache.js')
 
@@ -118,7 +119,7 @@ const LIVE = Promise.resolve()
 const CACHED = Object.freeze({
   statusCode: constants.statusCode.success,
   message: 'OK',
-  steps: [Object.freeze({ name: 'session.cached', elapsedMs: 0, detail: 'live, answered from the validation cache' })],
+  steps: [Object.freeze({ name: 'token.cached', elapsedMs: 0, detail: 'live, answered from the validation cache' })],
 })
 
 // Reports a batch's native steps once, then each call's outcome.
@@ -131,7 +132,7 @@ function reportBatch(log, started, reply) {
 }
 
 // The rejection of a live token of another sku where only the instance's own is admitted.
-const notThisSku = () => new MpauthxError(constants.statusCode.invalidAccessToken, 'access token is not for this sku')
+const notThisSku = () => new MpauthxError(constants.statusCode.invalidAccessToken, 'token is not for this sku')
 
 // Whole seconds a remembered token has left at `now` (the time of its check), rounded as
 // Redis's TTL rounds them; `null` without a TTL.
@@ -190,8 +191,10 @@ function describe(value) {
   return value === null ? 'null' : typeof value
 }
 
-// A path, a node-sqlite3 Database (`filename`) or a better-sqlite3 Database (`name`).
-function dbPath(db) {
+// A path, a node-sqlite3 Database (`filename`) or a better-sqlite3 Database (`name`);
+// `null` with a `userStore`, where the native side says whether a file is needed.
+function dbPath(db, userStore) {
+  if (db == null && userStore !== undefined) return undefined
   if (typeof db === 'string') return db
   if (db !== null && typeof db === 'object') {
     if (typeof db.filename === 'string') return db.filename
@@ -239,6 +242,37 @@ const optionTypes = {
   validationCacheSize: optionalNumber,
   slidingTtl: optionalBoolean,
   logger: optionalFunction,
+  userStore: (name, value) => (value == null ? undefined : userStoreOf(name, value)),
+  userStoreTimeoutMs: optionalNumber,
+}
+
+// `options.userStore` (`UserStore` in index.d.ts): `hasUser` and `addUser` are required,
+// `updateProfile` optional.
+function userStoreOf(name, store) {
+  if (typeof store !== 'object') throw new TypeError(`${name} must be an object, got ${describe(store)}`)
+  for (const method of ['hasUser', 'addUser']) {
+    if (typeof store[method] !== 'function') throw new TypeError(`${name}.${method} must be a function`)
+  }
+  if (store.updateProfile != null && typeof store.updateProfile !== 'function') {
+    throw new TypeError(`${name}.updateProfile must be a function when given`)
+  }
+  return store
+}
+
+// The store's methods as the one function the native side calls: `(call, userId, profile)`,
+// the profile as JSON, resolving with a boolean (`updateProfile`, which resolves with
+// nothing, with true). A method that throws rejects; one that resolves with anything but a
+// boolean rejects with a TypeError, so that a store answering `1` or a row is found at once.
+function userStoreCall(store) {
+  return async (call, userId, profile) => {
+    if (call === 'updateProfile') {
+      if (store.updateProfile != null) await store.updateProfile(userId, JSON.parse(profile))
+      return true
+    }
+    const answer = await (call === 'addUser' ? store.addUser(userId, JSON.parse(profile)) : store.hasUser(userId))
+    if (typeof answer !== 'boolean') throw new TypeError(`resolved with ${describe(answer)}, not a boolean`)
+    return answer
+  }
 }
 
 // Each key of `tokenFrom` (`TokenFrom` in index.d.ts).
@@ -308,18 +342,22 @@ function readOptions(what, options, types) {
  */
 // `tokenTTL` left out (or null) takes the native side's default, three days.
 function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options = {}) {
-  const { logger, ...nativeOptions } = readOptions('options', options, optionTypes)
+  const { logger, userStore, ...nativeOptions } = readOptions('options', options, optionTypes)
   const log = createLogger(logger, process.env.DEBUG)
-  const native = new Mpauthx({
-    appId: expectString('appId', appId),
-    appSecret: expectString('appSecret', appSecret),
-    sku: expectString('sku', sku),
-    dbPath: dbPath(db),
-    redisPass: optionalString('redisPass', redisPass),
-    ttl: optionalNumber('tokenTTL', tokenTTL),
-    ...nativeOptions,
-    diagnostics: log !== null,
-  })
+  const native = new Mpauthx(
+    {
+      appId: expectString('appId', appId),
+      appSecret: expectString('appSecret', appSecret),
+      sku: expectString('sku', sku),
+      dbPath: dbPath(db, userStore),
+      redisPass: optionalString('redisPass', redisPass),
+      ttl: optionalNumber('tokenTTL', tokenTTL),
+      ...nativeOptions,
+      userStore: userStore !== undefined,
+      diagnostics: log !== null,
+    },
+    userStore === undefined ? undefined : userStoreCall(userStore),
+  )
 
   const validationCache = createValidationCache(
     native,
@@ -335,7 +373,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
   // for a token of another sku.
   const authenticator = ({ anySku, optional, tokenFrom }) => {
     const sources = middleware.tokenSources(tokenFrom)
-    const missing = `access token is missing: send ${sources.described}`
+    const missing = `token is missing: send ${sources.described}`
     return (request) => {
       const headers = request.headers
       // The token the validation cache was asked about, and did not answer for.
@@ -503,3 +541,4 @@ module.exports = mpauthx
 module.exports.default = mpauthx
 module.exports.constants = constants
 module.exports.MpauthxError = MpauthxError
+module.exports.userStores = { postgres: userStores.postgres, mysql: userStores.mysql }

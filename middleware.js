@@ -15,7 +15,7 @@ const answers = {
   [statusCode.invalidAccessToken]: {
     httpStatus: 401,
     headers: { 'WWW-Authenticate': 'Bearer realm="mpauthx"' },
-    message: 'access token is missing, invalid or expired',
+    message: 'token is missing, invalid or expired',
   },
   [statusCode.databaseRelatedError]: {
     httpStatus: 503,

@@ -29,7 +29,7 @@ describe('options.logger', () => {
         ['authorize', 'wechat.body'],
         ['authorize', 'user_data.decrypted'],
         ['authorize', 'user.registered'],
-        ['authorize', 'session.issued'],
+        ['authorize', 'token.issued'],
         ['authorize', 'done'],
       ],
     )
@@ -53,14 +53,14 @@ describe('options.logger', () => {
     const { response: token } = await h.login({ openId: 'oDiagnosed2' }, instance)
     events.length = 0
     await h.login({ openId: 'oDiagnosed2' }, instance)
-    assert.ok(events.some((event) => event.step === 'session.reused'))
+    assert.ok(events.some((event) => event.step === 'token.reused'))
 
     events.length = 0
     await instance.isTokenValid(token)
     assert.deepEqual(
       events.map((event) => [event.method, event.step, event.detail]),
       [
-        ['isTokenValid', 'session.checked', '1 of 1 tokens live, one round trip'],
+        ['isTokenValid', 'token.checked', '1 of 1 tokens live, one round trip'],
         ['isTokenValid', 'done', 'OK'],
       ],
     )

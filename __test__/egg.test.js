@@ -39,7 +39,7 @@ describe('examples/egg', () => {
       assert.equal(reply.headers.get('www-authenticate'), 'Bearer realm="mpauthx"')
       assert.deepEqual(await reply.json(), {
         status_code: 6007,
-        status_message: 'access token is missing, invalid or expired',
+        status_message: 'token is missing, invalid or expired',
       })
     }
   })

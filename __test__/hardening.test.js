@@ -127,7 +127,7 @@ describe('HTTP answers carry no internal detail', () => {
     try {
       const denied = await get(`Bearer ${token}x`)
       assert.equal(denied.status, 401)
-      assert.deepEqual(JSON.parse(denied.text), { status_code: 6007, status_message: 'access token is missing, invalid or expired' })
+      assert.deepEqual(JSON.parse(denied.text), { status_code: 6007, status_message: 'token is missing, invalid or expired' })
       await h.redis.stop()
       const down = await get(`Bearer ${token}`)
       assert.equal(down.status, 503)

@@ -319,7 +319,7 @@ describe('fastifyPlugin', () => {
     for (const url of ['/before', '/after', '/v1/child']) {
       const denied = await app.inject({ url })
       assert.equal(denied.statusCode, 401, url)
-      assert.deepEqual(denied.json(), { status_code: 6007, status_message: 'access token is missing, invalid or expired' })
+      assert.deepEqual(denied.json(), { status_code: 6007, status_message: 'token is missing, invalid or expired' })
       assert.match(denied.headers['www-authenticate'], /^Bearer realm="mpauthx"/)
       assert.match(denied.headers['content-type'], /^application\/json/)
       const allowed = await app.inject({ url, headers: { authorization: `Bearer ${token}` } })

@@ -14,7 +14,7 @@ const { useExample } = require('./support/example-server')
 
 const example = path.join(__dirname, '..', 'examples', 'nestjs')
 const SKU = 'nestsku'
-const UNAUTHORIZED = { status_code: 6007, status_message: 'access token is missing, invalid or expired' }
+const UNAUTHORIZED = { status_code: 6007, status_message: 'token is missing, invalid or expired' }
 
 describe('examples/nestjs', () => {
   const h = useHarness()

@@ -193,8 +193,8 @@ async function main() {
       redisUrl: redis.url,
       wechatApiBase: standIn.base,
       dbPath: path.join(dir, 'http-users.db'),
-      requests: QUICK ? 1500 : 4000,
-      rounds: QUICK ? 2 : 5,
+      requests: QUICK ? 500 : 4000,
+      rounds: QUICK ? 1 : 5,
     })
     const instructionCost = (route) => instructions?.find((row) => row.route === route).costPercent
 

@@ -8,6 +8,7 @@ use napi_derive::napi;
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
+pub const DEFAULT_USER_STORE_TIMEOUT_MS: f64 = 5_000.0;
 /// Live tokens each instance remembers: about 2 MB at 200 bytes a token.
 pub const DEFAULT_VALIDATION_CACHE_SIZE: f64 = 10_000.0;
 pub const ENV_REDIS_URL: &str = "MPAUTHX_REDIS_URL";
@@ -22,7 +23,8 @@ pub struct Options {
   pub app_id: String,
   pub app_secret: String,
   pub sku: String,
-  pub db_path: String,
+  /// The SQLite file; may be absent when users live in `options.userStore` and tokens in Redis.
+  pub db_path: Option<String>,
   pub redis_pass: Option<String>,
   pub ttl: Option<f64>,
   pub redis_url: Option<String>,
@@ -34,6 +36,10 @@ pub struct Options {
   pub redis_tls: Option<RedisTlsOptions>,
   pub redis_sentinel: Option<RedisSentinelOptions>,
   pub sliding_ttl: Option<bool>,
+  /// Whether `options.userStore` was given (its methods reach the constructor as a function
+  /// of their own).
+  pub user_store: Option<bool>,
+  pub user_store_timeout_ms: Option<f64>,
   /// Whether calls report their steps (the napi layer's concern; settings ignore it).
   pub diagnostics: Option<bool>,
 }
@@ -110,7 +116,8 @@ pub struct Settings {
   pub app_id: String,
   pub app_secret: String,
   pub sku: String,
-  pub db_path: PathBuf,
+  /// The SQLite file, when there is one.
+  pub db_path: Option<PathBuf>,
   pub token_store: Backend,
   pub redis: RedisTarget,
   pub redis_pass: Option<String>,
@@ -122,6 +129,8 @@ pub struct Settings {
   pub validation_cache_size: usize,
   /// Whether a token checked in the second half of its TTL gets its whole TTL back.
   pub sliding_ttl: bool,
+  /// How long a call of `options.userStore` may take.
+  pub user_store_timeout: Duration,
 }
 
 // Hand-written so that the app secret and the Redis password never reach a log.
@@ -187,8 +196,18 @@ impl Settings {
     if options.sku.contains('|') {
       return Err(ConfigError::range_error("sku must not contain '|'"));
     }
-    let db_path = non_empty("db", options.db_path)?;
-    if is_in_memory(&db_path) {
+    let user_store = options.user_store.unwrap_or(false);
+    let db_path = match options.db_path.filter(|path| !path.is_empty()) {
+      Some(path) => Some(path),
+      None if user_store && options.token_store.as_deref() != Some("sqlite") => None,
+      None if user_store => {
+        return Err(ConfigError::type_error(
+          "db must be a SQLite file path with tokenStore: 'sqlite' (userStore holds the users, not the tokens)",
+        ))
+      }
+      None => return Err(ConfigError::type_error("db must be a non-empty string")),
+    };
+    if db_path.as_deref().is_some_and(is_in_memory) {
       return Err(ConfigError::range_error(
         "db must be a SQLite file such as './users.db': an in-memory database (':memory:', \
          'file::memory:…', 'file:…?mode=memory') vanishes with its last connection and cannot \
@@ -204,6 +223,12 @@ impl Settings {
     let http_timeout_ms = positive_integer(
       "options.httpTimeoutMs",
       options.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
+    )?;
+    let user_store_timeout_ms = positive_integer(
+      "options.userStoreTimeoutMs",
+      options
+        .user_store_timeout_ms
+        .unwrap_or(DEFAULT_USER_STORE_TIMEOUT_MS),
     )?;
     let validation_cache_size = options
       .validation_cache_size
@@ -250,7 +275,7 @@ impl Settings {
       app_id,
       app_secret,
       sku: options.sku,
-      db_path: PathBuf::from(db_path),
+      db_path: db_path.map(PathBuf::from),
       token_store,
       redis,
       redis_pass: options.redis_pass.filter(|pass| !pass.is_empty()),
@@ -260,6 +285,7 @@ impl Settings {
       http_timeout: Duration::from_millis(http_timeout_ms),
       validation_cache_size: validation_cache_size as usize,
       sliding_ttl: options.sliding_ttl.unwrap_or(false),
+      user_store_timeout: Duration::from_millis(user_store_timeout_ms),
     })
   }
 }
@@ -437,7 +463,7 @@ mod tests {
       app_id: "wx123".into(),
       app_secret: "secret".into(),
       sku: "app".into(),
-      db_path: "/tmp/users.db".into(),
+      db_path: Some("/tmp/users.db".into()),
       ..Options::default()
     }
   }
@@ -530,7 +556,7 @@ mod tests {
       ),
       (
         Options {
-          db_path: String::new(),
+          db_path: Some(String::new()),
           ..options()
         },
         ConfigErrorKind::Type,
@@ -544,7 +570,7 @@ mod tests {
       ),
       (
         Options {
-          db_path: ":memory:".into(),
+          db_path: Some(":memory:".into()),
           ..options()
         },
         ConfigErrorKind::Range,

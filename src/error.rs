@@ -52,6 +52,8 @@ pub enum Error {
   /// The store failed without an error underneath (a deadline passed, too many concurrent
   /// updates, no randomness).
   Store(String),
+  /// A method of `options.userStore` (`call`) threw, rejected or did not answer in time.
+  UserStore { call: &'static str, why: String },
   /// The instance was closed with `close()`.
   Closed,
 }
@@ -68,9 +70,11 @@ impl Error {
       Error::OpenIdMismatch => status::OPEN_ID_OR_UNION_ID_NOT_MATCH,
       Error::UserNotFound => status::USER_NOT_EXIST_IN_DB,
       Error::InvalidToken => status::INVALID_ACCESS_TOKEN,
-      Error::Redis { .. } | Error::Sqlite { .. } | Error::Store(_) | Error::Closed => {
-        status::DATABASE_RELATED_ERROR
-      }
+      Error::Redis { .. }
+      | Error::Sqlite { .. }
+      | Error::Store(_)
+      | Error::UserStore { .. }
+      | Error::Closed => status::DATABASE_RELATED_ERROR,
     }
   }
 
@@ -130,6 +134,7 @@ impl fmt::Display for Error {
         source,
       } => write!(f, "store error: SQLite: {source}"),
       Error::Store(why) => write!(f, "store error: {why}"),
+      Error::UserStore { call, why } => write!(f, "user store error: userStore.{call}: {why}"),
       Error::Closed => f.write_str("this mpauthx instance is closed"),
     }
   }

@@ -17,6 +17,8 @@
 //!     validation cache, the access-token cache and lock, the record of registered users;
 //!   - `store/sqlite`: the application's file (`database`, its OFD `locks`), the tokens
 //!     without Redis, and the `user` table (`users`).
+//! - `users`: where registered users live: the SQLite `user` table, or the application's
+//!   store (`options.userStore`) called through JavaScript.
 //! - `validation_cache`: live tokens remembered in memory, answered without a round trip.
 //! - `trace`: the opt-in diagnostics steps of a call.
 
@@ -28,13 +30,14 @@ mod service;
 mod store;
 mod token;
 mod trace;
+mod users;
 mod validation_cache;
 mod wechat;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use napi::bindgen_prelude::ArrayBuffer;
+use napi::bindgen_prelude::{ArrayBuffer, Function, Promise};
 use napi::{Env, Status};
 use napi_derive::napi;
 
@@ -42,6 +45,7 @@ use crate::config::{ConfigErrorKind, Options, Settings};
 use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
+use crate::users::StoreCallArgs;
 use crate::validation_cache::{epoch_ms, Validity};
 
 /// The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2.
@@ -190,8 +194,24 @@ pub struct Mpauthx {
 #[napi]
 impl Mpauthx {
   /// Validates the settings (throwing `TypeError`/`RangeError`) without connecting.
+  /// `user_store`: `options.userStore`'s methods as one function `(call, userId, profile)`
+  /// (index.js), when the application gave a store.
   #[napi(constructor)]
-  pub fn new(env: Env, options: Options) -> napi::Result<Self> {
+  pub fn new(
+    env: Env,
+    options: Options,
+    user_store: Option<Function<StoreCallArgs, Promise<bool>>>,
+  ) -> napi::Result<Self> {
+    let user_store = match user_store {
+      Some(call) => Some(
+        call
+          .build_threadsafe_function::<StoreCallArgs>()
+          .callee_handled::<false>()
+          .weak::<true>()
+          .build()?,
+      ),
+      None => None,
+    };
     let diagnostics = options.diagnostics.unwrap_or(false);
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
       Ok(settings) => settings,
@@ -208,7 +228,7 @@ impl Mpauthx {
       true => settings.ttl.as_millis() as f64 / 2.0,
       false => 0.0,
     };
-    let service = Service::new(settings)
+    let service = Service::new(settings, user_store)
       .map_err(|err| napi::Error::new(Status::GenericFailure, err.to_string()))?;
     Ok(Self {
       service: Arc::new(service),

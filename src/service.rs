@@ -15,6 +15,7 @@ use crate::store::{
 };
 use crate::token;
 use crate::trace::Trace;
+use crate::users::{Adapter, StoreCall, UserStore};
 use crate::validation_cache::{CachedToken, Validity, Vouched};
 use crate::wechat::{PhoneInfo, Refusal, WeChatClient};
 
@@ -26,8 +27,9 @@ pub struct Service {
   sku: String,
   wechat: WeChatClient,
   tokens: TokenStore,
-  users: Users,
-  database: Database,
+  users: UserStore,
+  /// The SQLite file, unless users live in `options.userStore` and tokens in Redis.
+  database: Option<Database>,
   http_timeout: std::time::Duration,
   closed: AtomicBool,
   /// Calls started and not yet finished; `close()` waits for them.
@@ -48,8 +50,10 @@ impl Drop for Call<'_> {
 
 impl Service {
   /// Sets up the instance without connecting to anything yet.
-  pub fn new(settings: Settings) -> Result<Self> {
-    let database = Database::new(settings.db_path);
+  /// Users go to `user_store` when the application gave one (`options.userStore`), else to
+  /// the SQLite file's `user` table.
+  pub fn new(settings: Settings, user_store: Option<StoreCall>) -> Result<Self> {
+    let database = settings.db_path.map(Database::new);
     // Checks extend only this instance's tokens: another sku's keep the TTL its instance gave.
     let sliding = settings.sliding_ttl.then(|| settings.sku.clone());
     let tokens = match settings.token_store {
@@ -62,8 +66,15 @@ impl Service {
         sliding.clone(),
       )?)),
       Backend::Sqlite => {
-        TokenStore::Sqlite(SqliteTokens::new(database.clone(), settings.ttl, sliding))
+        // Settings refuse `tokenStore: 'sqlite'` without a file.
+        let file = database.clone().ok_or(Error::MissingParameter("db"))?;
+        TokenStore::Sqlite(SqliteTokens::new(file, settings.ttl, sliding))
       }
+    };
+    let users = match (user_store, &database) {
+      (Some(call), _) => UserStore::Adapter(Adapter::new(call, settings.user_store_timeout)),
+      (None, Some(file)) => UserStore::Sqlite(Users::new(file.clone())),
+      (None, None) => return Err(Error::MissingParameter("db")),
     };
     Ok(Self {
       wechat: WeChatClient::new(
@@ -73,7 +84,7 @@ impl Service {
         settings.http_timeout,
       )?,
       tokens,
-      users: Users::new(database.clone()),
+      users,
       database,
       http_timeout: settings.http_timeout,
       app_id: settings.app_id,
@@ -182,7 +193,7 @@ impl Service {
       });
     }
     if let Some(live) = live {
-      trace.record("session.reused", || "live token found".into());
+      trace.record("token.reused", || "live token found".into());
       return Ok(live);
     }
     self.tokens.remember_user(user_id, &self.sku).await?;
@@ -190,7 +201,7 @@ impl Service {
       .tokens
       .issue(user_id, &self.sku, Issue::ReuseLive, Some(session_key))
       .await?;
-    trace.record("session.issued", || "token stored with its ttl".into());
+    trace.record("token.issued", || "token stored with its ttl".into());
     Ok(token)
   }
 
@@ -298,7 +309,7 @@ impl Service {
     let token = required("token", token)?;
     let _call = self.enter()?;
     let revoked = self.tokens.revoke(&token).await?;
-    trace.record("session.revoked", || {
+    trace.record("token.revoked", || {
       if revoked {
         "token deleted"
       } else {
@@ -322,7 +333,7 @@ impl Service {
     let _call = self.enter()?;
     let sku = (!all_skus).then_some(self.sku.as_str());
     let revoked = self.tokens.revoke_user(&user_id, sku).await?;
-    trace.record("session.revoked", || {
+    trace.record("token.revoked", || {
       let skus = if all_skus { "every sku" } else { "this sku" };
       format!("{revoked} tokens deleted, {skus}")
     });
@@ -334,7 +345,7 @@ impl Service {
     let token = required("token", token)?;
     let _call = self.enter()?;
     let info = self.tokens.describe(&token).await?;
-    trace.record("session.checked", || {
+    trace.record("token.checked", || {
       if info.is_some() { "live" } else { "not live" }.into()
     });
     info.ok_or(Error::InvalidToken)
@@ -361,7 +372,7 @@ impl Service {
         None,
       )
       .await?;
-    trace.record("session.issued", || "token replaced".into());
+    trace.record("token.issued", || "token replaced".into());
     Ok(token)
   }
 
@@ -390,7 +401,7 @@ impl Service {
       Ok(_call) => self.tokens.are_live(&present).await,
       Err(err) => Err(err),
     };
-    trace.record("session.checked", || match &live {
+    trace.record("token.checked", || match &live {
       Ok(live) => {
         let count = live.iter().filter(|&&live| live).count();
         format!("{} of {} tokens live, one round trip", count, tokens.len())
@@ -442,7 +453,9 @@ impl Service {
       drained.await;
     }
     self.tokens.close();
-    self.database.close().await;
+    if let Some(database) = &self.database {
+      database.close().await;
+    }
   }
 
   /// Counts a call in, unless the instance is closed.

@@ -8,7 +8,7 @@ const path = require('node:path')
 const { setImmediate: nextMacrotask } = require('node:timers/promises')
 
 /** Whether diagnostics events include a check answered from the validation cache. */
-const answeredFromMemory = (events) => events.some((event) => event.step === 'session.cached')
+const answeredFromMemory = (events) => events.some((event) => event.step === 'token.cached')
 
 /**
  * Checks `token` until the instance answers a check from its validation cache (the events

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use self::redis::RedisTokens;
-pub use self::sqlite::{locks_refused, Database, SqliteTokens, Users};
+pub use self::sqlite::{locks_refused, Database, Registered, SqliteTokens, Users};
 use crate::error::Result;
 use crate::validation_cache::{CachedToken, Validity, Vouched};
 
@@ -49,12 +49,19 @@ pub enum TokenStore {
   Sqlite(SqliteTokens),
 }
 
-macro_rules! each_store {
-  ($self:ident, $store:ident => $call:expr) => {
-    match $self {
-      TokenStore::Redis($store) => $call,
-      TokenStore::Sqlite($store) => $call,
-    }
+/// The methods both backends have, each sent to the one the store is: declared once here,
+/// with their documentation, and written out by the macro.
+macro_rules! delegate {
+  ($($(#[$doc:meta])* pub async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+    $(
+      $(#[$doc])*
+      pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+        match self {
+          TokenStore::Redis(store) => store.$name($($arg),*).await,
+          TokenStore::Sqlite(store) => store.$name($($arg),*).await,
+        }
+      }
+    )*
   };
 }
 
@@ -76,87 +83,34 @@ impl TokenStore {
     }
   }
 
-  /// For each token, whether it is live.
-  pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
-    each_store!(self, store => store.are_live(tokens).await)
-  }
-
-  /// The user's live token for `sku`, if any, keeping `session_key` with it when given.
-  pub async fn live_token(
-    &self,
-    user_id: &str,
-    sku: &str,
-    session_key: Option<&str>,
-  ) -> Result<Option<String>> {
-    each_store!(self, store => store.live_token(user_id, sku, session_key).await)
-  }
-
-  /// Issues a token for the user and sku, or hands back the one the rules of `mode` reuse,
-  /// with `session_key` (a refresh without one carries the replaced token's).
-  pub async fn issue(
-    &self,
-    user_id: &str,
-    sku: &str,
-    mode: Issue,
-    session_key: Option<&str>,
-  ) -> Result<String> {
-    each_store!(self, store => store.issue(user_id, sku, mode, session_key).await)
-  }
-
-  /// The WeChat session key kept with a live token; never leaves the library.
-  pub async fn session_key(&self, token: &str) -> Result<Option<String>> {
-    each_store!(self, store => store.session_key(token).await)
-  }
-
-  /// Deletes `token` if it is live; says whether it was.
-  pub async fn revoke(&self, token: &str) -> Result<bool> {
-    each_store!(self, store => store.revoke(token).await)
-  }
-
-  /// Deletes the user's live token of `sku`, or of every sku when `None`; says how many.
-  pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
-    each_store!(self, store => store.revoke_user(user_id, sku).await)
-  }
-
-  /// What `token` stands for, if it is live.
-  pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>> {
-    each_store!(self, store => store.describe(token).await)
-  }
-
-  /// The app's access token cached by any process sharing the store, with its seconds left.
-  pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
-    each_store!(self, store => store.cached_access_token(app_id).await)
-  }
-
-  /// Takes the right to fetch a new access token as `owner`; false when another caller holds it.
-  pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    each_store!(self, store => store.lock_access_token(app_id, owner, ttl).await)
-  }
-
-  /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
-  pub async fn store_access_token(
-    &self,
-    app_id: &str,
-    token: &str,
-    ttl: Duration,
-    owner: &str,
-  ) -> Result<()> {
-    each_store!(self, store => store.store_access_token(app_id, token, ttl, owner).await)
-  }
-
-  /// Caches `token` for `ttl` unless a live one is cached already; no lock is touched.
-  pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
-    each_store!(self, store => store.offer_access_token(app_id, token, ttl).await)
-  }
-
-  /// Releases `owner`'s lock after a failed fetch.
-  pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    each_store!(self, store => store.unlock_access_token(app_id, owner).await)
-  }
-
-  /// Forgets the cached access token if it is still `token`.
-  pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-    each_store!(self, store => store.drop_access_token(app_id, token).await)
+  delegate! {
+    /// For each token, whether it is live.
+    pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>>;
+    /// The user's live token for `sku`, if any, keeping `session_key` with it when given.
+    pub async fn live_token(&self, user_id: &str, sku: &str, session_key: Option<&str>) -> Result<Option<String>>;
+    /// Issues a token for the user and sku, or hands back the one the rules of `mode` reuse,
+    /// with `session_key` (a refresh without one carries the replaced token's).
+    pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue, session_key: Option<&str>) -> Result<String>;
+    /// The WeChat session key kept with a live token; never leaves the library.
+    pub async fn session_key(&self, token: &str) -> Result<Option<String>>;
+    /// Deletes `token` if it is live; says whether it was.
+    pub async fn revoke(&self, token: &str) -> Result<bool>;
+    /// Deletes the user's live token of `sku`, or of every sku when `None`; says how many.
+    pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64>;
+    /// What `token` stands for, if it is live.
+    pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>>;
+    /// The app's access token cached by any process sharing the store, with its seconds left.
+    pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>>;
+    /// Takes the right to fetch a new access token as `owner`; false when another caller holds it.
+    pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool>;
+    /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
+    pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration, owner: &str) -> Result<()>;
+    /// Caches `token` for `ttl` unless a live one is cached already; no lock is touched.
+    pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()>;
+    /// Releases `owner`'s lock after a failed fetch.
+    pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()>;
+    /// Forgets the cached access token if it is still `token`.
+    pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()>;
   }
 
   /// Records a registered user for servers that share the store but not the SQLite file;

@@ -17,7 +17,7 @@ const { statusCode } = mpauthx.constants
 // Redis address, a file name) is in the error's message: for the server's log, not the client.
 const UNAUTHORIZED = {
   status_code: statusCode.invalidAccessToken,
-  status_message: 'access token is missing, invalid or expired',
+  status_message: 'token is missing, invalid or expired',
 }
 const UNAVAILABLE = {
   status_code: statusCode.databaseRelatedError,

@@ -1,7 +1,7 @@
 //! The token store in the application's SQLite file, for a single server without Redis: one
-//! row per user and sku holds the current token, its issue time and its expiry, and one row
-//! per app its WeChat access token and the lock on fetching it. Every change is one
-//! `BEGIN IMMEDIATE` transaction, so concurrent calls, in this process or others, serialize.
+//! row per user and sku holds the current token, its issue time and its expiry (the app's
+//! WeChat access token is in `access_token`). Every change is one `BEGIN IMMEDIATE`
+//! transaction, so concurrent calls, in this process or others, serialize.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::Database;
 use crate::error::Result;
-use crate::store::{now_us, Issue, TokenInfo, MAX_LEASE};
+use crate::store::{now_us, Issue, TokenInfo};
 use crate::token;
 
 const SCHEMA: &str = "
@@ -25,31 +25,21 @@ const SCHEMA: &str = "
   );
   CREATE UNIQUE INDEX IF NOT EXISTS mpauthx_session_user ON mpauthx_session(user_id, sku);
   CREATE INDEX IF NOT EXISTS mpauthx_session_expiry ON mpauthx_session(expires_at_us);
-  CREATE TABLE IF NOT EXISTS mpauthx_access_token(
-    app_id TEXT PRIMARY KEY NOT NULL,
-    access_token TEXT,
-    expires_at_us INTEGER NOT NULL DEFAULT 0,
-    lock_until_us INTEGER NOT NULL DEFAULT 0,
-    lock_owner TEXT,
-    lock_lease_us INTEGER NOT NULL DEFAULT 0
-  );
 ";
-
-/// Tables written before the lock's lease was stored gain the column.
-const ADD_LEASE: &str =
-  "ALTER TABLE mpauthx_access_token ADD COLUMN lock_lease_us INTEGER NOT NULL DEFAULT 0";
 
 /// How many expired rows of other users each issue clears, so the table never grows without bound.
 const SWEEP: usize = 64;
 
 /// The token store in the SQLite file.
 pub struct SqliteTokens {
-  database: Database,
+  pub(super) database: Database,
   ttl: Duration,
   /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of
   /// their TTL, get it whole back, and that TTL in µs; `None` when off.
   sliding: Option<Arc<(String, i64)>>,
   schema_ready: Arc<AtomicBool>,
+  /// Whether the access-token table is known to exist (see `access_token`).
+  pub(super) access_token_ready: Arc<AtomicBool>,
 }
 
 impl SqliteTokens {
@@ -61,6 +51,7 @@ impl SqliteTokens {
       ttl,
       sliding: sliding.map(|sku| Arc::new((sku, ttl.as_micros() as i64))),
       schema_ready: Arc::new(AtomicBool::new(false)),
+      access_token_ready: Arc::new(AtomicBool::new(false)),
     }
   }
 
@@ -241,130 +232,6 @@ impl SqliteTokens {
       .await
   }
 
-  /// The access token of `app_id` cached by any process, with its remaining seconds.
-  pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
-    let app_id = app_id.to_owned();
-    self
-      .run(move |db| {
-        let now = now_us() as i64;
-        Ok(
-          db.prepare_cached(
-            "SELECT access_token, expires_at_us FROM mpauthx_access_token \
-             WHERE app_id = ?1 AND access_token IS NOT NULL AND expires_at_us > ?2",
-          )?
-          .query_row((&app_id, now), |row| {
-            Ok((
-              row.get(0)?,
-              ((row.get::<_, i64>(1)? - now) / 1_000_000) as u64,
-            ))
-          })
-          .optional()?,
-        )
-      })
-      .await
-  }
-
-  /// Takes the right to fetch a new access token for a lease of `ttl` as `owner`; false when
-  /// another caller holds it.
-  ///
-  /// The lease length is stored with the lock. A lock is held until its lease ends on this
-  /// clock; one whose end lies further ahead than its own lease (at most [`MAX_LEASE`]) was
-  /// written by a process whose clock is ahead, or before a clock step, and is taken over
-  /// rather than waited for: no clock step stretches a lease.
-  pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    let (app_id, owner) = (app_id.to_owned(), owner.to_owned());
-    let ttl_us = ttl.as_micros() as i64;
-    let max_lease_us = MAX_LEASE.as_micros() as i64;
-    self
-      .run(move |db| {
-        let now = now_us() as i64;
-        let taken = db
-          .prepare_cached(
-            "INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_lease_us, lock_owner) \
-             VALUES (?1, ?2 + ?3, ?3, ?4) \
-             ON CONFLICT(app_id) DO UPDATE SET lock_until_us = excluded.lock_until_us, \
-             lock_lease_us = excluded.lock_lease_us, lock_owner = excluded.lock_owner \
-             WHERE lock_until_us <= ?2 OR lock_until_us > ?2 + \
-             (CASE WHEN lock_lease_us BETWEEN 1 AND ?5 THEN lock_lease_us ELSE ?5 END)",
-          )?
-          .execute((&app_id, now, ttl_us, &owner, max_lease_us))?;
-        Ok(taken == 1)
-      })
-      .await
-  }
-
-  /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
-  pub async fn store_access_token(
-    &self,
-    app_id: &str,
-    token: &str,
-    ttl: Duration,
-    owner: &str,
-  ) -> Result<()> {
-    let (app_id, token, owner) = (app_id.to_owned(), token.to_owned(), owner.to_owned());
-    let ttl_us = ttl.as_micros() as i64;
-    self
-      .run(move |db| {
-        db.prepare_cached(
-          "UPDATE mpauthx_access_token SET access_token = ?2, expires_at_us = ?3, \
-           lock_until_us = CASE WHEN lock_owner = ?4 THEN 0 ELSE lock_until_us END \
-           WHERE app_id = ?1",
-        )?
-        .execute((&app_id, &token, now_us() as i64 + ttl_us, &owner))?;
-        Ok(())
-      })
-      .await
-  }
-
-  /// Caches `token` for `ttl` unless a live one is cached already; the lock is left alone.
-  pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
-    let (app_id, token) = (app_id.to_owned(), token.to_owned());
-    let ttl_us = ttl.as_micros() as i64;
-    self
-      .run(move |db| {
-        let now = now_us() as i64;
-        db.prepare_cached(
-          "INSERT INTO mpauthx_access_token(app_id, access_token, expires_at_us) \
-           VALUES (?1, ?2, ?3 + ?4) \
-           ON CONFLICT(app_id) DO UPDATE SET access_token = excluded.access_token, \
-           expires_at_us = excluded.expires_at_us \
-           WHERE access_token IS NULL OR expires_at_us <= ?3",
-        )?
-        .execute((&app_id, &token, now, ttl_us))?;
-        Ok(())
-      })
-      .await
-  }
-
-  /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
-  pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    let (app_id, owner) = (app_id.to_owned(), owner.to_owned());
-    self
-      .run(move |db| {
-        db.prepare_cached(
-          "UPDATE mpauthx_access_token SET lock_until_us = 0 WHERE app_id = ?1 AND lock_owner = ?2",
-        )?
-        .execute((&app_id, &owner))?;
-        Ok(())
-      })
-      .await
-  }
-
-  /// Forgets the cached access token if it is still `token` (which WeChat refused).
-  pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-    let (app_id, token) = (app_id.to_owned(), token.to_owned());
-    self
-      .run(move |db| {
-        db.prepare_cached(
-          "UPDATE mpauthx_access_token SET access_token = NULL, expires_at_us = 0 \
-           WHERE app_id = ?1 AND access_token = ?2",
-        )?
-        .execute((&app_id, &token))?;
-        Ok(())
-      })
-      .await
-  }
-
   /// Runs `work` on the file's connection, creating the tables on first use.
   async fn run<T: Send + 'static>(
     &self,
@@ -384,20 +251,9 @@ impl SqliteTokens {
   }
 }
 
-/// Creates the tables, or brings an earlier version's up to date; IMMEDIATE, so two
-/// processes never both add a column.
+/// Creates the table of tokens.
 fn create_schema(db: &mut Connection) -> rusqlite::Result<()> {
-  let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-  transaction.execute_batch(SCHEMA)?;
-  let has_lease: bool = transaction.query_row(
-    "SELECT count(*) > 0 FROM pragma_table_info('mpauthx_access_token') WHERE name = 'lock_lease_us'",
-    [],
-    |row| row.get(0),
-  )?;
-  if !has_lease {
-    transaction.execute_batch(ADD_LEASE)?;
-  }
-  transaction.commit()
+  db.execute_batch(SCHEMA)
 }
 
 struct Row {
