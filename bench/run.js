@@ -12,6 +12,7 @@ const path = require('node:path')
 
 const mpauthx = require('..')
 const { startRedis } = require('../__test__/support/redis')
+const { startPostgres, postgresMissing } = require('../__test__/support/sql-servers')
 const { APP_ID, loginData } = require('./login-data')
 const { httpWorkload, instructionWorkload } = require('./http')
 const { setImmediate: nextMacrotask } = require('node:timers/promises')
@@ -130,6 +131,23 @@ function machine(redis) {
   }
 }
 
+/** Runs `work(pool)` on a private PostgreSQL with 1.3.2's `user` table, then stops it. */
+async function withPostgres(work) {
+  const { Pool } = require('pg')
+  const server = await startPostgres()
+  const pool = new Pool({ ...server.connection, max: 16 })
+  try {
+    await pool.query(
+      'CREATE TABLE "user"("openId" text primary key not null, city text, country text, gender integer, ' +
+        'language text, "nickName" text, province text)',
+    )
+    await work(pool)
+  } finally {
+    await pool.end()
+    server.stop()
+  }
+}
+
 /**
  * A private redis-server, the stand-in, a temporary SQLite file and an instance on them;
  * `create(options)` makes more instances on the same.
@@ -218,6 +236,18 @@ async function main() {
     const authorizeNew = await run('authorize, new user', 16, () =>
       measure({ concurrency: 16, count: newUsers, op: (i) => authorize(`oNew${i}`) }),
     )
+    // The same with users in PostgreSQL (a private server, through the shipped adapter on a
+    // `pg` Pool of 16) instead of the SQLite file; skipped where PostgreSQL is not installed.
+    if (postgresMissing() === null) {
+      await withPostgres(async (pool) => {
+        const inPostgres = create({ userStore: mpauthx.userStores.postgres(pool) })
+        await run('authorize, new user, users in PostgreSQL', 16, () =>
+          measure({ concurrency: 16, count: newUsers, op: (i) => inPostgres.authorize(...loginData(`oPg${i}`)) }),
+        )
+      })
+    } else {
+      process.stderr.write(`skipped: authorize with users in PostgreSQL (${postgresMissing()})\n`)
+    }
     // Returning users come back with login data made beforehand, so that the benchmark's
     // own encryption does not count as the library's time.
     const returning = Array.from({ length: 2000 }, (_, i) => loginData(`oNew${i}`))

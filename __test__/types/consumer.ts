@@ -163,3 +163,18 @@ async function shutdown(): Promise<void> {
   await Promise.all([auth.close(), withEverything.close()])
 }
 void shutdown
+
+// Users in the application's own database: a pg-like pool, and a store written by hand.
+declare const pgPool: { query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> }
+const inPostgres = mpauthx('a', 'b', 'c', null, null, 60, {
+  userStore: mpauthx.userStores.postgres(pgPool, { table: 'members', idColumn: 'uid', profileColumns: ['nickName'] }),
+  userStoreTimeoutMs: 2000,
+})
+const handWritten: mpauthx.UserStore = {
+  hasUser: async (userId) => userId.length > 0,
+  addUser: async (_userId, profile: mpauthx.UserProfile) => profile.nickName !== undefined,
+}
+mpauthx('a', 'b', 'c', null, null, 60, { userStore: handWritten })
+// @ts-expect-error addUser must resolve with a boolean
+mpauthx('a', 'b', 'c', null, null, 60, { userStore: { hasUser: async () => true, addUser: async () => 1 } })
+void inPostgres

@@ -8,7 +8,13 @@ const assert = require('node:assert/strict')
 const mpauthx = require('../..')
 
 /** @type {{ [K in keyof import('../..').Module]-?: true }} */
-const moduleKeys = { default: true, constants: true, MpauthxError: true }
+const moduleKeys = { default: true, constants: true, MpauthxError: true, userStores: true }
+
+/** @type {{ [K in keyof import('../..').UserStores]-?: true }} */
+const userStoresKeys = { postgres: true, mysql: true }
+
+/** @type {{ [K in keyof import('../..').UserStore]-?: true }} */
+const userStoreKeys = { hasUser: true, addUser: true, updateProfile: true }
 
 /** @type {{ [K in keyof import('../..').Mpauthx]-?: true }} */
 const instanceKeys = {
@@ -45,6 +51,8 @@ const optionKeys = {
   validationCacheSize: true,
   slidingTtl: true,
   logger: true,
+  userStore: true,
+  userStoreTimeoutMs: true,
 }
 
 /** @type {{ [K in keyof import('../..').MiddlewareOptions]-?: true }} */
@@ -144,6 +152,10 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
       keys(tokenFromKeys),
       'tokenFrom keys',
     )
+    assert.deepEqual(keys(mpauthx.userStores), keys(userStoresKeys), 'userStores')
+    const pool = { query: async () => ({ rows: [], rowCount: 0 }) }
+    assert.deepEqual(keys(mpauthx.userStores.postgres(pool)), keys(userStoreKeys), 'postgres adapter')
+    assert.deepEqual(keys(mpauthx.userStores.mysql(pool)), keys(userStoreKeys), 'mysql adapter')
     const error = new mpauthx.MpauthxError(6007, 'x')
     assert.ok(error instanceof Error)
     assert.equal(error.name, 'MpauthxError')
