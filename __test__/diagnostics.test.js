@@ -133,7 +133,7 @@ describe('DEBUG=mpauthx', () => {
     const lines = stderr.trim().split('\n')
     assert.match(lines[0], /^\S+Z mpauthx authorize wechat\.request \+[\d.]+ms GET \/sns\/jscode2session$/)
     assert.ok(lines.some((line) => /mpauthx authorize done \+[\d.]+ms OK \[1\]$/.test(line)), stderr)
-    assert.ok(lines.some((line) => / isTokenValid session\.checked .* 1 of 1 tokens live/.test(line)), stderr)
+    assert.ok(lines.some((line) => / isTokenValid token\.checked .* 1 of 1 tokens live/.test(line)), stderr)
     assert.ok(!stderr.includes('debug-secret') && !stderr.includes('oDebugUser'))
   })
 

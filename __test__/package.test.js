@@ -107,6 +107,7 @@ describe('package layout', () => {
       'index.js',
       'middleware.js',
       'package.json',
+      'user-stores.js',
       'validation-cache.js',
     ])
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {

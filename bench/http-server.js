@@ -3,8 +3,7 @@
 // The HTTP workload's server, in its own process: a Fastify app on one port with an open
 // route and one route per way of checking a token, as a user would write them. Started by
 // bench/run.js with the Redis URL and the WeChat stand-in; it logs in `USERS` users, prints
-// `{ port, tokens }` on stdout and answers `cpu` messages with its CPU time (and `gc` ones
-// after a full garbage collection).
+// `{ port, tokens }` on stdout and answers `cpu` messages with its CPU time.
 
 const fastify = require('fastify')
 const mpauthx = require('..')
@@ -50,12 +49,7 @@ async function main() {
 
   await app.listen({ port: 0, host: '127.0.0.1' })
   process.stdout.write(JSON.stringify({ port: app.server.address().port, tokens }) + '\n')
-  // `gc` (with --expose-gc): a full collection now, so that the next batch of requests is not
-  // charged with one that the previous batches made due.
-  process.on('message', (message) => {
-    if (message === 'gc') global.gc()
-    process.send(process.cpuUsage())
-  })
+  process.on('message', () => process.send(process.cpuUsage()))
   process.on('disconnect', async () => {
     await app.close()
     await auth.close()

@@ -143,7 +143,9 @@ function haveValgrind() {
  * req/s on a shared machine drifts by tens of percent. Every route is first warmed up (so that
  * V8 has compiled it: two passes), then loaded with `requests` requests per round, the counters zeroed
  * before and dumped after; a round's count includes whatever V8 did meanwhile (a GC, a late
- * recompilation), so the median over rounds is reported. For a server that spends its core on
+ * recompilation: a round of 120–170k instructions per request against 64k), so the median
+ * over rounds is reported. (Forcing a full collection before each round instead made V8 drop
+ * compiled code, and every route cost four times as much.) For a server that spends its core on
  * requests, throughput is inversely proportional to instructions per request, so a route's
  * cost is `1 - open / route`. Resolves with `null` where valgrind is not installed.
  */
@@ -164,7 +166,6 @@ async function instructionWorkload({ redisUrl, wechatApiBase, dbPath, users = 16
         `--callgrind-out-file=${dir}/count`,
         process.execPath,
         '--single-threaded',
-        '--expose-gc',
       ],
     },
   )
@@ -178,10 +179,6 @@ async function instructionWorkload({ redisUrl, wechatApiBase, dbPath, users = 16
     for (let pass = 0; pass < 2; pass++) for (const { route } of ROUTES) await load(route, requests)
     for (let round = 0; round < rounds; round++) {
       for (const { route } of ROUTES) {
-        // A full collection first, outside the count: otherwise whichever route is running
-        // when the heap is due for one pays for all of them (a round of 160k instructions
-        // per request against 64k).
-        await ask(server.child, 'gc')
         control('--zero')
         const { calls } = await load(route, requests)
         control('--dump')

@@ -212,7 +212,7 @@ async function main() {
       wechatApiBase: standIn.base,
       dbPath: path.join(dir, 'http-users.db'),
       requests: QUICK ? 500 : 4000,
-      rounds: QUICK ? 1 : 5,
+      rounds: QUICK ? 1 : 7,
     })
     const instructionCost = (route) => instructions?.find((row) => row.route === route).costPercent
 

@@ -1,7 +1,6 @@
 //! The app's WeChat access token in the SQLite file: one row per app holds the cached token
 //! and the lock on fetching a new one, with the lock's lease.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -155,16 +154,10 @@ impl SqliteTokens {
     &self,
     work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
-    let ready = self.access_token_ready.clone();
+    let ready = &self.access_token_ready;
     self
       .database
-      .run(move |db| {
-        if !ready.load(Ordering::Acquire) {
-          create_schema(db)?;
-          ready.store(true, Ordering::Release);
-        }
-        work(db)
-      })
+      .run_with_schema(ready, create_schema, work)
       .await
   }
 }

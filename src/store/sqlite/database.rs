@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -58,6 +59,26 @@ impl Database {
     tokio::task::spawn_blocking(move || work(&mut lock(&file.connection)))
       .await
       .map_err(|_| task_failed())?
+  }
+
+  /// [`run`](Self::run), first running `create` once (tables created on first use): `ready`
+  /// says whether it has succeeded.
+  pub async fn run_with_schema<T: Send + 'static>(
+    &self,
+    ready: &Arc<AtomicBool>,
+    create: fn(&mut Connection) -> rusqlite::Result<()>,
+    work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+  ) -> Result<T> {
+    let ready = ready.clone();
+    self
+      .run(move |db| {
+        if !ready.load(Ordering::Acquire) {
+          create(db)?;
+          ready.store(true, Ordering::Release);
+        }
+        work(db)
+      })
+      .await
   }
 
   /// Runs `write` in a transaction shared with the writes of every caller waiting at the same

@@ -3,7 +3,7 @@
 //! WeChat access token is in `access_token`). Every change is one `BEGIN IMMEDIATE`
 //! transaction, so concurrent calls, in this process or others, serialize.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -232,21 +232,14 @@ impl SqliteTokens {
       .await
   }
 
-  /// Runs `work` on the file's connection, creating the tables on first use.
+  /// Runs `work` on the file's connection, creating the table on first use.
   async fn run<T: Send + 'static>(
     &self,
     work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
-    let schema_ready = self.schema_ready.clone();
-    self
-      .database
-      .run(move |db| {
-        if !schema_ready.load(Ordering::Acquire) {
-          create_schema(db)?;
-          schema_ready.store(true, Ordering::Release);
-        }
-        work(db)
-      })
+    let database = &self.database;
+    database
+      .run_with_schema(&self.schema_ready, create_schema, work)
       .await
   }
 }
