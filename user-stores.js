@@ -11,11 +11,39 @@
 const PROFILE_FIELDS = ['nickName', 'gender', 'language', 'city', 'province', 'country', 'avatarUrl']
 
 /**
- * What both adapters share: the options, and the profile columns of the table (given, or
- * found once by `columnsOf()`), matched to the profile fields in any case, as SQLite matches
- * column names.
+ * What differs between the SQL dialects: quoting, placeholders, insert-if-absent, the
+ * NULL-safe "differs" test, how columns are listed, and how `query` answers.
  */
-function adapterSettings(kind, pool, options, columnsOf) {
+const dialects = {
+  postgres: {
+    quote: (name) => `"${name.replace(/"/g, '""')}"`,
+    placeholder: (i) => `$${i + 1}`,
+    insertIfAbsent: (table, columns, values) => `INSERT INTO ${table} (${columns}) VALUES (${values}) ON CONFLICT DO NOTHING`,
+    differs: (column, value) => `${column} IS DISTINCT FROM ${value}`,
+    columns:
+      'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
+    // `pg`: `{ rows, rowCount }`.
+    answer: (result) => ({ rows: result.rows, count: result.rowCount }),
+  },
+  mysql: {
+    quote: (name) => `\`${name.replace(/`/g, '``')}\``,
+    placeholder: () => '?',
+    insertIfAbsent: (table, columns, values) => `INSERT IGNORE INTO ${table} (${columns}) VALUES (${values})`,
+    // `<=>` is MySQL's NULL-safe equality.
+    differs: (column, value) => `NOT (${column} <=> ${value})`,
+    columns: 'SELECT COLUMN_NAME AS name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?',
+    // `mysql2/promise`: `[rows, fields]` for a SELECT, `[{ affectedRows }, …]` for a write.
+    answer: ([result]) => (Array.isArray(result) ? { rows: result, count: result.length } : { rows: [], count: result.affectedRows }),
+  },
+}
+
+/**
+ * A user store on `pool` in `dialect`: `idColumn` must be the table's primary key or unique,
+ * since adding a user is one insert-if-absent statement. Profile columns are `profileColumns`,
+ * else the table's columns named like a profile field (in any case, as SQLite matches them),
+ * read once.
+ */
+function sqlUserStore(kind, pool, options) {
   if (pool === null || typeof pool !== 'object' || typeof pool.query !== 'function') {
     throw new TypeError(`userStores.${kind}(pool) needs a pool with a query() method`)
   }
@@ -30,123 +58,81 @@ function adapterSettings(kind, pool, options, columnsOf) {
   if (profileColumns !== undefined && !(Array.isArray(profileColumns) && profileColumns.every((c) => typeof c === 'string'))) {
     throw new TypeError(`userStores.${kind} option profileColumns must be an array of column names`)
   }
+  const dialect = dialects[kind]
+  const { quote, placeholder } = dialect
+  const query = async (text, values) => dialect.answer(await pool.query(text, values))
+  const quotedTable = quote(table)
+  const id = quote(idColumn)
+
   let columns
   // `{ field: column }` for the profile fields the table has columns for.
   const profileMap = () =>
-    (columns ??= Promise.resolve(profileColumns ?? columnsOf(table)).then((names) => {
-      const byLowerName = new Map(names.map((name) => [name.toLowerCase(), name]))
-      const map = {}
-      for (const field of PROFILE_FIELDS) {
-        const column = byLowerName.get(field.toLowerCase())
-        if (column !== undefined && column.toLowerCase() !== idColumn.toLowerCase()) map[field] = column
-      }
-      return map
-    })).catch((err) => {
+    (columns ??= Promise.resolve(profileColumns ?? query(dialect.columns, [table]).then(({ rows }) => rows.map((row) => row.name))).then(
+      (names) => {
+        const byLowerName = new Map(names.map((name) => [name.toLowerCase(), name]))
+        const map = {}
+        for (const field of PROFILE_FIELDS) {
+          const column = byLowerName.get(field.toLowerCase())
+          if (column !== undefined && column.toLowerCase() !== idColumn.toLowerCase()) map[field] = column
+        }
+        return map
+      },
+    )).catch((err) => {
       columns = undefined
       throw err
     })
-  // The fields of `profile` the table has columns for, as `[column, value]` pairs.
+  // The fields of `profile` the table has columns for, as quoted columns and their values.
   const profileValues = async (profile) => {
     const map = await profileMap()
-    return Object.entries(profile ?? {})
-      .filter(([field, value]) => map[field] !== undefined && value !== undefined)
-      .map(([field, value]) => [map[field], value])
+    const present = Object.entries(profile ?? {}).filter(([field, value]) => map[field] !== undefined && value !== undefined)
+    return { columns: present.map(([field]) => quote(map[field])), values: present.map(([, value]) => value) }
   }
-  return { table, idColumn, profileValues }
-}
 
-/**
- * A user store in PostgreSQL through a `pg` Pool (or Client). `idColumn` must be the table's
- * primary key or carry a unique constraint: `addUser` is `INSERT … ON CONFLICT DO NOTHING`.
- * @param {{ query: Function }} pool
- * @param {{ table?: string, idColumn?: string, profileColumns?: string[] }} [options]
- */
-function postgres(pool, options) {
-  const quote = (name) => `"${name.replace(/"/g, '""')}"`
-  const settings = adapterSettings('postgres', pool, options, async (table) => {
-    const { rows } = await pool.query(
-      'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
-      [table],
-    )
-    return rows.map((row) => row.column_name)
-  })
-  const table = quote(settings.table)
-  const id = quote(settings.idColumn)
   return {
     async hasUser(userId) {
-      const { rowCount } = await pool.query(`SELECT 1 FROM ${table} WHERE ${id} = $1 LIMIT 1`, [userId])
-      return rowCount > 0
+      const { count } = await query(`SELECT 1 FROM ${quotedTable} WHERE ${id} = ${placeholder(0)} LIMIT 1`, [userId])
+      return count > 0
     },
     async addUser(userId, profile) {
-      const values = await settings.profileValues(profile)
-      const columns = [id, ...values.map(([column]) => quote(column))]
-      const placeholders = columns.map((_, i) => `$${i + 1}`)
-      const { rowCount } = await pool.query(
-        `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${placeholders.join(', ')}) ON CONFLICT DO NOTHING`,
-        [userId, ...values.map(([, value]) => value)],
-      )
-      return rowCount === 1
+      const { columns, values } = await profileValues(profile)
+      const all = [id, ...columns]
+      const { count } = await query(dialect.insertIfAbsent(quotedTable, all.join(', '), all.map((_, i) => placeholder(i)).join(', ')), [
+        userId,
+        ...values,
+      ])
+      return count === 1
     },
     async updateProfile(userId, profile) {
-      const values = await settings.profileValues(profile)
-      if (values.length === 0) return
-      // Only a changed row is written: a returning user costs no write.
-      const set = values.map(([column], i) => `${quote(column)} = $${i + 2}`)
-      const changed = values.map(([column], i) => `${quote(column)} IS DISTINCT FROM $${i + 2}`)
-      await pool.query(`UPDATE ${table} SET ${set.join(', ')} WHERE ${id} = $1 AND (${changed.join(' OR ')})`, [
+      const { columns, values } = await profileValues(profile)
+      if (columns.length === 0) return
+      // Only a changed row is written: a returning user costs no write. Placeholders are
+      // numbered in order (the values, the id, the values again), which suits both dialects.
+      const n = columns.length
+      const set = columns.map((column, i) => `${column} = ${placeholder(i)}`)
+      const changed = columns.map((column, i) => dialect.differs(column, placeholder(n + 1 + i)))
+      await query(`UPDATE ${quotedTable} SET ${set.join(', ')} WHERE ${id} = ${placeholder(n)} AND (${changed.join(' OR ')})`, [
+        ...values,
         userId,
-        ...values.map(([, value]) => value),
+        ...values,
       ])
     },
   }
 }
 
 /**
- * A user store in MySQL or MariaDB through a `mysql2/promise` pool (or connection).
- * `idColumn` must be the table's primary key or carry a unique index: `addUser` is
- * `INSERT IGNORE`.
+ * A user store in PostgreSQL through a `pg` Pool (or Client): `INSERT … ON CONFLICT DO
+ * NOTHING`, so `idColumn` must be the primary key or unique.
  * @param {{ query: Function }} pool
  * @param {{ table?: string, idColumn?: string, profileColumns?: string[] }} [options]
  */
-function mysql(pool, options) {
-  const quote = (name) => `\`${name.replace(/`/g, '``')}\``
-  const settings = adapterSettings('mysql', pool, options, async (table) => {
-    const [rows] = await pool.query(
-      'SELECT COLUMN_NAME AS name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?',
-      [table],
-    )
-    return rows.map((row) => row.name)
-  })
-  const table = quote(settings.table)
-  const id = quote(settings.idColumn)
-  return {
-    async hasUser(userId) {
-      const [rows] = await pool.query(`SELECT 1 FROM ${table} WHERE ${id} = ? LIMIT 1`, [userId])
-      return rows.length > 0
-    },
-    async addUser(userId, profile) {
-      const values = await settings.profileValues(profile)
-      const columns = [id, ...values.map(([column]) => quote(column))]
-      const [result] = await pool.query(
-        `INSERT IGNORE INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
-        [userId, ...values.map(([, value]) => value)],
-      )
-      return result.affectedRows === 1
-    },
-    async updateProfile(userId, profile) {
-      const values = await settings.profileValues(profile)
-      if (values.length === 0) return
-      // Only a changed row is written (`<=>` is MySQL's NULL-safe equality).
-      const set = values.map(([column]) => `${quote(column)} = ?`)
-      const changed = values.map(([column]) => `NOT (${quote(column)} <=> ?)`)
-      const params = values.map(([, value]) => value)
-      await pool.query(`UPDATE ${table} SET ${set.join(', ')} WHERE ${id} = ? AND (${changed.join(' OR ')})`, [
-        ...params,
-        userId,
-        ...params,
-      ])
-    },
-  }
-}
+const postgres = (pool, options) => sqlUserStore('postgres', pool, options)
+
+/**
+ * A user store in MySQL or MariaDB through a `mysql2/promise` pool (or connection): `INSERT
+ * IGNORE`, so `idColumn` must be the primary key or carry a unique index.
+ * @param {{ query: Function }} pool
+ * @param {{ table?: string, idColumn?: string, profileColumns?: string[] }} [options]
+ */
+const mysql = (pool, options) => sqlUserStore('mysql', pool, options)
 
 module.exports = { postgres, mysql, PROFILE_FIELDS }
