@@ -196,10 +196,19 @@ impl Settings {
     if options.sku.contains('|') {
       return Err(ConfigError::range_error("sku must not contain '|'"));
     }
+    let token_store = match options.token_store.as_deref() {
+      None | Some("redis") => Backend::Redis,
+      Some("sqlite") => Backend::Sqlite,
+      Some(other) => {
+        return Err(ConfigError::range_error(format!(
+          "options.tokenStore must be 'redis' or 'sqlite', got {other:?}"
+        )))
+      }
+    };
     let user_store = options.user_store.unwrap_or(false);
     let db_path = match options.db_path.filter(|path| !path.is_empty()) {
       Some(path) => Some(path),
-      None if user_store && options.token_store.as_deref() != Some("sqlite") => None,
+      None if user_store && token_store != Backend::Sqlite => None,
       None if user_store => {
         return Err(ConfigError::type_error(
           "db must be a SQLite file path with tokenStore: 'sqlite' (userStore holds the users, not the tokens)",
@@ -248,15 +257,6 @@ impl Settings {
       Some(sentinel) => sentinel_target(sentinel)?,
     };
     let redis_tls = redis_tls(options.redis_tls, &redis)?;
-    let token_store = match options.token_store.as_deref() {
-      None | Some("redis") => Backend::Redis,
-      Some("sqlite") => Backend::Sqlite,
-      Some(other) => {
-        return Err(ConfigError::range_error(format!(
-          "options.tokenStore must be 'redis' or 'sqlite', got {other:?}"
-        )))
-      }
-    };
     let wechat_api_base = options
       .wechat_api_base
       .or_else(|| env(ENV_WECHAT_API_BASE))

@@ -6,6 +6,7 @@
 
 const { execFileSync, spawn } = require('node:child_process')
 const fs = require('node:fs')
+const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 
@@ -135,7 +136,6 @@ async function startMariadb() {
   )
   let exited = null
   child.once('exit', (code, signal) => (exited = signal ?? code))
-  const net = require('node:net')
   const accepts = () =>
     new Promise((resolve) => {
       const socket = net.connect(port, '127.0.0.1')
