@@ -213,12 +213,7 @@ function expectToken(token) {
 const optionalPem = (name, value) => (Buffer.isBuffer(value) ? value.toString('utf8') : optionalString(name, value))
 
 // Each option of `options.redisTls` (`RedisTlsOptions` in index.d.ts).
-const redisTlsTypes = {
-  ca: optionalPem,
-  cert: optionalPem,
-  key: optionalPem,
-  rejectUnauthorized: optionalBoolean,
-}
+const redisTlsTypes = { ca: optionalPem, cert: optionalPem, key: optionalPem, rejectUnauthorized: optionalBoolean }
 
 // Each option of `options.redisSentinel` (`RedisSentinelOptions` in index.d.ts).
 const redisSentinelTypes = {
@@ -276,12 +271,7 @@ function userStoreCall(store) {
 }
 
 // Each key of `tokenFrom` (`TokenFrom` in index.d.ts).
-const tokenFromTypes = {
-  bearer: optionalBoolean,
-  header: optionalString,
-  cookie: optionalString,
-  query: optionalString,
-}
+const tokenFromTypes = { bearer: optionalBoolean, header: optionalString, cookie: optionalString, query: optionalString }
 
 // What `authenticate()` acts on (`AuthenticateOptions` in index.d.ts).
 const authenticateOptionTypes = {

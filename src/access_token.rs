@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::store::{TokenStore, MAX_LEASE};
+use crate::store::{FetchLock, TokenStore, MAX_LEASE};
 use crate::token;
 use crate::trace::Trace;
 use crate::wechat::WeChatClient;
@@ -27,12 +27,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// long the holder's lease: then it fetches in stable_token's normal mode itself, which hands
 /// every caller the same token, so no caller depends on another's `httpTimeoutMs`.
 pub async fn shared_access_token(
-  store: &TokenStore,
-  wechat: &WeChatClient,
-  app_id: &str,
-  refused: Option<&str>,
-  fetch_limit: Duration,
-  trace: &mut Trace,
+  store: &TokenStore, wechat: &WeChatClient, app_id: &str, refused: Option<&str>,
+  fetch_limit: Duration, trace: &mut Trace,
 ) -> Result<(String, u64)> {
   if let Some(refused) = refused {
     store.drop_access_token(app_id, refused).await?;
@@ -40,8 +36,11 @@ pub async fn shared_access_token(
   // The lease outlives a fetch, so a caller that dies mid-fetch only delays the next one.
   let lease = (fetch_limit + Duration::from_secs(1)).min(MAX_LEASE);
   let stop_waiting = Instant::now() + fetch_limit;
-  // Who holds the lock: only its holder releases it, even after its lease passed.
   let owner = lock_owner()?;
+  let lock = FetchLock {
+    app_id,
+    owner: &owner,
+  };
   let usable =
     |cached: Option<(String, u64)>| cached.filter(|(token, _)| Some(token.as_str()) != refused);
   loop {
@@ -49,23 +48,22 @@ pub async fn shared_access_token(
       trace.record("access_token.cached", || format!("{seconds} s left"));
       return Ok((token, seconds));
     }
-    if store.lock_access_token(app_id, &owner, lease).await? {
+    if store.lock_access_token(lock, lease).await? {
       // The caller before may have stored a token and released the lock since the look above.
       if let Some(cached) = usable(store.cached_access_token(app_id).await?) {
-        store.unlock_access_token(app_id, &owner).await?;
+        store.unlock_access_token(lock).await?;
         return Ok(cached);
       }
       trace.record("access_token.fetch", || "this caller refreshes it".into());
       return match wechat.stable_token(refused.is_some(), trace).await {
         Ok((token, expires_in)) => {
           let keep = cache_time(expires_in);
-          store
-            .store_access_token(app_id, &token, keep, &owner)
-            .await?;
+          store.store_access_token(app_id, &token, keep).await?;
+          store.unlock_access_token(lock).await?;
           Ok((token, keep.as_secs()))
         }
         Err(err) => {
-          store.unlock_access_token(app_id, &owner).await?;
+          store.unlock_access_token(lock).await?;
           Err(err)
         }
       };
@@ -81,11 +79,7 @@ pub async fn shared_access_token(
 /// refresh is the holder's to make), offered to the cache without replacing what a holder
 /// stored meanwhile, and the cache's token returned when there is one.
 async fn fetch_without_lock(
-  store: &TokenStore,
-  wechat: &WeChatClient,
-  app_id: &str,
-  refused: Option<&str>,
-  trace: &mut Trace,
+  store: &TokenStore, wechat: &WeChatClient, app_id: &str, refused: Option<&str>, trace: &mut Trace,
 ) -> Result<(String, u64)> {
   trace.record("access_token.fetch", || {
     "another caller's fetch outlasted this caller's httpTimeoutMs: fetching in normal mode".into()

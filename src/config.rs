@@ -293,9 +293,7 @@ impl Settings {
 /// Explicit options win over the environment; a cluster needs at least one node URL, and
 /// giving both a URL and cluster nodes explicitly is a mistake worth an error.
 fn redis_target(
-  url: Option<String>,
-  cluster_nodes: Option<Vec<String>>,
-  env: &impl Fn(&str) -> Option<String>,
+  url: Option<String>, cluster_nodes: Option<Vec<String>>, env: &impl Fn(&str) -> Option<String>,
 ) -> Result<RedisTarget, ConfigError> {
   let target = match (url, cluster_nodes) {
     (Some(_), Some(_)) => {
@@ -364,8 +362,7 @@ fn sentinel_target(sentinel: RedisSentinelOptions) -> Result<RedisTarget, Config
 /// TLS settings go with `rediss://` URLs only (given with `redis://`, the connection would
 /// silently be plain text), and every node of a cluster speaks the same.
 fn redis_tls(
-  options: Option<RedisTlsOptions>,
-  target: &RedisTarget,
+  options: Option<RedisTlsOptions>, target: &RedisTarget,
 ) -> Result<RedisTls, ConfigError> {
   let secure = |url: &str| url.starts_with("rediss://");
   let (uses_tls, name) = match target {
@@ -472,6 +469,24 @@ mod tests {
     None
   }
 
+  /// An explicit `redisUrl` wins over whatever `env` holds.
+  fn assert_explicit_url_wins(env: impl Fn(&str) -> Option<String>) {
+    let explicit = Options {
+      redis_url: Some("redis://127.0.0.1:1".into()),
+      ..options()
+    };
+    let settings = Settings::new(explicit, env).unwrap();
+    assert!(settings.redis == RedisTarget::Single("redis://127.0.0.1:1".into()));
+  }
+
+  /// An environment holding only `vars`.
+  fn env_of(vars: &'static [(&str, &str)]) -> impl Fn(&str) -> Option<String> + Copy {
+    move |name| {
+      let found = vars.iter().find(|(var, _)| *var == name);
+      found.map(|(_, value)| (*value).to_owned())
+    }
+  }
+
   #[test]
   fn defaults_apply_when_nothing_is_set() {
     let settings = Settings::new(options(), no_env).unwrap();
@@ -484,32 +499,25 @@ mod tests {
 
   #[test]
   fn environment_fills_unset_urls_and_options_win_over_it() {
-    let env = |name: &str| match name {
-      ENV_REDIS_URL => Some("redis://10.0.0.1:7000".to_owned()),
-      ENV_WECHAT_API_BASE => Some("http://127.0.0.1:9/".to_owned()),
-      _ => None,
-    };
+    let env = env_of(&[
+      (ENV_REDIS_URL, "redis://10.0.0.1:7000"),
+      (ENV_WECHAT_API_BASE, "http://127.0.0.1:9/"),
+    ]);
     let settings = Settings::new(options(), env).unwrap();
     assert!(settings.redis == RedisTarget::Single("redis://10.0.0.1:7000".into()));
     assert_eq!(settings.wechat_api_base, "http://127.0.0.1:9");
-
-    let explicit = Options {
-      redis_url: Some("redis://127.0.0.1:1".into()),
-      ..options()
-    };
-    assert!(
-      Settings::new(explicit, env).unwrap().redis
-        == RedisTarget::Single("redis://127.0.0.1:1".into())
-    );
+    assert_explicit_url_wins(env);
   }
 
   #[test]
   fn cluster_nodes_come_from_the_option_or_the_environment() {
-    let env = |name: &str| match name {
-      ENV_REDIS_CLUSTER_NODES => Some(" redis://10.0.0.1:7000, redis://10.0.0.2:7000 ,".to_owned()),
-      ENV_REDIS_URL => Some("redis://10.0.0.9:6379".to_owned()),
-      _ => None,
-    };
+    let env = env_of(&[
+      (
+        ENV_REDIS_CLUSTER_NODES,
+        " redis://10.0.0.1:7000, redis://10.0.0.2:7000 ,",
+      ),
+      (ENV_REDIS_URL, "redis://10.0.0.9:6379"),
+    ]);
     let from_env = Settings::new(options(), env).unwrap();
     assert!(
       from_env.redis
@@ -519,14 +527,7 @@ mod tests {
         ])
     );
     // An explicit single URL beats cluster nodes from the environment.
-    let explicit = Options {
-      redis_url: Some("redis://127.0.0.1:1".into()),
-      ..options()
-    };
-    assert!(
-      Settings::new(explicit, env).unwrap().redis
-        == RedisTarget::Single("redis://127.0.0.1:1".into())
-    );
+    assert_explicit_url_wins(env);
     let option = Options {
       redis_cluster_nodes: Some(vec!["redis://127.0.0.1:7001".into()]),
       ..options()

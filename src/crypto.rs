@@ -59,10 +59,7 @@ impl UserInfo {
 /// and opens it after ([`Sealed`]); the tests use this in one step.
 #[cfg(test)]
 pub fn decrypt_user_info(
-  app_id: &str,
-  session_key: &str,
-  encrypted_data: &str,
-  iv: &str,
+  app_id: &str, session_key: &str, encrypted_data: &str, iv: &str,
 ) -> Result<UserInfo> {
   let plaintext = decrypt(session_key, encrypted_data, iv)?;
   parse_user_info(app_id, &plaintext)

@@ -131,12 +131,32 @@ pub struct AccessToken {
   pub expires_in: f64,
 }
 
+impl From<(String, u64)> for AccessToken {
+  /// The token and its seconds left, as the service gives them.
+  fn from((access_token, seconds): (String, u64)) -> Self {
+    AccessToken {
+      access_token,
+      expires_in: seconds as f64,
+    }
+  }
+}
+
 /// A user's phone number, as `getPhoneNumber` resolves it.
 #[napi(object)]
 pub struct Phone {
   pub phone_number: String,
   pub pure_phone_number: String,
   pub country_code: String,
+}
+
+impl From<wechat::PhoneInfo> for Phone {
+  fn from(info: wechat::PhoneInfo) -> Self {
+    Phone {
+      phone_number: info.phone_number,
+      pure_phone_number: info.pure_phone_number,
+      country_code: info.country_code,
+    }
+  }
 }
 
 /// One step of a call for diagnostics.
@@ -191,6 +211,17 @@ pub struct Mpauthx {
   sliding_window_ms: f64,
 }
 
+/// The body of a traced call: a trace for `options.logger`, the service's method, and the
+/// reply JavaScript reads, with the outcome mapped by `.map(…)` when given.
+macro_rules! traced {
+  ($self:ident.$method:ident($($arg:expr),*) $(.map($map:expr))? => $reply:ident) => {{
+    let mut trace = $self.trace();
+    let result = $self.service.$method($($arg,)* &mut trace).await;
+    $(let result = result.map($map);)?
+    Ok($reply::new(result, trace))
+  }};
+}
+
 #[napi]
 impl Mpauthx {
   /// Validates the settings (throwing `TypeError`/`RangeError`) without connecting.
@@ -198,9 +229,7 @@ impl Mpauthx {
   /// (index.js), when the application gave a store.
   #[napi(constructor)]
   pub fn new(
-    env: Env,
-    options: Options,
-    user_store: Option<Function<StoreCallArgs, Promise<bool>>>,
+    env: Env, options: Options, user_store: Option<Function<StoreCallArgs, Promise<bool>>>,
   ) -> napi::Result<Self> {
     let user_store = match user_store {
       Some(call) => Some(
@@ -238,74 +267,49 @@ impl Mpauthx {
     })
   }
 
+  /// `authorize(code, encryptedData, iv)`: the user's token, registering the user with the
+  /// decrypted profile.
   #[napi]
   pub async fn authorize(
-    &self,
-    code: Option<String>,
-    encrypted_data: Option<String>,
-    iv: Option<String>,
+    &self, code: Option<String>, encrypted_data: Option<String>, iv: Option<String>,
   ) -> napi::Result<TokenReply> {
-    let mut trace = self.trace();
-    let result = self
-      .service
-      .authorize(code, encrypted_data, iv, &mut trace)
-      .await;
-    Ok(TokenReply::new(result, trace))
+    traced!(self.authorize(code, encrypted_data, iv) => TokenReply)
   }
 
+  /// `login(code)`: the user's token, without a profile.
   #[napi]
   pub async fn login(&self, code: Option<String>) -> napi::Result<TokenReply> {
-    let mut trace = self.trace();
-    let result = self.service.login(code, &mut trace).await;
-    Ok(TokenReply::new(result, trace))
+    traced!(self.login(code) => TokenReply)
   }
 
-  #[napi]
-  pub async fn revoke_token(&self, token: Option<String>) -> napi::Result<BooleanReply> {
-    let mut trace = self.trace();
-    let result = self.service.revoke_token(token, &mut trace).await;
-    Ok(BooleanReply::new(result, trace))
-  }
-
+  /// `revokeUser(userId, { allSkus })`: how many of the user's live tokens were deleted.
   #[napi]
   pub async fn revoke_user(
-    &self,
-    user_id: Option<String>,
-    all_skus: Option<bool>,
+    &self, user_id: Option<String>, all_skus: Option<bool>,
   ) -> napi::Result<CountReply> {
-    let mut trace = self.trace();
     let all_skus = all_skus.unwrap_or(false);
-    let result = self
-      .service
-      .revoke_user(user_id, all_skus, &mut trace)
-      .await;
-    Ok(CountReply::new(result.map(|count| count as f64), trace))
+    traced!(self.revoke_user(user_id, all_skus).map(|count| count as f64) => CountReply)
   }
 
+  /// `refreshToken(userId)`: a new token for a registered user; the old one stops working.
   #[napi]
-  pub async fn verify_token(&self, token: Option<String>) -> napi::Result<TokenInfoReply> {
-    let mut trace = self.trace();
-    let result = self.service.verify_token(token, &mut trace).await;
-    Ok(TokenInfoReply::new(result, trace))
+  pub async fn refresh_token(&self, user_id: Option<String>) -> napi::Result<TokenReply> {
+    traced!(self.refresh_token(user_id) => TokenReply)
   }
 
+  /// `decryptData(token, encryptedData, iv)`: data WeChat encrypted with the session key.
   #[napi]
   pub async fn decrypt_data(
-    &self,
-    token: Option<String>,
-    encrypted_data: Option<String>,
-    iv: Option<String>,
+    &self, token: Option<String>, encrypted_data: Option<String>, iv: Option<String>,
   ) -> napi::Result<DataReply> {
     let result = self.service.decrypt_data(token, encrypted_data, iv).await;
     Ok(DataReply::new(result, self.trace()))
   }
 
+  /// `checkSignature(token, rawData, signature)`: whether WeChat signed `rawData`.
   #[napi]
   pub async fn check_signature(
-    &self,
-    token: Option<String>,
-    raw_data: Option<String>,
-    signature: Option<String>,
+    &self, token: Option<String>, raw_data: Option<String>, signature: Option<String>,
   ) -> napi::Result<BooleanReply> {
     let result = self
       .service
@@ -314,34 +318,28 @@ impl Mpauthx {
     Ok(BooleanReply::new(result, self.trace()))
   }
 
+  /// `verifyToken(token)`: what a live token stands for.
+  #[napi]
+  pub async fn verify_token(&self, token: Option<String>) -> napi::Result<TokenInfoReply> {
+    traced!(self.verify_token(token) => TokenInfoReply)
+  }
+
+  /// `revokeToken(token)`: whether a live token was deleted.
+  #[napi]
+  pub async fn revoke_token(&self, token: Option<String>) -> napi::Result<BooleanReply> {
+    traced!(self.revoke_token(token) => BooleanReply)
+  }
+
+  /// `getAccessToken()`: the app's access token, shared through the token store.
   #[napi]
   pub async fn get_access_token(&self) -> napi::Result<AccessTokenReply> {
-    let mut trace = self.trace();
-    let result = self.service.access_token(&mut trace).await;
-    let result = result.map(|(access_token, seconds)| AccessToken {
-      access_token,
-      expires_in: seconds as f64,
-    });
-    Ok(AccessTokenReply::new(result, trace))
+    traced!(self.access_token() => AccessTokenReply)
   }
 
+  /// `getPhoneNumber(code)`: the user's phone number, from a phone-number code.
   #[napi]
   pub async fn get_phone_number(&self, code: Option<String>) -> napi::Result<PhoneReply> {
-    let mut trace = self.trace();
-    let result = self.service.phone_number(code, &mut trace).await;
-    let result = result.map(|info| Phone {
-      phone_number: info.phone_number,
-      pure_phone_number: info.pure_phone_number,
-      country_code: info.country_code,
-    });
-    Ok(PhoneReply::new(result, trace))
-  }
-
-  #[napi]
-  pub async fn refresh_token(&self, user_id: Option<String>) -> napi::Result<TokenReply> {
-    let mut trace = self.trace();
-    let result = self.service.refresh_token(user_id, &mut trace).await;
-    Ok(TokenReply::new(result, trace))
+    traced!(self.phone_number(code) => PhoneReply)
   }
 
   /// Live tokens the validation cache remembers at most (`options.validationCacheSize`).

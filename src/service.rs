@@ -24,8 +24,8 @@ pub const MAX_CODE_LEN: usize = 512;
 
 pub struct Service {
   app_id: String,
-  sku: String,
   wechat: WeChatClient,
+  /// The instance's tokens: the store knows the sku.
   tokens: TokenStore,
   users: UserStore,
   /// The SQLite file, unless users live in `options.userStore` and tokens in Redis.
@@ -54,8 +54,6 @@ impl Service {
   /// the SQLite file's `user` table.
   pub fn new(settings: Settings, user_store: Option<StoreCall>) -> Result<Self> {
     let database = settings.db_path.map(Database::new);
-    // Checks extend only this instance's tokens: another sku's keep the TTL its instance gave.
-    let sliding = settings.sliding_ttl.then(|| settings.sku.clone());
     let tokens = match settings.token_store {
       Backend::Redis => TokenStore::Redis(Box::new(RedisTokens::new(
         &settings.redis,
@@ -63,12 +61,14 @@ impl Service {
         &settings.redis_tls,
         settings.ttl,
         settings.validation_cache_size,
-        sliding.clone(),
+        settings.sku,
+        settings.sliding_ttl,
       )?)),
       Backend::Sqlite => {
         // Settings refuse `tokenStore: 'sqlite'` without a file.
         let file = database.clone().ok_or(Error::MissingParameter("db"))?;
-        TokenStore::Sqlite(SqliteTokens::new(file, settings.ttl, sliding))
+        let (sku, sliding) = (settings.sku, settings.sliding_ttl);
+        TokenStore::Sqlite(SqliteTokens::new(file, settings.ttl, sku, sliding))
       }
     };
     let users = match (user_store, &database) {
@@ -88,7 +88,6 @@ impl Service {
       database,
       http_timeout: settings.http_timeout,
       app_id: settings.app_id,
-      sku: settings.sku,
       closed: AtomicBool::new(false),
       in_flight: AtomicUsize::new(0),
       drained: Notify::new(),
@@ -98,10 +97,7 @@ impl Service {
   /// Logs a mini-program user in: the user's live token for this sku, or a new one; the
   /// decrypted profile is written to the `user` table.
   pub async fn authorize(
-    &self,
-    code: Option<String>,
-    encrypted_data: Option<String>,
-    iv: Option<String>,
+    &self, code: Option<String>, encrypted_data: Option<String>, iv: Option<String>,
     trace: &mut Trace,
   ) -> Result<String> {
     let code = login_code(code)?;
@@ -166,17 +162,12 @@ impl Service {
   /// The token rules shared by both logins: reuse the live token, else register the user
   /// and issue one.
   async fn sign_in(
-    &self,
-    user_id: &str,
-    profile: &[(&'static str, ProfileValue)],
-    session_key: &str,
+    &self, user_id: &str, profile: &[(&'static str, ProfileValue)], session_key: &str,
     trace: &mut Trace,
   ) -> Result<String> {
     token::check_user_id(user_id)?;
     let (live, registered) = tokio::try_join!(
-      self
-        .tokens
-        .live_token(user_id, &self.sku, Some(session_key)),
+      self.tokens.live_token(user_id, session_key),
       self.users.ensure(user_id, profile)
     )?;
     trace.record("user.registered", || {
@@ -196,10 +187,10 @@ impl Service {
       trace.record("token.reused", || "live token found".into());
       return Ok(live);
     }
-    self.tokens.remember_user(user_id, &self.sku).await?;
+    self.tokens.remember_user(user_id).await?;
     let token = self
       .tokens
-      .issue(user_id, &self.sku, Issue::ReuseLive, Some(session_key))
+      .issue(user_id, Issue::ReuseLive { session_key })
       .await?;
     trace.record("token.issued", || "token stored with its ttl".into());
     Ok(token)
@@ -207,10 +198,7 @@ impl Service {
 
   /// Decrypts any encrypted payload with the session key kept for a live token.
   pub async fn decrypt_data(
-    &self,
-    token: Option<String>,
-    encrypted_data: Option<String>,
-    iv: Option<String>,
+    &self, token: Option<String>, encrypted_data: Option<String>, iv: Option<String>,
   ) -> Result<String> {
     let encrypted_data = required("encryptedData", encrypted_data)?;
     let iv = required("iv", iv)?;
@@ -222,10 +210,7 @@ impl Service {
 
   /// Whether `signature` is `sha1(raw_data + session_key)` with the session key kept for a live token.
   pub async fn check_signature(
-    &self,
-    token: Option<String>,
-    raw_data: Option<String>,
-    signature: Option<String>,
+    &self, token: Option<String>, raw_data: Option<String>, signature: Option<String>,
   ) -> Result<bool> {
     let raw_data = required("rawData", raw_data)?;
     let signature = required("signature", signature)?;
@@ -278,9 +263,7 @@ impl Service {
   }
 
   async fn shared_access_token(
-    &self,
-    refused: Option<&str>,
-    trace: &mut Trace,
+    &self, refused: Option<&str>, trace: &mut Trace,
   ) -> Result<(String, u64)> {
     access_token::shared_access_token(
       &self.tokens,
@@ -323,16 +306,12 @@ impl Service {
   /// Logs the user out of this sku, or of every sku sharing the store with `all_skus`; says
   /// how many live tokens were deleted.
   pub async fn revoke_user(
-    &self,
-    user_id: Option<String>,
-    all_skus: bool,
-    trace: &mut Trace,
+    &self, user_id: Option<String>, all_skus: bool, trace: &mut Trace,
   ) -> Result<u64> {
     let user_id = required("userId", user_id)?;
     token::check_user_id(&user_id)?;
     let _call = self.enter()?;
-    let sku = (!all_skus).then_some(self.sku.as_str());
-    let revoked = self.tokens.revoke_user(&user_id, sku).await?;
+    let revoked = self.tokens.revoke_user(&user_id, all_skus).await?;
     trace.record("token.revoked", || {
       let skus = if all_skus { "every sku" } else { "this sku" };
       format!("{revoked} tokens deleted, {skus}")
@@ -359,19 +338,12 @@ impl Service {
     token::check_user_id(&user_id)?;
     let _call = self.enter()?;
     // Known to this server's SQLite file or, registered on another server, to Redis.
-    if !self.tokens.knows_user(&user_id, &self.sku).await? && !self.users.exists(&user_id).await? {
+    if !self.tokens.knows_user(&user_id).await? && !self.users.exists(&user_id).await? {
       return Err(Error::UserNotFound);
     }
     trace.record("user.found", || "user is registered".into());
-    let token = self
-      .tokens
-      .issue(
-        &user_id,
-        &self.sku,
-        Issue::Replace { requested_at_us },
-        None,
-      )
-      .await?;
+    let mode = Issue::Replace { requested_at_us };
+    let token = self.tokens.issue(&user_id, mode).await?;
     trace.record("token.issued", || "token replaced".into());
     Ok(token)
   }

@@ -39,9 +39,7 @@ impl UserStore {
 
   /// Adds the user when absent and writes the profile; says whether it added the user.
   pub async fn ensure(
-    &self,
-    user_id: &str,
-    profile: &[(&'static str, ProfileValue)],
+    &self, user_id: &str, profile: &[(&'static str, ProfileValue)],
   ) -> Result<Registered> {
     match self {
       UserStore::Sqlite(users) => users.ensure(user_id, profile).await,
@@ -75,9 +73,7 @@ impl Adapter {
 
   /// `addUser`, then `updateProfile` for a user who was there already and brought a profile.
   async fn ensure(
-    &self,
-    user_id: &str,
-    profile: &[(&'static str, ProfileValue)],
+    &self, user_id: &str, profile: &[(&'static str, ProfileValue)],
   ) -> Result<Registered> {
     let profile_json = profile_json(profile);
     let added = self

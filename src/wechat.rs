@@ -123,9 +123,7 @@ impl WeChatClient {
   /// A fresh access token from the stable token endpoint: `(token, seconds it lives)`.
   /// `force_refresh` asks WeChat for a new one even while the current one is valid.
   pub async fn stable_token(
-    &self,
-    force_refresh: bool,
-    trace: &mut Trace,
+    &self, force_refresh: bool, trace: &mut Trace,
   ) -> Result<(String, u64)> {
     let body = serde_json::json!({
       "grant_type": "client_credential",
@@ -152,10 +150,7 @@ impl WeChatClient {
   /// The phone number behind a `getPhoneNumber` code: `Ok(Err(refusal))` when WeChat answers
   /// with an error code, so that an expired access token can be retried.
   pub async fn phone_number(
-    &self,
-    access_token: &str,
-    code: &str,
-    trace: &mut Trace,
+    &self, access_token: &str, code: &str, trace: &mut Trace,
   ) -> Result<std::result::Result<PhoneInfo, Refusal>> {
     let api = api_error("getuserphonenumber");
     let mut url = self.url("/wxa/business/getuserphonenumber").map_err(api)?;
@@ -188,11 +183,7 @@ impl WeChatClient {
 
   /// POSTs `body` as JSON and reads the reply as `T`; the error says why.
   async fn post_json<T: serde::de::DeserializeOwned>(
-    &self,
-    url: reqwest::Url,
-    body: serde_json::Value,
-    what: &'static str,
-    trace: &mut Trace,
+    &self, url: reqwest::Url, body: serde_json::Value, what: &'static str, trace: &mut Trace,
   ) -> std::result::Result<T, String> {
     let request = self
       .http
@@ -205,10 +196,7 @@ impl WeChatClient {
 
   /// Sends a request and reads its body, all bounded by the timeout; the error says why.
   async fn send(
-    &self,
-    request: reqwest::RequestBuilder,
-    what: &'static str,
-    trace: &mut Trace,
+    &self, request: reqwest::RequestBuilder, what: &'static str, trace: &mut Trace,
   ) -> std::result::Result<Vec<u8>, String> {
     tokio::time::timeout(self.timeout, self.exchange(request, what, trace))
       .await
@@ -216,10 +204,7 @@ impl WeChatClient {
   }
 
   async fn exchange(
-    &self,
-    request: reqwest::RequestBuilder,
-    what: &'static str,
-    trace: &mut Trace,
+    &self, request: reqwest::RequestBuilder, what: &'static str, trace: &mut Trace,
   ) -> std::result::Result<Vec<u8>, String> {
     trace.record("wechat.request", || what.into());
     // `without_url` everywhere: URLs carry the app secret or an access token.

@@ -17,15 +17,36 @@ pub use self::sqlite::{locks_refused, Database, Registered, SqliteTokens, Users}
 use crate::error::Result;
 use crate::validation_cache::{CachedToken, Validity, Vouched};
 
-/// Whether an existing live token is handed back or replaced.
+/// Whether an existing live token is handed back or replaced, and the WeChat session key
+/// the token keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Issue {
-  /// `authorize` and `login`: return the user's live token when there is one.
-  ReuseLive,
-  /// `refreshToken`: issue a new token and delete the old one. A refresh that finds a token
-  /// issued after it was asked for (by a concurrent refresh) takes that one, so concurrent
-  /// refreshes leave one live token.
+pub enum Issue<'a> {
+  /// `authorize` and `login`: return the user's live token when there is one, keeping this
+  /// login's session key with it.
+  ReuseLive { session_key: &'a str },
+  /// `refreshToken`: issue a new token and delete the old one; the new token carries the
+  /// old one's session key. A refresh that finds a token issued after it was asked for (by
+  /// a concurrent refresh) takes that one, so concurrent refreshes leave one live token.
   Replace { requested_at_us: u64 },
+}
+
+impl Issue<'_> {
+  /// The session key this issue brings: a login's, none for a refresh.
+  pub fn session_key(&self) -> Option<&str> {
+    match self {
+      Issue::ReuseLive { session_key } => Some(session_key),
+      Issue::Replace { .. } => None,
+    }
+  }
+}
+
+/// One caller's hold on the right to fetch an app's new access token: the app, and a random
+/// name only the holder knows, so that only the holder releases the lock, even after its
+/// lease passed.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLock<'a> {
+  pub app_id: &'a str,
+  pub owner: &'a str,
 }
 
 /// What a live token stands for.
@@ -43,7 +64,9 @@ pub struct TokenInfo {
 /// the SQLite store takes over a lock whose stored lease claims more.
 pub const MAX_LEASE: Duration = Duration::from_secs(600);
 
-/// The token store of an instance, one of the backends; calls go to the one it is.
+/// The token store of an instance, one of the backends; calls go to the one it is. A store
+/// issues and looks up the tokens of its instance's sku, and checks, describes and revokes
+/// a token of any sku.
 pub enum TokenStore {
   Redis(Box<RedisTokens>),
   Sqlite(SqliteTokens),
@@ -86,46 +109,46 @@ impl TokenStore {
   delegate! {
     /// For each token, whether it is live.
     pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>>;
-    /// The user's live token for `sku`, if any, keeping `session_key` with it when given.
-    pub async fn live_token(&self, user_id: &str, sku: &str, session_key: Option<&str>) -> Result<Option<String>>;
-    /// Issues a token for the user and sku, or hands back the one the rules of `mode` reuse,
-    /// with `session_key` (a refresh without one carries the replaced token's).
-    pub async fn issue(&self, user_id: &str, sku: &str, mode: Issue, session_key: Option<&str>) -> Result<String>;
+    /// The user's live token, if any, keeping `session_key` with it.
+    pub async fn live_token(&self, user_id: &str, session_key: &str) -> Result<Option<String>>;
+    /// Issues a token for the user, or hands back the one the rules of `mode` reuse.
+    pub async fn issue(&self, user_id: &str, mode: Issue<'_>) -> Result<String>;
     /// The WeChat session key kept with a live token; never leaves the library.
     pub async fn session_key(&self, token: &str) -> Result<Option<String>>;
     /// Deletes `token` if it is live; says whether it was.
     pub async fn revoke(&self, token: &str) -> Result<bool>;
-    /// Deletes the user's live token of `sku`, or of every sku when `None`; says how many.
-    pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64>;
+    /// Deletes the user's live token, or with `all_skus` those of every sku; says how many.
+    pub async fn revoke_user(&self, user_id: &str, all_skus: bool) -> Result<u64>;
     /// What `token` stands for, if it is live.
     pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>>;
     /// The app's access token cached by any process sharing the store, with its seconds left.
     pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>>;
-    /// Takes the right to fetch a new access token as `owner`; false when another caller holds it.
-    pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool>;
-    /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
-    pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration, owner: &str) -> Result<()>;
+    /// Takes the right to fetch a new access token for a lease of `lease`; false when another
+    /// caller holds it.
+    pub async fn lock_access_token(&self, lock: FetchLock<'_>, lease: Duration) -> Result<bool>;
+    /// Caches a fresh access token for `ttl`, in place of any cached one.
+    pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()>;
     /// Caches `token` for `ttl` unless a live one is cached already; no lock is touched.
     pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()>;
-    /// Releases `owner`'s lock after a failed fetch.
-    pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()>;
+    /// Releases the lock, once the fetched token is stored or the fetch failed.
+    pub async fn unlock_access_token(&self, lock: FetchLock<'_>) -> Result<()>;
     /// Forgets the cached access token if it is still `token`.
     pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()>;
   }
 
   /// Records a registered user for servers that share the store but not the SQLite file;
   /// the SQLite store shares the file, so it has nothing to record.
-  pub async fn remember_user(&self, user_id: &str, sku: &str) -> Result<()> {
+  pub async fn remember_user(&self, user_id: &str) -> Result<()> {
     match self {
-      TokenStore::Redis(store) => store.remember_user(user_id, sku).await,
+      TokenStore::Redis(store) => store.remember_user(user_id).await,
       TokenStore::Sqlite(_) => Ok(()),
     }
   }
 
   /// Whether another server recorded the user as registered.
-  pub async fn knows_user(&self, user_id: &str, sku: &str) -> Result<bool> {
+  pub async fn knows_user(&self, user_id: &str) -> Result<bool> {
     match self {
-      TokenStore::Redis(store) => store.knows_user(user_id, sku).await,
+      TokenStore::Redis(store) => store.knows_user(user_id).await,
       TokenStore::Sqlite(_) => Ok(false),
     }
   }

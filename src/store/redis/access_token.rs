@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
-
-use super::connection::RedisConnection;
 use super::RedisTokens;
 use crate::error::Result;
+use crate::store::FetchLock;
 
 /// The cached access token and its remaining seconds, or nothing.
 pub(super) const CACHED: &str = r"
@@ -31,102 +29,61 @@ impl RedisTokens {
       .await
   }
 
-  /// Takes the right to fetch a new access token for `ttl` as `owner`; false when another
+  /// Takes the right to fetch a new access token for a lease of `lease`; false when another
   /// caller holds it.
-  pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    self
-      .set_if_absent(access_token_key(app_id, "lock"), owner, ttl)
-      .await
+  pub async fn lock_access_token(&self, lock: FetchLock<'_>, lease: Duration) -> Result<bool> {
+    let key = access_token_key(lock.app_id, "lock");
+    self.set_for(&key, lock.owner, lease, true).await
   }
 
-  /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
-  pub async fn store_access_token(
-    &self,
-    app_id: &str,
-    token: &str,
-    ttl: Duration,
-    owner: &str,
-  ) -> Result<()> {
-    self
-      .on_connection(|mut redis| async move {
-        let () = redis
-          .pset_ex(
-            access_token_key(app_id, "current"),
-            token,
-            ttl.as_millis() as u64,
-          )
-          .await?;
-        self.release_lock(&mut redis, app_id, owner).await
-      })
-      .await
+  /// Caches a fresh access token for `ttl`, in place of any cached one.
+  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    let key = access_token_key(app_id, "current");
+    self.set_for(&key, token, ttl, false).await.map(drop)
   }
 
-  /// Caches `token` for `ttl` unless a live one is cached already (`SET NX`).
+  /// Caches `token` for `ttl` unless a live one is cached already.
   pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
     self
-      .set_if_absent(access_token_key(app_id, "current"), token, ttl)
+      .set_for(&access_token_key(app_id, "current"), token, ttl, true)
       .await
       .map(drop)
   }
 
-  /// `SET key value NX PX ttl`: true when it was set.
-  async fn set_if_absent(&self, key: String, value: &str, ttl: Duration) -> Result<bool> {
-    let key = &key;
+  /// `SET key value PX ttl`, with `NX` when `if_absent`: true when it was set.
+  async fn set_for(&self, key: &str, value: &str, ttl: Duration, if_absent: bool) -> Result<bool> {
     self
       .on_connection(|mut redis| async move {
-        let set: Option<String> = redis::cmd("SET")
+        let mut set = redis::cmd("SET");
+        set
           .arg(key)
           .arg(value)
-          .arg("NX")
           .arg("PX")
-          .arg(ttl.as_millis() as u64)
-          .query_async(&mut redis)
-          .await?;
-        Ok(set.is_some())
+          .arg(ttl.as_millis() as u64);
+        if if_absent {
+          set.arg("NX");
+        }
+        let reply: Option<String> = set.query_async(&mut redis).await?;
+        Ok(reply.is_some())
       })
       .await
   }
 
-  /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
-  pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    self
-      .on_connection(|mut redis| async move { self.release_lock(&mut redis, app_id, owner).await })
-      .await
-  }
-
-  async fn release_lock(
-    &self,
-    redis: &mut RedisConnection,
-    app_id: &str,
-    owner: &str,
-  ) -> Result<()> {
-    let _: i64 = self
-      .delete_if_holds
-      .key(access_token_key(app_id, "lock"))
-      .arg(owner)
-      .invoke_async(redis)
-      .await?;
-    Ok(())
+  /// Releases the lock; a lock taken over since is left alone.
+  pub async fn unlock_access_token(&self, lock: FetchLock<'_>) -> Result<()> {
+    let key = access_token_key(lock.app_id, "lock");
+    self.delete_if_holds(&key, lock.owner).await
   }
 
   /// Forgets the cached access token if it is still `token` (which WeChat refused).
   pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-    self
-      .on_connection(|mut redis| async move {
-        let _: i64 = self
-          .delete_if_holds
-          .key(access_token_key(app_id, "current"))
-          .arg(token)
-          .invoke_async(&mut redis)
-          .await?;
-        Ok(())
-      })
-      .await
+    let key = access_token_key(app_id, "current");
+    self.delete_if_holds(&key, token).await
   }
 }
 
 /// The keys of an app's shared access token (`current`) and of the right to refresh it
 /// (`lock`); four parts, so never a token.
-fn access_token_key(app_id: &str, which: &str) -> String {
+pub(super) fn access_token_key(app_id: &str, which: &str) -> String {
   format!("mpauthx|access_token|{app_id}|{which}")
 }

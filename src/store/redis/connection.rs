@@ -51,9 +51,7 @@ impl RedisConnection {
   /// Sends `pipeline` to the master serving `key`, whatever else its commands name (the
   /// cluster client would route `CLIENT …` commands by their first argument).
   pub async fn pipeline_to_node_of(
-    &mut self,
-    key: &str,
-    pipeline: Pipeline,
+    &mut self, key: &str, pipeline: Pipeline,
   ) -> redis::RedisResult<Vec<Value>> {
     match self {
       RedisConnection::Single(connection) => pipeline.query_async(connection).await,
@@ -135,10 +133,7 @@ impl ConnectionLike for RedisConnection {
   }
 
   fn req_packed_commands<'a>(
-    &'a mut self,
-    pipeline: &'a Pipeline,
-    offset: usize,
-    count: usize,
+    &'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize,
   ) -> RedisFuture<'a, Vec<Value>> {
     match self {
       RedisConnection::Single(connection) => {
@@ -253,10 +248,7 @@ impl Connector {
   /// Checks the URLs without connecting; `password`, when given, applies to every node.
   /// With `push`, the connection speaks RESP3 and hands its pushes to it.
   pub fn new(
-    target: &RedisTarget,
-    password: Option<&str>,
-    tls: &RedisTls,
-    push: Option<PushHandler>,
+    target: &RedisTarget, password: Option<&str>, tls: &RedisTls, push: Option<PushHandler>,
   ) -> Result<Self> {
     let push_sender = |handler: PushHandler| {
       move |info: PushInfo| {

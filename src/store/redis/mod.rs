@@ -36,7 +36,7 @@ pub const DEADLINE: Duration = Duration::from_millis(1_500);
 /// Deletes a string key only if it still holds `ARGV[1]`: the access-token lock only for the
 /// caller that holds it, the cached access token only if it is still the one WeChat refused,
 /// an index only if it still names the token revoked.
-const DELETE_IF_HOLDS: &str = r"
+const COMPARE_AND_DELETE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
@@ -48,30 +48,27 @@ pub struct RedisTokens {
   create: Script,
   keep_session_key: Script,
   cached_access_token: Script,
-  delete_if_holds: Script,
+  compare_and_delete: Script,
   slide_index: Script,
   session_key: Script,
   read: Script,
   revoke: Script,
   ttl: Duration,
-  /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of their
-  /// TTL, get it whole back; `None` when off. Other skus' tokens keep the TTL their own
-  /// instances gave them.
-  sliding: Option<String>,
+  /// The instance's sku: the tokens it issues and looks up.
+  sku: String,
+  /// `slidingTtl`: checks give this sku's tokens, in the second half of their TTL, the whole
+  /// TTL back; other skus' tokens keep the TTL their own instances gave them.
+  sliding: bool,
   tracking: Option<Arc<Tracking>>,
 }
 
 impl RedisTokens {
   /// Prepares the store; connections are made on first use and re-made after failures.
   /// `cache_size` live tokens are remembered (none when 0); with `sliding`, checks extend
-  /// that sku's tokens in the second half of their TTL.
+  /// `sku`'s tokens in the second half of their TTL.
   pub fn new(
-    target: &RedisTarget,
-    redis_pass: Option<&str>,
-    redis_tls: &RedisTls,
-    ttl: Duration,
-    cache_size: usize,
-    sliding: Option<String>,
+    target: &RedisTarget, redis_pass: Option<&str>, redis_tls: &RedisTls, ttl: Duration,
+    cache_size: usize, sku: String, sliding: bool,
   ) -> Result<Self> {
     let tracking = match NonZeroUsize::new(cache_size) {
       None => None,
@@ -86,12 +83,13 @@ impl RedisTokens {
       create: Script::new(tokens::CREATE),
       keep_session_key: Script::new(tokens::KEEP_SESSION_KEY),
       cached_access_token: Script::new(access_token::CACHED),
-      delete_if_holds: Script::new(DELETE_IF_HOLDS),
+      compare_and_delete: Script::new(COMPARE_AND_DELETE),
       slide_index: Script::new(tokens::SLIDE_INDEX),
       session_key: Script::new(tokens::SESSION_KEY),
       read: Script::new(tracking::READ),
       revoke: Script::new(tokens::REVOKE),
       ttl,
+      sku,
       sliding,
       tracking,
     })
@@ -137,6 +135,17 @@ impl RedisTokens {
     .await
   }
 
+  /// Deletes `key` if it still holds `value` (the compare-and-delete script).
+  async fn delete_if_holds(&self, key: &str, value: &str) -> Result<()> {
+    self
+      .on_connection(|mut redis| async move {
+        let mut script = self.compare_and_delete.key(key);
+        let _: i64 = script.arg(value).invoke_async(&mut redis).await?;
+        Ok(())
+      })
+      .await
+  }
+
   /// Drops a token this instance deleted or replaced, before the call resolves (the
   /// invalidation Redis sends may arrive just after).
   fn forget(&self, token: &str) {
@@ -156,9 +165,7 @@ fn well_formed(tokens: &[&str]) -> Vec<usize> {
 /// Sends one command per token, made by `command`: one pipeline on a single Redis, one
 /// command each (multiplexed per node) on a cluster, where tokens hash to different slots.
 async fn per_token<T: redis::FromRedisValue>(
-  redis: &mut RedisConnection,
-  tokens: &[&str],
-  command: impl Fn(&str) -> redis::Cmd,
+  redis: &mut RedisConnection, tokens: &[&str], command: impl Fn(&str) -> redis::Cmd,
 ) -> Result<Vec<redis::RedisResult<T>>> {
   if redis.is_cluster() {
     let commands = tokens.iter().map(|&token| {
@@ -220,13 +227,37 @@ mod tests {
   use super::*;
 
   #[test]
+  fn no_key_of_the_store_is_ever_a_token() {
+    let keys = [
+      (tokens::index_key("oUser", "sku"), "mpauthx|index|sku|oUser"),
+      (users::user_key("oUser", "sku"), "mpauthx|user|sku|oUser"),
+      (
+        access_token::access_token_key("wx1", "lock"),
+        "mpauthx|access_token|wx1|lock",
+      ),
+    ];
+    for (key, expected) in keys {
+      assert_eq!(key, expected);
+      assert!(!token::is_well_formed(&key), "{key} reads as a token");
+    }
+  }
+
+  #[test]
   fn a_password_is_accepted_and_bad_urls_are_not() {
     let single = |url: &str| RedisTarget::Single(url.into());
     let cluster = |url: &str| RedisTarget::Cluster(vec![url.into()]);
     let ttl = Duration::from_secs(5);
     for cache_size in [0, 10] {
       let new = |target: RedisTarget, pass| {
-        RedisTokens::new(&target, pass, &RedisTls::default(), ttl, cache_size, None)
+        RedisTokens::new(
+          &target,
+          pass,
+          &RedisTls::default(),
+          ttl,
+          cache_size,
+          "sku".into(),
+          false,
+        )
       };
       assert!(new(single("redis://127.0.0.1:6379"), Some("pw")).is_ok());
       assert!(new(cluster("redis://127.0.0.1:7000"), Some("pw")).is_ok());

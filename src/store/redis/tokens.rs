@@ -170,9 +170,9 @@ impl RedisTokens {
     self.slides(token) && u128::try_from(pttl).is_ok_and(|left| left < self.ttl.as_millis() / 2)
   }
 
-  /// Whether checks extend `token`: sliding is on and it is of the sliding sku.
+  /// Whether checks extend `token`: sliding is on and it is of this store's sku.
   fn slides(&self, token: &str) -> bool {
-    self.sliding.is_some() && token::sku(token) == self.sliding.as_deref()
+    self.sliding && token::sku(token) == Some(self.sku.as_str())
   }
 
   /// Runs [`LIVE_AND_SLIDE`] on each token: which are live. Only tokens due to slide are
@@ -232,15 +232,15 @@ impl RedisTokens {
       .await
   }
 
-  /// Deletes the user's live token of `sku`, or of every sku in this Redis when `None`, with
-  /// the indexes naming them; says how many tokens were deleted. Every sku's index is found
+  /// Deletes the user's live token of this sku, or with `all_skus` of every sku in this
+  /// Redis, with the indexes naming them; says how many tokens were deleted. Every sku's index is found
   /// by `SCAN` (on every master of a cluster).
-  pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
+  pub async fn revoke_user(&self, user_id: &str, all_skus: bool) -> Result<u64> {
     self
       .on_connection(|mut redis| async move {
-        let indexes = match sku {
-          Some(sku) => vec![index_key(user_id, sku)],
-          None => {
+        let indexes = match all_skus {
+          false => vec![index_key(user_id, &self.sku)],
+          true => {
             let pattern = format!("mpauthx|index|*|{}", glob_escape(user_id));
             let mut indexes: Vec<String> = redis
               .scan_matching(&pattern)
@@ -267,12 +267,8 @@ impl RedisTokens {
             self.forget(&token);
             revoked += deleted as u64;
           }
-          let _: i64 = self
-            .delete_if_holds
-            .key(&index)
-            .arg(&token)
-            .invoke_async(&mut redis)
-            .await?;
+          let mut script = self.compare_and_delete.key(&index);
+          let _: i64 = script.arg(&token).invoke_async(&mut redis).await?;
         }
         Ok(revoked)
       })
@@ -315,15 +311,10 @@ impl RedisTokens {
     .await
   }
 
-  /// The user's live token for `sku`, if any.
-  pub async fn live_token(
-    &self,
-    user_id: &str,
-    sku: &str,
-    session_key: Option<&str>,
-  ) -> Result<Option<String>> {
+  /// The user's live token, if any, keeping `session_key` with it.
+  pub async fn live_token(&self, user_id: &str, session_key: &str) -> Result<Option<String>> {
     self
-      .on_connection(|redis| self.find_live_token(redis, user_id, sku, session_key))
+      .on_connection(|redis| self.find_live_token(redis, user_id, session_key))
       .await
   }
 
@@ -341,24 +332,15 @@ impl RedisTokens {
 
   /// Issues a token for the user and sku and makes it the indexed one, or, with
   /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
-  pub async fn issue(
-    &self,
-    user_id: &str,
-    sku: &str,
-    mode: Issue,
-    session_key: Option<&str>,
-  ) -> Result<String> {
+  pub async fn issue(&self, user_id: &str, mode: Issue<'_>) -> Result<String> {
     self
-      .on_connection(|redis| self.issue_token(redis, user_id, sku, mode, session_key))
+      .on_connection(|redis| self.issue_token(redis, user_id, mode))
       .await
   }
 
   /// Whether `token` is live, keeping `session_key` with it when given.
   async fn keep(
-    &self,
-    redis: &mut RedisConnection,
-    token: &str,
-    session_key: Option<&str>,
+    &self, redis: &mut RedisConnection, token: &str, session_key: Option<&str>,
   ) -> Result<bool> {
     match session_key {
       None => check_live(redis, token).await,
@@ -382,7 +364,7 @@ impl RedisTokens {
     }
     let mut redis = self.redis.get().await?;
     let checked: Vec<&str> = candidates.iter().map(|&i| tokens[i]).collect();
-    let found = if self.sliding.is_some() {
+    let found = if self.sliding {
       self.slide(&mut redis, &checked).await?
     } else {
       let replies = per_token(&mut redis, &checked, |token| {
@@ -400,28 +382,20 @@ impl RedisTokens {
   }
 
   async fn find_live_token(
-    &self,
-    mut redis: RedisConnection,
-    user_id: &str,
-    sku: &str,
-    session_key: Option<&str>,
+    &self, mut redis: RedisConnection, user_id: &str, session_key: &str,
   ) -> Result<Option<String>> {
-    let indexed: Option<String> = redis.get(index_key(user_id, sku)).await?;
+    let indexed: Option<String> = redis.get(index_key(user_id, &self.sku)).await?;
     match indexed {
-      Some(token) if self.keep(&mut redis, &token, session_key).await? => Ok(Some(token)),
+      Some(token) if self.keep(&mut redis, &token, Some(session_key)).await? => Ok(Some(token)),
       _ => Ok(None),
     }
   }
 
   async fn issue_token(
-    &self,
-    mut redis: RedisConnection,
-    user_id: &str,
-    sku: &str,
-    mode: Issue,
-    session_key: Option<&str>,
+    &self, mut redis: RedisConnection, user_id: &str, mode: Issue<'_>,
   ) -> Result<String> {
-    let index = index_key(user_id, sku);
+    let session_key = mode.session_key();
+    let index = index_key(user_id, &self.sku);
     // What the index held when this caller last lost a compare-and-set.
     let mut lost_to: Option<Option<String>> = None;
     for _ in 0..MAX_ATTEMPTS {
@@ -429,7 +403,7 @@ impl RedisTokens {
       // A refresh that lost to a concurrent refresh takes the winner's token: it was
       // issued after this call began, so "a new token" holds, and only one stays live.
       let reuse = match mode {
-        Issue::ReuseLive => true,
+        Issue::ReuseLive { .. } => true,
         Issue::Replace { .. } => lost_to.as_ref().is_some_and(|seen| *seen != indexed),
       };
       if let Some(current) = indexed.as_deref().filter(|_| reuse) {
@@ -442,7 +416,7 @@ impl RedisTokens {
         (None, Some(old)) => self.session_key.key(old).invoke_async(&mut redis).await?,
         _ => None,
       };
-      let token = token::generate(user_id, sku)?;
+      let token = token::generate(user_id, &self.sku)?;
       let key = session_key.or(carried.as_deref()).unwrap_or("");
       self.create(&mut redis, &token, key).await?;
       let expected = indexed.as_deref().unwrap_or("");
@@ -476,10 +450,7 @@ impl RedisTokens {
   }
 
   async fn create(
-    &self,
-    redis: &mut RedisConnection,
-    token: &str,
-    session_key: &str,
+    &self, redis: &mut RedisConnection, token: &str, session_key: &str,
   ) -> Result<()> {
     let _: i64 = self
       .create
@@ -541,7 +512,7 @@ pub fn index_key(user_id: &str, sku: &str) -> String {
   format!("mpauthx|index|{sku}|{user_id}")
 }
 
-/// The keys of an app's shared access token (`current`) and of the right to refresh it
+/// Milliseconds since the epoch: a token's `ctime`, as mpauthx 1.3.2 writes it.
 fn now_ms() -> u64 {
   SystemTime::now()
     .duration_since(UNIX_EPOCH)
@@ -553,13 +524,6 @@ mod tests {
   use super::*;
   use crate::config::{RedisTarget, RedisTls};
   use std::time::Duration;
-
-  #[test]
-  fn an_index_key_is_never_a_token() {
-    let key = index_key("oUser", "sku");
-    assert!(!token::is_well_formed(&key));
-    assert_eq!(key, "mpauthx|index|sku|oUser");
-  }
 
   #[test]
   fn every_sku_index_of_a_user_is_found_and_no_other() {
@@ -582,12 +546,20 @@ mod tests {
   #[test]
   fn a_token_is_due_to_slide_in_the_second_half_of_its_ttl_only_when_sliding() {
     let target = RedisTarget::Single("redis://127.0.0.1:6379".into());
-    let store = |sliding: Option<&str>| {
+    let store = |sliding: bool| {
       let tls = RedisTls::default();
-      let sliding = sliding.map(str::to_owned);
-      RedisTokens::new(&target, None, &tls, Duration::from_secs(4), 0, sliding).unwrap()
+      RedisTokens::new(
+        &target,
+        None,
+        &tls,
+        Duration::from_secs(4),
+        0,
+        "shop".into(),
+        sliding,
+      )
+      .unwrap()
     };
-    let (sliding, fixed) = (store(Some("shop")), store(None));
+    let (sliding, fixed) = (store(true), store(false));
     let (own, other) = (
       format!("o|shop|{}", "a".repeat(64)),
       format!("o|admin|{}", "a".repeat(64)),

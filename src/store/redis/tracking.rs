@@ -58,8 +58,7 @@ impl RedisTokens {
   /// not: the caller then reads without tracking, and after [`MAX_REFUSALS`] such failures
   /// in a row the cache is turned off for good.
   pub(super) async fn try_tracked(
-    &self,
-    tokens: &[&str],
+    &self, tokens: &[&str],
   ) -> Result<Option<Vec<Option<(u64, i64)>>>> {
     let Some(tracking) = self.tracking.as_ref().filter(|tracking| tracking.usable()) else {
       return Ok(None);
@@ -89,9 +88,7 @@ impl RedisTokens {
   /// Reads each token over the tracking connection, and remembers the live ones: for each,
   /// its issue time (ms since the epoch) and `PTTL`, or `None` when it is not live.
   async fn read_tracked(
-    &self,
-    tracking: &Arc<Tracking>,
-    tokens: &[&str],
+    &self, tracking: &Arc<Tracking>, tokens: &[&str],
   ) -> Result<Vec<Option<(u64, i64)>>> {
     let mut reads = vec![None; tokens.len()];
     let candidates = well_formed(tokens);
@@ -162,10 +159,7 @@ impl RedisTokens {
 impl Tracking {
   /// The tracking connection to `target`, keeping `cache` exact; connected on first use.
   pub(super) fn new(
-    target: &RedisTarget,
-    redis_pass: Option<&str>,
-    redis_tls: &RedisTls,
-    cache: ValidationCache,
+    target: &RedisTarget, redis_pass: Option<&str>, redis_tls: &RedisTls, cache: ValidationCache,
   ) -> Result<Arc<Self>> {
     let cache = Arc::new(cache);
     let handler = Arc::clone(&cache);

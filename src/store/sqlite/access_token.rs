@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::tokens::SqliteTokens;
 use crate::error::Result;
-use crate::store::{now_us, MAX_LEASE};
+use crate::store::{now_us, FetchLock, MAX_LEASE};
 
 const SCHEMA: &str = "
   CREATE TABLE IF NOT EXISTS mpauthx_access_token(
@@ -29,7 +29,8 @@ impl SqliteTokens {
   pub async fn cached_access_token(&self, app_id: &str) -> Result<Option<(String, u64)>> {
     let app_id = app_id.to_owned();
     self
-      .run_access_token(move |db| {
+      .database
+      .run_in(&self.access_token_schema, move |db| {
         let now = now_us() as i64;
         Ok(
           db.prepare_cached(
@@ -48,19 +49,20 @@ impl SqliteTokens {
       .await
   }
 
-  /// Takes the right to fetch a new access token for a lease of `ttl` as `owner`; false when
-  /// another caller holds it.
+  /// Takes the right to fetch a new access token for a lease of `lease`; false when another
+  /// caller holds it.
   ///
   /// The lease length is stored with the lock. A lock is held until its lease ends on this
   /// clock; one whose end lies further ahead than its own lease (at most [`MAX_LEASE`]) was
   /// written by a process whose clock is ahead, or before a clock step, and is taken over
   /// rather than waited for: no clock step stretches a lease.
-  pub async fn lock_access_token(&self, app_id: &str, owner: &str, ttl: Duration) -> Result<bool> {
-    let (app_id, owner) = (app_id.to_owned(), owner.to_owned());
-    let ttl_us = ttl.as_micros() as i64;
+  pub async fn lock_access_token(&self, lock: FetchLock<'_>, lease: Duration) -> Result<bool> {
+    let (app_id, owner) = owned(lock);
+    let lease_us = lease.as_micros() as i64;
     let max_lease_us = MAX_LEASE.as_micros() as i64;
     self
-      .run_access_token(move |db| {
+      .database
+      .run_in(&self.access_token_schema, move |db| {
         let now = now_us() as i64;
         let taken = db
           .prepare_cached(
@@ -71,60 +73,48 @@ impl SqliteTokens {
              WHERE lock_until_us <= ?2 OR lock_until_us > ?2 + \
              (CASE WHEN lock_lease_us BETWEEN 1 AND ?5 THEN lock_lease_us ELSE ?5 END)",
           )?
-          .execute((&app_id, now, ttl_us, &owner, max_lease_us))?;
+          .execute((&app_id, now, lease_us, &owner, max_lease_us))?;
         Ok(taken == 1)
       })
       .await
   }
 
-  /// Caches a fresh access token for `ttl` and releases `owner`'s lock.
-  pub async fn store_access_token(
-    &self,
-    app_id: &str,
-    token: &str,
-    ttl: Duration,
-    owner: &str,
-  ) -> Result<()> {
-    let (app_id, token, owner) = (app_id.to_owned(), token.to_owned(), owner.to_owned());
-    let ttl_us = ttl.as_micros() as i64;
-    self
-      .run_access_token(move |db| {
-        db.prepare_cached(
-          "UPDATE mpauthx_access_token SET access_token = ?2, expires_at_us = ?3, \
-           lock_until_us = CASE WHEN lock_owner = ?4 THEN 0 ELSE lock_until_us END \
-           WHERE app_id = ?1",
-        )?
-        .execute((&app_id, &token, now_us() as i64 + ttl_us, &owner))?;
-        Ok(())
-      })
-      .await
+  /// Caches a fresh access token for `ttl`, in place of any cached one.
+  pub async fn store_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    self.cache(app_id, token, ttl, false).await
   }
 
   /// Caches `token` for `ttl` unless a live one is cached already; the lock is left alone.
   pub async fn offer_access_token(&self, app_id: &str, token: &str, ttl: Duration) -> Result<()> {
+    self.cache(app_id, token, ttl, true).await
+  }
+
+  /// Caches `token` for `ttl`, when `if_absent` only where no live one is cached.
+  async fn cache(&self, app_id: &str, token: &str, ttl: Duration, if_absent: bool) -> Result<()> {
     let (app_id, token) = (app_id.to_owned(), token.to_owned());
     let ttl_us = ttl.as_micros() as i64;
     self
-      .run_access_token(move |db| {
-        let now = now_us() as i64;
+      .database
+      .run_in(&self.access_token_schema, move |db| {
         db.prepare_cached(
           "INSERT INTO mpauthx_access_token(app_id, access_token, expires_at_us) \
            VALUES (?1, ?2, ?3 + ?4) \
            ON CONFLICT(app_id) DO UPDATE SET access_token = excluded.access_token, \
            expires_at_us = excluded.expires_at_us \
-           WHERE access_token IS NULL OR expires_at_us <= ?3",
+           WHERE NOT ?5 OR access_token IS NULL OR expires_at_us <= ?3",
         )?
-        .execute((&app_id, &token, now, ttl_us))?;
+        .execute((&app_id, &token, now_us() as i64, ttl_us, if_absent))?;
         Ok(())
       })
       .await
   }
 
-  /// Releases `owner`'s lock after a failed fetch; a lock taken over since is left alone.
-  pub async fn unlock_access_token(&self, app_id: &str, owner: &str) -> Result<()> {
-    let (app_id, owner) = (app_id.to_owned(), owner.to_owned());
+  /// Releases the lock; a lock taken over since is left alone.
+  pub async fn unlock_access_token(&self, lock: FetchLock<'_>) -> Result<()> {
+    let (app_id, owner) = owned(lock);
     self
-      .run_access_token(move |db| {
+      .database
+      .run_in(&self.access_token_schema, move |db| {
         db.prepare_cached(
           "UPDATE mpauthx_access_token SET lock_until_us = 0 WHERE app_id = ?1 AND lock_owner = ?2",
         )?
@@ -138,7 +128,8 @@ impl SqliteTokens {
   pub async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
     let (app_id, token) = (app_id.to_owned(), token.to_owned());
     self
-      .run_access_token(move |db| {
+      .database
+      .run_in(&self.access_token_schema, move |db| {
         db.prepare_cached(
           "UPDATE mpauthx_access_token SET access_token = NULL, expires_at_us = 0 \
            WHERE app_id = ?1 AND access_token = ?2",
@@ -148,23 +139,16 @@ impl SqliteTokens {
       })
       .await
   }
+}
 
-  /// Runs `work` on the file's connection, creating the table on first use.
-  async fn run_access_token<T: Send + 'static>(
-    &self,
-    work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-  ) -> Result<T> {
-    let ready = &self.access_token_ready;
-    self
-      .database
-      .run_with_schema(ready, create_schema, work)
-      .await
-  }
+/// The lock's app and owner, for a statement run off this thread.
+fn owned(lock: FetchLock<'_>) -> (String, String) {
+  (lock.app_id.to_owned(), lock.owner.to_owned())
 }
 
 /// Creates the table, or brings an earlier version's up to date; IMMEDIATE, so two processes
 /// never both add the column.
-fn create_schema(db: &mut Connection) -> rusqlite::Result<()> {
+pub(super) fn create_schema(db: &mut Connection) -> rusqlite::Result<()> {
   let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
   transaction.execute_batch(SCHEMA)?;
   let has_lease: bool = transaction.query_row(

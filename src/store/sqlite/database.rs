@@ -35,6 +35,23 @@ struct OpenFile {
   pending: Mutex<Vec<Box<dyn Write>>>,
 }
 
+/// Tables a store creates on first use: `create` runs before the first statement that needs
+/// them, and again after a failed attempt.
+#[derive(Clone)]
+pub struct Schema {
+  create: fn(&mut Connection) -> rusqlite::Result<()>,
+  ready: Arc<AtomicBool>,
+}
+
+impl Schema {
+  pub fn new(create: fn(&mut Connection) -> rusqlite::Result<()>) -> Self {
+    Self {
+      create,
+      ready: Arc::new(AtomicBool::new(false)),
+    }
+  }
+}
+
 /// One connection per database file in this process, shared by every instance: the OFD
 /// locks of [`locks`] belong to one open file, so a second connection of this SQLite copy
 /// to the same file could leave a lock behind that only the first one could release.
@@ -52,8 +69,7 @@ impl Database {
 
   /// Runs `work` on the file's one connection, off the JavaScript thread.
   pub async fn run<T: Send + 'static>(
-    &self,
-    work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    &self, work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
     let file = self.file().await?;
     tokio::task::spawn_blocking(move || work(&mut lock(&file.connection)))
@@ -61,15 +77,11 @@ impl Database {
       .map_err(|_| task_failed())?
   }
 
-  /// [`run`](Self::run), first running `create` once (tables created on first use): `ready`
-  /// says whether it has succeeded.
-  pub async fn run_with_schema<T: Send + 'static>(
-    &self,
-    ready: &Arc<AtomicBool>,
-    create: fn(&mut Connection) -> rusqlite::Result<()>,
-    work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+  /// [`run`](Self::run), once the tables of `schema` exist.
+  pub async fn run_in<T: Send + 'static>(
+    &self, schema: &Schema, work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
-    let ready = ready.clone();
+    let Schema { create, ready } = schema.clone();
     self
       .run(move |db| {
         if !ready.load(Ordering::Acquire) {
@@ -86,8 +98,7 @@ impl Database {
   /// the shared transaction fails, each write runs again alone, so that one the table refuses
   /// fails alone; `write` must therefore be safe to run twice.
   pub async fn write_together<T: Send + 'static>(
-    &self,
-    write: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    &self, write: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
   ) -> Result<T> {
     let file = self.file().await?;
     let (done, outcome) = oneshot::channel();

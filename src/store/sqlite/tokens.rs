@@ -3,13 +3,13 @@
 //! WeChat access token is in `access_token`). Every change is one `BEGIN IMMEDIATE`
 //! transaction, so concurrent calls, in this process or others, serialize.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::Database;
+use super::access_token;
+use super::database::{Database, Schema};
 use crate::error::Result;
 use crate::store::{now_us, Issue, TokenInfo};
 use crate::token;
@@ -34,24 +34,28 @@ const SWEEP: usize = 64;
 pub struct SqliteTokens {
   pub(super) database: Database,
   ttl: Duration,
+  /// The instance's sku: the tokens it issues and looks up.
+  sku: String,
   /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of
   /// their TTL, get it whole back, and that TTL in µs; `None` when off.
   sliding: Option<Arc<(String, i64)>>,
-  schema_ready: Arc<AtomicBool>,
-  /// Whether the access-token table is known to exist (see `access_token`).
-  pub(super) access_token_ready: Arc<AtomicBool>,
+  schema: Schema,
+  /// The access-token table (see `access_token`).
+  pub(super) access_token_schema: Schema,
 }
 
 impl SqliteTokens {
   /// Tokens in the same file as the users, through the same connection; with `sliding`,
-  /// checks extend that sku's tokens in the second half of their TTL.
-  pub fn new(database: Database, ttl: Duration, sliding: Option<String>) -> Self {
+  /// checks extend `sku`'s tokens in the second half of their TTL.
+  pub fn new(database: Database, ttl: Duration, sku: String, sliding: bool) -> Self {
+    let ttl_us = ttl.as_micros() as i64;
     Self {
       database,
       ttl,
-      sliding: sliding.map(|sku| Arc::new((sku, ttl.as_micros() as i64))),
-      schema_ready: Arc::new(AtomicBool::new(false)),
-      access_token_ready: Arc::new(AtomicBool::new(false)),
+      sliding: sliding.then(|| Arc::new((sku.clone(), ttl_us))),
+      sku,
+      schema: Schema::new(create_schema),
+      access_token_schema: Schema::new(access_token::create_schema),
     }
   }
 
@@ -79,21 +83,16 @@ impl SqliteTokens {
       .await
   }
 
-  pub async fn live_token(
-    &self,
-    user_id: &str,
-    sku: &str,
-    session_key: Option<&str>,
-  ) -> Result<Option<String>> {
-    let (user_id, sku) = (user_id.to_owned(), sku.to_owned());
-    let session_key = session_key.map(str::to_owned);
+  pub async fn live_token(&self, user_id: &str, session_key: &str) -> Result<Option<String>> {
+    let (user_id, sku) = (user_id.to_owned(), self.sku.clone());
+    let session_key = session_key.to_owned();
     self
       .run(move |db| {
         let Some(row) = current(db, &user_id, &sku)? else {
           return Ok(None);
         };
-        if session_key.is_some() && session_key != row.session_key {
-          keep_session_key(db, &row.token, session_key.as_deref())?;
+        if row.session_key.as_ref() != Some(&session_key) {
+          keep_session_key(db, &row.token, Some(&session_key))?;
         }
         Ok(Some(row.token))
       })
@@ -117,24 +116,23 @@ impl SqliteTokens {
       .await
   }
 
-  pub async fn issue(
-    &self,
-    user_id: &str,
-    sku: &str,
-    mode: Issue,
-    session_key: Option<&str>,
-  ) -> Result<String> {
-    let (user_id, sku) = (user_id.to_owned(), sku.to_owned());
-    let session_key = session_key.map(str::to_owned);
+  pub async fn issue(&self, user_id: &str, mode: Issue<'_>) -> Result<String> {
+    let (user_id, sku) = (user_id.to_owned(), self.sku.clone());
+    let session_key = mode.session_key().map(str::to_owned);
+    // A refresh reuses only a token issued since it was asked for.
+    let replace_since = match mode {
+      Issue::ReuseLive { .. } => None,
+      Issue::Replace { requested_at_us } => Some(requested_at_us as i64),
+    };
     let ttl_us = self.ttl.as_micros() as i64;
     self
       .run(move |db| {
         // IMMEDIATE: the write lock is taken before reading, so two issuers never both miss.
         let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing = current(&transaction, &user_id, &sku)?;
-        let reuse = match (&existing, mode) {
-          (Some(_), Issue::ReuseLive) => true,
-          (Some(row), Issue::Replace { requested_at_us }) => row.ctime_us >= requested_at_us as i64,
+        let reuse = match (&existing, replace_since) {
+          (Some(_), None) => true,
+          (Some(row), Some(since)) => row.ctime_us >= since,
           (None, _) => false,
         };
         if let (true, Some(row)) = (reuse, &existing) {
@@ -170,8 +168,9 @@ impl SqliteTokens {
   }
 
   /// Deletes the user's live token of `sku`, or of every sku when `None`; says how many.
-  pub async fn revoke_user(&self, user_id: &str, sku: Option<&str>) -> Result<u64> {
-    let (user_id, sku) = (user_id.to_owned(), sku.map(str::to_owned));
+  pub async fn revoke_user(&self, user_id: &str, all_skus: bool) -> Result<u64> {
+    let user_id = user_id.to_owned();
+    let sku = (!all_skus).then(|| self.sku.clone());
     self
       .run(move |db| {
         let deleted = db
@@ -234,13 +233,9 @@ impl SqliteTokens {
 
   /// Runs `work` on the file's connection, creating the table on first use.
   async fn run<T: Send + 'static>(
-    &self,
-    work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    &self, work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
-    let database = &self.database;
-    database
-      .run_with_schema(&self.schema_ready, create_schema, work)
-      .await
+    self.database.run_in(&self.schema, work).await
   }
 }
 
@@ -256,9 +251,7 @@ struct Row {
 }
 
 fn keep_session_key(
-  db: &Connection,
-  token: &str,
-  session_key: Option<&str>,
+  db: &Connection, token: &str, session_key: Option<&str>,
 ) -> rusqlite::Result<()> {
   db.prepare_cached("UPDATE mpauthx_session SET session_key = ?2 WHERE token = ?1")?
     .execute((token, session_key))?;
@@ -286,11 +279,7 @@ fn slide_for(sliding: &Option<Arc<(String, i64)>>, token: &str) -> Option<i64> {
 /// written, and the UPDATE checks again, so concurrent checks in any process extend a token
 /// once per half-TTL. One row holds the token and its user's index, so the next login reuses it.
 fn slide(
-  db: &Connection,
-  token: &str,
-  expires_at_us: i64,
-  now: i64,
-  ttl_us: i64,
+  db: &Connection, token: &str, expires_at_us: i64, now: i64, ttl_us: i64,
 ) -> rusqlite::Result<i64> {
   if expires_at_us - now >= ttl_us / 2 {
     return Ok(expires_at_us);

@@ -53,9 +53,7 @@ impl Users {
   /// writes the profile fields the table has columns for. Registrations made at the same
   /// time are committed together.
   pub async fn ensure(
-    &self,
-    user_id: &str,
-    profile: &[(&'static str, ProfileValue)],
+    &self, user_id: &str, profile: &[(&'static str, ProfileValue)],
   ) -> Result<Registered> {
     let columns = self.profile_columns().await?;
     let user_id = user_id.to_owned();
@@ -120,9 +118,7 @@ fn create_user_table(db: &Connection) -> rusqlite::Result<()> {
 /// Adds the user when missing and writes the given profile fields; a profile the table
 /// refuses is left out (rolled back to before it), not the user.
 fn register(
-  db: &Connection,
-  user_id: &str,
-  fields: &[(&'static str, ProfileValue)],
+  db: &Connection, user_id: &str, fields: &[(&'static str, ProfileValue)],
 ) -> rusqlite::Result<Registered> {
   let added = insert(db, user_id)?;
   if fields.is_empty() {
@@ -211,6 +207,20 @@ fn profile_columns(db: &Connection) -> rusqlite::Result<Vec<&'static str>> {
 mod tests {
   use super::*;
 
+  /// A new database file, with the tables `schema` creates when given, and its users.
+  fn users_in(schema: Option<&str>) -> (tempfile::TempDir, std::path::PathBuf, Users) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    if let Some(schema) = schema {
+      Connection::open(&path)
+        .unwrap()
+        .execute_batch(schema)
+        .unwrap();
+    }
+    let users = Users::new(Database::new(path.clone()));
+    (dir, path, users)
+  }
+
   fn count(path: &std::path::Path, user_id: &str) -> i64 {
     Connection::open(path)
       .unwrap()
@@ -224,9 +234,7 @@ mod tests {
 
   #[tokio::test]
   async fn registers_each_user_once_and_finds_exact_matches_only() -> Result<()> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users.db");
-    let users = Users::new(Database::new(path.clone()));
+    let (_dir, path, users) = users_in(None);
     users.ensure("o_1%", &[]).await?;
     users.ensure("o_1%", &[]).await?;
     assert_eq!(count(&path, "o_1%"), 1);
@@ -239,9 +247,7 @@ mod tests {
 
   #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
   async fn concurrent_registrations_each_get_their_own_answer() -> Result<()> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users.db");
-    let users = Users::new(Database::new(path.clone()));
+    let (_dir, path, users) = users_in(None);
     users.ensure("u0", &[]).await?;
     // u0 exists already; every other id is registered twice at once, so exactly one of
     // each pair adds the row.
@@ -268,17 +274,11 @@ mod tests {
 
   #[tokio::test]
   async fn a_row_the_table_refuses_fails_alone() -> Result<()> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users.db");
-    Connection::open(&path)
-      .unwrap()
-      .execute_batch(
-        "CREATE TABLE user(openId text primary key not null);
-         CREATE TRIGGER refuse BEFORE INSERT ON user WHEN NEW.openId = 'banned'
-         BEGIN SELECT RAISE(ABORT, 'banned user'); END;",
-      )
-      .unwrap();
-    let users = Users::new(Database::new(path.clone()));
+    let (_dir, path, users) = users_in(Some(
+      "CREATE TABLE user(openId text primary key not null);
+       CREATE TRIGGER refuse BEFORE INSERT ON user WHEN NEW.openId = 'banned'
+       BEGIN SELECT RAISE(ABORT, 'banned user'); END;",
+    ));
     let (banned, fine) = tokio::join!(users.ensure("banned", &[]), users.ensure("fine", &[]));
     assert_eq!(banned.unwrap_err().status_code(), 6000);
     assert!(fine?.added);
@@ -288,13 +288,7 @@ mod tests {
 
   #[tokio::test]
   async fn works_with_a_table_that_has_only_open_id_and_no_key() -> Result<()> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users.db");
-    Connection::open(&path)
-      .unwrap()
-      .execute("CREATE TABLE user(openId text)", [])
-      .unwrap();
-    let users = Users::new(Database::new(path.clone()));
+    let (_dir, path, users) = users_in(Some("CREATE TABLE user(openId text)"));
     users.ensure("a", &[]).await?;
     users.ensure("a", &[]).await?;
     assert_eq!(count(&path, "a"), 1);
