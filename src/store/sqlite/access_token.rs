@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::tokens::SqliteTokens;
+use super::SqliteTokens;
 use crate::error::Result;
 use crate::store::{now_us, FetchLock, MAX_LEASE};
 

@@ -4,12 +4,10 @@
 //! transaction, so concurrent calls, in this process or others, serialize.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::access_token;
-use super::database::{Database, Schema};
+use super::SqliteTokens;
 use crate::error::Result;
 use crate::store::{now_us, Issue, TokenInfo};
 use crate::token;
@@ -30,35 +28,7 @@ const SCHEMA: &str = "
 /// How many expired rows of other users each issue clears, so the table never grows without bound.
 const SWEEP: usize = 64;
 
-/// The token store in the SQLite file.
-pub struct SqliteTokens {
-  pub(super) database: Database,
-  ttl: Duration,
-  /// The instance's sku: the tokens it issues and looks up.
-  sku: String,
-  /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of
-  /// their TTL, get it whole back, and that TTL in µs; `None` when off.
-  sliding: Option<Arc<(String, i64)>>,
-  schema: Schema,
-  /// The access-token table (see `access_token`).
-  pub(super) access_token_schema: Schema,
-}
-
 impl SqliteTokens {
-  /// Tokens in the same file as the users, through the same connection; with `sliding`,
-  /// checks extend `sku`'s tokens in the second half of their TTL.
-  pub fn new(database: Database, ttl: Duration, sku: String, sliding: bool) -> Self {
-    let ttl_us = ttl.as_micros() as i64;
-    Self {
-      database,
-      ttl,
-      sliding: sliding.then(|| Arc::new((sku.clone(), ttl_us))),
-      sku,
-      schema: Schema::new(create_schema),
-      access_token_schema: Schema::new(access_token::create_schema),
-    }
-  }
-
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     let tokens: Vec<String> = tokens.iter().map(|&token| token.to_owned()).collect();
     let sliding = self.sliding.clone();
@@ -240,7 +210,7 @@ impl SqliteTokens {
 }
 
 /// Creates the table of tokens.
-fn create_schema(db: &mut Connection) -> rusqlite::Result<()> {
+pub(super) fn create_schema(db: &mut Connection) -> rusqlite::Result<()> {
   db.execute_batch(SCHEMA)
 }
 
