@@ -16,16 +16,29 @@ export declare class Mpauthx {
    * (index.js), when the application gave a store.
    */
   constructor(options: Options, userStore?: ((arg: StoreCallArgs) => Promise<boolean>) | undefined | null)
+  /**
+   * `authorize(code, encryptedData, iv)`: the user's token, registering the user with the
+   * decrypted profile.
+   */
   authorize(code?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<TokenReply>
+  /** `login(code)`: the user's token, without a profile. */
   login(code?: string | undefined | null): Promise<TokenReply>
-  revokeToken(token?: string | undefined | null): Promise<BooleanReply>
+  /** `revokeUser(userId, { allSkus })`: how many of the user's live tokens were deleted. */
   revokeUser(userId?: string | undefined | null, allSkus?: boolean | undefined | null): Promise<CountReply>
-  verifyToken(token?: string | undefined | null): Promise<TokenInfoReply>
-  decryptData(token?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<DataReply>
-  checkSignature(token?: string | undefined | null, rawData?: string | undefined | null, signature?: string | undefined | null): Promise<BooleanReply>
-  getAccessToken(): Promise<AccessTokenReply>
-  getPhoneNumber(code?: string | undefined | null): Promise<PhoneReply>
+  /** `refreshToken(userId)`: a new token for a registered user; the old one stops working. */
   refreshToken(userId?: string | undefined | null): Promise<TokenReply>
+  /** `decryptData(token, encryptedData, iv)`: data WeChat encrypted with the session key. */
+  decryptData(token?: string | undefined | null, encryptedData?: string | undefined | null, iv?: string | undefined | null): Promise<DataReply>
+  /** `checkSignature(token, rawData, signature)`: whether WeChat signed `rawData`. */
+  checkSignature(token?: string | undefined | null, rawData?: string | undefined | null, signature?: string | undefined | null): Promise<BooleanReply>
+  /** `verifyToken(token)`: what a live token stands for. */
+  verifyToken(token?: string | undefined | null): Promise<TokenInfoReply>
+  /** `revokeToken(token)`: whether a live token was deleted. */
+  revokeToken(token?: string | undefined | null): Promise<BooleanReply>
+  /** `getAccessToken()`: the app's access token, shared through the token store. */
+  getAccessToken(): Promise<AccessTokenReply>
+  /** `getPhoneNumber(code)`: the user's phone number, from a phone-number code. */
+  getPhoneNumber(code?: string | undefined | null): Promise<PhoneReply>
   /** Live tokens the validation cache remembers at most (`options.validationCacheSize`). */
   get validationCacheSize(): number
   /**
