@@ -160,17 +160,19 @@ pub fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> 
 }
 
 pub(crate) fn check_watermark(app_id: &str, object: &Map<String, Value>) -> Result<()> {
-  let watermark_app_id = object
-    .get("watermark")
-    .and_then(|watermark| watermark.get("appid"))
-    .and_then(Value::as_str)
-    .ok_or_else(|| Error::Decryption("decrypted data has no watermark.appid".into()))?;
-  if watermark_app_id != app_id {
-    return Err(Error::Decryption(
-      "watermark.appid is not this app's appId".into(),
-    ));
+  if watermark_is_for(app_id, object.get("watermark")) {
+    return Ok(());
   }
-  Ok(())
+  Err(Error::Decryption(
+    "watermark.appid is missing or not this app's appId".into(),
+  ))
+}
+
+/// Whether a `watermark` object WeChat put in what it hands out (decrypted user data, a phone
+/// number) names `app_id` as its `appid`: what WeChat gave another app is refused.
+pub fn watermark_is_for(app_id: &str, watermark: Option<&Value>) -> bool {
+  let appid = watermark.and_then(|watermark| watermark.get("appid"));
+  appid.and_then(Value::as_str) == Some(app_id)
 }
 
 fn non_empty_string(object: &Map<String, Value>, field: &str) -> Option<String> {

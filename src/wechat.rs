@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::crypto;
 use crate::error::{Error, Result};
 use crate::trace::Trace;
 
@@ -168,10 +169,9 @@ impl WeChatClient {
     let info = reply
       .phone_info
       .ok_or_else(|| api("reply has no phone_info".into()))?;
-    if info.watermark.as_ref().map(|w| w.appid.as_str()) != Some(self.app_id.as_str()) {
-      return Err(api(
-        "phone_info.watermark.appid is not this app's appId".into(),
-      ));
+    if !crypto::watermark_is_for(&self.app_id, info.watermark.as_ref()) {
+      let why = "phone_info.watermark.appid is missing or not this app's appId";
+      return Err(api(why.into()));
     }
     Ok(Ok(info))
   }
@@ -261,7 +261,8 @@ pub struct PhoneInfo {
   pub phone_number: String,
   pub pure_phone_number: String,
   pub country_code: String,
-  watermark: Option<Watermark>,
+  /// `{ appid, timestamp }`; see [`crypto::watermark_is_for`].
+  watermark: Option<serde_json::Value>,
 }
 
 // A phone number is personal data: it never reaches a log.
@@ -269,11 +270,6 @@ impl std::fmt::Debug for PhoneInfo {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.debug_struct("PhoneInfo").finish_non_exhaustive()
   }
-}
-
-#[derive(Deserialize, Clone, PartialEq, Eq)]
-struct Watermark {
-  appid: String,
 }
 
 /// Turns the reason a call to `endpoint` failed into its error.
