@@ -29,8 +29,10 @@ const MAX_ATTEMPTS: usize = 8;
 /// Replaces the index only when it still holds what the caller read (`""` for nothing), and
 /// then deletes `KEYS[2]`, the token it named, when given and a token (a hash with `ctime`):
 /// a stray or tampered index never makes the library delete a key of the application's.
-/// In a Cluster the two keys live in different slots: `KEYS[2]` is left out and the old token
-/// goes through [`REVOKE`], which makes the same check.
+/// With `KEYS[3]`, the new token (a refresh), the old token's session key moves to it first,
+/// in the same step. In a Cluster the keys live in different slots: `KEYS[2]` and `KEYS[3]`
+/// are left out, the session key is read beforehand, and the old token goes through
+/// [`REVOKE`], which makes the same check.
 pub(super) const COMPARE_AND_SET: &str = r"
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then return 0 end
@@ -44,7 +46,11 @@ if KEYS[2] then
   end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-if old_is_token then redis.call('DEL', KEYS[2]) end
+if old_is_token then
+  local sk = KEYS[3] and redis.call('HGET', KEYS[2], 'sk')
+  if sk and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HSET', KEYS[3], 'sk', sk) end
+  redis.call('DEL', KEYS[2])
+end
 return 1
 ";
 
@@ -411,9 +417,11 @@ impl RedisTokens {
           return Ok(current.to_owned());
         }
       }
-      // A refresh carries the session key of the token it replaces.
-      let carried: Option<String> = match (session_key, indexed.as_deref()) {
-        (None, Some(old)) => self.session_key.key(old).invoke_async(&mut redis).await?,
+      // A refresh carries the session key of the token it replaces: on one Redis the swap
+      // moves it, in a Cluster (the tokens live in other slots) it is read here.
+      let cluster = redis.is_cluster();
+      let carried: Option<String> = match (session_key, indexed.as_deref(), cluster) {
+        (None, Some(old), true) => self.session_key.key(old).invoke_async(&mut redis).await?,
         _ => None,
       };
       let token = token::generate(user_id, &self.sku)?;
@@ -421,9 +429,11 @@ impl RedisTokens {
       self.create(&mut redis, &token, key).await?;
       let expected = indexed.as_deref().unwrap_or("");
       let mut swap = self.compare_and_set.key(&index);
-      let cluster = redis.is_cluster();
       if let (Some(old), false) = (&indexed, cluster) {
         swap.key(old);
+        if session_key.is_none() {
+          swap.key(&token);
+        }
       }
       let swapped: bool = swap
         .arg(expected)
