@@ -239,8 +239,8 @@ impl RedisTokens {
   }
 
   /// Deletes the user's live token of this sku, or with `all_skus` of every sku in this
-  /// Redis, with the indexes naming them; says how many tokens were deleted. Every sku's index is found
-  /// by `SCAN` (on every master of a cluster).
+  /// Redis, with the indexes naming them; says how many tokens were deleted. Every sku's
+  /// index is found by `SCAN` (on every master of a cluster).
   pub async fn revoke_user(&self, user_id: &str, all_skus: bool) -> Result<u64> {
     self
       .on_connection(|mut redis| async move {
