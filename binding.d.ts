@@ -35,6 +35,8 @@ export declare class Mpauthx {
   verifyToken(token?: string | undefined | null): Promise<TokenInfoReply>
   /** `revokeToken(token)`: whether a live token was deleted. */
   revokeToken(token?: string | undefined | null): Promise<BooleanReply>
+  /** `ready()`: whether the stores can be used, checked without calling WeChat. */
+  ready(): Promise<BooleanReply>
   /** `getAccessToken()`: the app's access token, shared through the token store. */
   getAccessToken(): Promise<AccessTokenReply>
   /** `getPhoneNumber(code)`: the user's phone number, from a phone-number code. */
@@ -85,17 +87,23 @@ export interface AccessToken {
 /** `getAccessToken`: the app's shared access token. */
 export interface AccessTokenReply {
   statusCode: number
+  /** What `err.message` says: public words, 1.3.2's where 1.3.2 had them. */
   message: string
+  /** What failed and where, for logs (`err.detail`), when the call failed. */
+  detail?: string
   /** What the call resolves with, when it succeeded. */
   response?: AccessToken
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
 }
 
-/** `revokeToken`: whether a live token was deleted; `checkSignature`: whether it matches. */
+/** `revokeToken`: whether a live token was deleted; `checkSignature`: whether it matches; `ready`: true. */
 export interface BooleanReply {
   statusCode: number
+  /** What `err.message` says: public words, 1.3.2's where 1.3.2 had them. */
   message: string
+  /** What failed and where, for logs (`err.detail`), when the call failed. */
+  detail?: string
   /** What the call resolves with, when it succeeded. */
   response?: boolean
   /** The steps of the call, when diagnostics are on. */
@@ -106,6 +114,8 @@ export interface BooleanReply {
 export interface CheckReply {
   statusCodes: Array<number>
   messages: Array<string>
+  /** What failed and where, for each check (`err.detail`); empty for a live token. */
+  details: Array<string>
   /** The steps of the batch, when diagnostics are on. */
   steps?: Array<NativeStep>
 }
@@ -113,7 +123,10 @@ export interface CheckReply {
 /** `revokeUser`: how many live tokens were deleted. */
 export interface CountReply {
   statusCode: number
+  /** What `err.message` says: public words, 1.3.2's where 1.3.2 had them. */
   message: string
+  /** What failed and where, for logs (`err.detail`), when the call failed. */
+  detail?: string
   /** What the call resolves with, when it succeeded. */
   response?: number
   /** The steps of the call, when diagnostics are on. */
@@ -123,7 +136,10 @@ export interface CountReply {
 /** `decryptData`: the decrypted object as JSON text. */
 export interface DataReply {
   statusCode: number
+  /** What `err.message` says: public words, 1.3.2's where 1.3.2 had them. */
   message: string
+  /** What failed and where, for logs (`err.detail`), when the call failed. */
+  detail?: string
   /** What the call resolves with, when it succeeded. */
   response?: string
   /** The steps of the call, when diagnostics are on. */
@@ -178,6 +194,10 @@ export interface Options {
    */
   userStore?: boolean
   userStoreTimeoutMs?: number
+  /** `'insert'` (default), `'always'` or `'never'`: see [`ProfileWrites`]. */
+  profileWrites?: string
+  /** Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token. */
+  registrationTtl?: number
   /** Whether calls report their steps (the napi layer's concern; settings ignore it). */
   diagnostics?: boolean
 }
@@ -192,7 +212,10 @@ export interface Phone {
 /** `getPhoneNumber`: the user's phone number. */
 export interface PhoneReply {
   statusCode: number
+  /** What `err.message` says: public words, 1.3.2's where 1.3.2 had them. */
   message: string
+  /** What failed and where, for logs (`err.detail`), when the call failed. */
+  detail?: string
   /** What the call resolves with, when it succeeded. */
   response?: Phone
   /** The steps of the call, when diagnostics are on. */
@@ -217,7 +240,10 @@ export interface RedisTlsOptions {
 /** `verifyToken`: what the token stands for. */
 export interface TokenInfoReply {
   statusCode: number
+  /** What `err.message` says: public words, 1.3.2's where 1.3.2 had them. */
   message: string
+  /** What failed and where, for logs (`err.detail`), when the call failed. */
+  detail?: string
   /** What the call resolves with, when it succeeded. */
   response?: NativeTokenInfo
   /** The steps of the call, when diagnostics are on. */
@@ -227,7 +253,10 @@ export interface TokenInfoReply {
 /** `authorize`, `login`, `refreshToken`: the token. */
 export interface TokenReply {
   statusCode: number
+  /** What `err.message` says: public words, 1.3.2's where 1.3.2 had them. */
   message: string
+  /** What failed and where, for logs (`err.detail`), when the call failed. */
+  detail?: string
   /** What the call resolves with, when it succeeded. */
   response?: string
   /** The steps of the call, when diagnostics are on. */

@@ -1,7 +1,8 @@
 'use strict'
 
 // The status codes of mpauthx 1.3.2, spelled once for the JavaScript side (src/error.rs's
-// `status` module is the native side's), and the error every rejection is.
+// `status` module is the native side's), the HTTP status each answers, and the error every
+// rejection is.
 
 const statusCode = Object.freeze({
   success: 1,
@@ -13,6 +14,7 @@ const statusCode = Object.freeze({
   httpResponseErrorEvent: 6005,
   httpRequestErrorEvent: 6006,
   internetConnectionError: 6006,
+  // "access token" is 1.3.2's name for what users hold; in this package it is the "token".
   invalidAccessToken: 6007,
   sessionKeyAndOpenIdRequestError: 6008,
   openIdOrUnionIdNotMatch: 6009,
@@ -23,13 +25,42 @@ const statusCode = Object.freeze({
 
 const constants = Object.freeze({ statusCode })
 
-/** A rejection of mpauthx: `code` is one of `constants.statusCode`. */
+/**
+ * The HTTP status of each mpauthx code: the client's mistake (400), a token that is not
+ * live (401), an unknown user (404), WeChat failing (502), a store failing (503), a bug (500).
+ */
+const httpStatus = Object.freeze({
+  [statusCode.requiredParamsMissingError]: 400,
+  [statusCode.openIdOrUnionIdNotMatch]: 400,
+  [statusCode.userInfoDecryptionError]: 400,
+  [statusCode.invalidAccessToken]: 401,
+  [statusCode.userNotExistInDB]: 404,
+  [statusCode.httpError]: 502,
+  [statusCode.responseIsNull]: 502,
+  [statusCode.jsonParsedError]: 502,
+  [statusCode.httpResponseErrorEvent]: 502,
+  [statusCode.httpRequestErrorEvent]: 502,
+  [statusCode.sessionKeyAndOpenIdRequestError]: 502,
+  [statusCode.databaseRelatedError]: 503,
+  [statusCode.unknownError]: 500,
+})
+
+/**
+ * A rejection of mpauthx: `code` is one of `constants.statusCode`; `status` the HTTP status it
+ * answers and `expose` whether its message is meant for the client (below 500), as
+ * `http-errors` errors carry them, so Express's, Koa's and Fastify's error handlers answer
+ * the right status. `detail`, when given, says more than the message: what failed and where
+ * (a server, a file, an operation), for logs and never for clients.
+ */
 class MpauthxError extends Error {
   constructor(code, message, options) {
     super(message, options)
     this.name = 'MpauthxError'
     this.code = code
+    this.status = httpStatus[code] ?? 500
+    this.expose = this.status < 500
+    this.detail = options?.detail ?? message
   }
 }
 
-module.exports = { constants, statusCode, MpauthxError }
+module.exports = { constants, statusCode, httpStatus, MpauthxError }

@@ -60,7 +60,7 @@ function writeDebugLine(event) {
  * @param {(event: object) => void} log
  * @param {string} method
  * @param {number} started `performance.now()` when the call began
- * @param {{ statusCode: number, message: string, steps?: Array<{ name: string, elapsedMs: number, detail: string }> } | undefined} reply
+ * @param {{ statusCode: number, message: string, detail?: string | null, steps?: Array<{ name: string, elapsedMs: number, detail: string }> } | undefined} reply
  */
 function reportCall(log, method, started, reply) {
   // Events are reported when the call ends; `time` says when each step happened.
@@ -70,7 +70,8 @@ function reportCall(log, method, started, reply) {
     log({ method, step: step.name, time: startedAt + step.elapsedMs, elapsedMs: step.elapsedMs, detail: step.detail })
   }
   const code = reply?.statusCode ?? statusCode.unknownError
-  const detail = code === statusCode.success ? 'OK' : reply?.message ?? 'internal error in mpauthx'
+  // A failure's detail says what failed and where; its message is what clients see.
+  const detail = code === statusCode.success ? 'OK' : reply?.detail || reply?.message || 'internal error in mpauthx'
   log({ method, step: 'done', time: startedAt + elapsedMs, elapsedMs, detail, statusCode: code })
 }
 

@@ -139,18 +139,33 @@ declare namespace mpauthx {
   /** A status code a promise of this package rejects with. */
   type ErrorCode = Exclude<StatusCode, 1>
 
+  /**
+   * The HTTP status of an error code: 400 (6001, 6009, 6011), 401 (6007), 404 (6010), 502
+   * (6002–6006, 6008), 503 (6000), 500 (9999).
+   */
+  type HttpStatus = 400 | 401 | 404 | 500 | 502 | 503
+
   /** How every promise of an instance rejects. */
   interface MpauthxError extends Error {
     /** Always `'MpauthxError'`. */
     readonly name: 'MpauthxError'
     /** One of `constants.statusCode` (never `success`). */
     readonly code: ErrorCode
+    /**
+     * The HTTP status of `code` (see `HttpStatus`), which Express's final handler, Koa and
+     * Fastify answer, as they do for `http-errors` errors; the integrations answer it too.
+     */
+    readonly status: HttpStatus
+    /** Whether `message` is meant for clients: `true` when `status` is below 500. */
+    readonly expose: boolean
+    /** What failed and where, for logs and never for clients; the message when there is no more to say. */
+    readonly detail: string
   }
 
   /** `MpauthxError` as a class: `err instanceof mpauthx.MpauthxError` narrows a rejection. */
   interface MpauthxErrorConstructor {
     /** Builds an error like the library's own, for instance to reject in a test double. */
-    new (code: ErrorCode, message: string, options?: { cause?: unknown }): MpauthxError
+    new (code: ErrorCode, message: string, options?: { cause?: unknown; detail?: string }): MpauthxError
     readonly prototype: MpauthxError
   }
 
@@ -347,28 +362,47 @@ declare namespace mpauthx {
   }
 
   /**
-   * Options of `middleware()`, `fastifyPlugin()` and `authenticate()` (which answers no HTTP,
-   * so `failureBody` changes nothing there); unknown keys throw a `TypeError`.
+   * Which requests `match` or `ignore` name, with Egg's semantics (egg-path-matching): a
+   * string is a path and everything under it (a path-to-regexp pattern, `end: false`), a
+   * RegExp is tested on the path (without the query), a function gets the framework's request
+   * (Express `req`, Koa `ctx`, Fastify `request`) and matches when it returns `true`, an array
+   * matches when one of its items does.
+   */
+  type PathPattern = string | RegExp | ((request: any) => boolean) | readonly PathPattern[]
+
+  /**
+   * Options of `middleware()`, `fastifyPlugin()` and `authenticate()` (which answers no HTTP
+   * and is an explicit check, so `failureBody`, `match` and `ignore` change nothing there);
+   * unknown keys throw a `TypeError`.
    */
   interface MiddlewareOptions extends AuthenticateOptions {
     /**
-     * The JSON body of a 401 or 503 (status and headers stay): for replies wrapped in your own
-     * `{ code, msg, data }`. `err.code` is 6007 or 6000; `err.message` is internal detail, not
-     * for clients. A function that throws passes its error to the framework.
+     * The JSON body of a refusal (status and headers stay): for replies wrapped in your own
+     * `{ code, msg, data }`. `err.code` is 6007, 6000 or, rarely, another code; `err.message`
+     * is internal detail, not for clients. A function that throws passes its error to the
+     * framework.
      */
     failureBody?: (err: MpauthxError) => unknown
+    /**
+     * The requests to check; the others go on without `mpauthx`. `[]` checks none (Fastify:
+     * routes opt in with `mpauthxGuard`). Giving both `match` and `ignore` throws a `TypeError`.
+     */
+    match?: PathPattern
+    /** The requests not to check, which go on without `mpauthx`: `'/login'`, `['/login', /^\/public\//]`. */
+    ignore?: PathPattern
   }
 
   /**
-   * Options of `koaMiddleware()`: also the keys Egg and Midway pass to every middleware
+   * Options of `koaMiddleware()`: also the other keys Egg and Midway pass to every middleware
    * factory, which the framework acts on and mpauthx leaves alone.
    */
   interface KoaMiddlewareOptions extends MiddlewareOptions {
-    match?: unknown
-    ignore?: unknown
     enable?: unknown
     core?: unknown
   }
+
+  /** What a Fastify route's `config.mpauthx` says: `false`, no check; `{ optional: true }`, an optional check. */
+  type FastifyRouteSetting = false | { optional?: boolean }
 
   /** Options of `isTokenValid()`; unknown keys reject with a `TypeError`. */
   interface IsTokenValidOptions {
@@ -404,7 +438,7 @@ declare namespace mpauthx {
 
   /** The part of a Node, Express or Connect response the middleware uses. */
   interface MiddlewareResponse {
-    /** Set to 401 or 503 when the request is refused. */
+    /** Set to the refusal's status (401, 503, …) when the request is refused. */
     statusCode: number
     /** When headers are already sent, a refusal goes to `next(err)` instead. */
     readonly headersSent: boolean
@@ -416,8 +450,9 @@ declare namespace mpauthx {
 
   /**
    * An Express/Connect middleware: on success sets `req.mpauthx` and calls `next()`; answers
-   * 401 `{ status_code: 6007, status_message }` for a missing or dead token and 503 with 6000
-   * when the store cannot answer; passes any other failure to `next(err)`.
+   * 401 `{ status_code: 6007, status_message }` for a missing or dead token, 503 with 6000
+   * when the store cannot answer, and the `status` of any other `MpauthxError`; passes any
+   * other failure to `next(err)`. A request `match`/`ignore` leave out goes to `next()` unchecked.
    */
   type ConnectMiddleware = (
     req: MiddlewareRequest,
@@ -429,7 +464,7 @@ declare namespace mpauthx {
   interface KoaMiddlewareContext extends AuthenticateRequest {
     /** `state.mpauthx` is set before `next()` is awaited. */
     state: { mpauthx?: RequestAuth }
-    /** Set to 401 or 503 when the request is refused. */
+    /** Set to the refusal's status (401, 503, …) when the request is refused. */
     status: number
     /** The JSON body of a refusal. */
     body: unknown
@@ -454,8 +489,10 @@ declare namespace mpauthx {
   /**
    * A Fastify plugin (`await app.register(auth.fastifyPlugin())`): an `onRequest` check on the
    * routes of the instance it is registered on and its children, those added later included
-   * (not encapsulated, as fastify-plugin makes plugins). Sets `request.mpauthx`; answers like
-   * `ConnectMiddleware` through Fastify's reply.
+   * (not encapsulated, as fastify-plugin makes plugins), but those `match`/`ignore` leave out
+   * and those whose `config.mpauthx` is `false`. Sets `request.mpauthx`; answers like
+   * `ConnectMiddleware` through Fastify's reply. Decorates the instance with `mpauthxGuard`;
+   * a second registration in the same instance rejects (two skus need two contexts).
    */
   interface FastifyPlugin {
     // Structural, so that these typings need no `fastify` package: `register` accepts it.
@@ -563,6 +600,18 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by mpauthx's `fastifyPlugin()`: who the request comes from; `null` when optional and no token was sent. */
     mpauthx: mpauthx.RequestAuth | null
+  }
+  interface FastifyInstance {
+    /**
+     * Decorated by mpauthx's `fastifyPlugin()`: an `onRequest` (or `preHandler`) hook that
+     * checks the request whatever `match`/`ignore` say (`onRequest: [app.mpauthxGuard]`), for
+     * routes guarded one by one; a request the plugin already admitted is not checked twice.
+     */
+    mpauthxGuard: (request: FastifyRequest, reply: any, done: (err?: Error) => void) => void
+  }
+  interface FastifyContextConfig {
+    /** mpauthx's `fastifyPlugin()` on this route: `false`, no check; `{ optional: true }`, an optional check. */
+    mpauthx?: mpauthx.FastifyRouteSetting
   }
 }
 

@@ -57,7 +57,7 @@ async function settle(log, method, call, pick = (reply) => reply.response) {
   }
   if (log) reportCall(log, method, started, reply)
   if (reply.statusCode !== constants.statusCode.success) {
-    throw new MpauthxError(reply.statusCode, reply.message)
+    throw new MpauthxError(reply.statusCode, reply.message, { detail: reply.detail })
   }
   return { status_code: reply.statusCode, status_message: reply.message, response: pick(reply) }
 }
@@ -79,7 +79,7 @@ function batchedTokenCheck(native, validationCache, log) {
       for (let i = 0; i < batch.length; i++) {
         const code = reply.statusCodes[i]
         if (code === constants.statusCode.success) batch[i].resolve()
-        else batch[i].reject(new MpauthxError(code, reply.messages[i]))
+        else batch[i].reject(new MpauthxError(code, reply.messages[i], { detail: reply.details[i] }))
       }
       if (log) reportBatch(log, started, reply)
     }
@@ -124,10 +124,10 @@ const CACHED = Object.freeze({
 
 // Reports a batch's native steps once, then each call's outcome.
 function reportBatch(log, started, reply) {
-  const { statusCodes, messages, steps } = reply
-  reportCall(log, 'isTokenValid', started, { statusCode: statusCodes[0], message: messages[0], steps })
+  const { statusCodes, messages, details, steps } = reply
+  reportCall(log, 'isTokenValid', started, { statusCode: statusCodes[0], message: messages[0], detail: details[0], steps })
   for (let i = 1; i < statusCodes.length; i++) {
-    reportCall(log, 'isTokenValid', started, { statusCode: statusCodes[i], message: messages[i] })
+    reportCall(log, 'isTokenValid', started, { statusCode: statusCodes[i], message: messages[i], detail: details[i] })
   }
 }
 
@@ -205,6 +205,14 @@ function dbPath(db, userStore) {
   )
 }
 
+// `tokenTTL` in seconds: a number, or a string of digits as `process.env` gives it (1.3.2
+// handed it to Redis's EXPIRE, which reads such strings).
+function ttlOf(value) {
+  if (typeof value === 'string' && /^\s*\d+\s*$/.test(value)) return Number(value)
+  if (typeof value === 'string') throw new TypeError('tokenTTL must be a number of seconds or a string of digits')
+  return optionalNumber('tokenTTL', value)
+}
+
 function expectToken(token) {
   return expectString('token', token)
 }
@@ -239,29 +247,35 @@ const optionTypes = {
   logger: optionalFunction,
   userStore: (name, value) => (value == null ? undefined : userStoreOf(name, value)),
   userStoreTimeoutMs: optionalNumber,
+  profileWrites: optionalString,
+  registrationTtl: optionalNumber,
 }
 
 // `options.userStore` (`UserStore` in index.d.ts): `hasUser` and `addUser` are required,
-// `updateProfile` optional.
+// `updateProfile`, `fillProfile` and `ready` optional.
+const USER_STORE_OPTIONAL_METHODS = ['updateProfile', 'fillProfile', 'ready']
 function userStoreOf(name, store) {
   if (typeof store !== 'object') throw new TypeError(`${name} must be an object, got ${describe(store)}`)
   for (const method of ['hasUser', 'addUser']) {
     if (typeof store[method] !== 'function') throw new TypeError(`${name}.${method} must be a function`)
   }
-  if (store.updateProfile != null && typeof store.updateProfile !== 'function') {
-    throw new TypeError(`${name}.updateProfile must be a function when given`)
+  for (const method of USER_STORE_OPTIONAL_METHODS) {
+    if (store[method] != null && typeof store[method] !== 'function') {
+      throw new TypeError(`${name}.${method} must be a function when given`)
+    }
   }
   return store
 }
 
 // The store's methods as the one function the native side calls: `(call, userId, profile)`,
-// the profile as JSON, resolving with a boolean (`updateProfile`, which resolves with
-// nothing, with true). A method that throws rejects; one that resolves with anything but a
-// boolean rejects with a TypeError, so that a store answering `1` or a row is found at once.
+// the profile as JSON, resolving with a boolean (the optional methods, which resolve with
+// nothing, with true; a store without one does nothing for it). A method that throws
+// rejects; `hasUser` or `addUser` resolving with anything but a boolean rejects with a
+// TypeError, so that a store answering `1` or a row is found at once.
 function userStoreCall(store) {
   return async (call, userId, profile) => {
-    if (call === 'updateProfile') {
-      if (store.updateProfile != null) await store.updateProfile(userId, JSON.parse(profile))
+    if (USER_STORE_OPTIONAL_METHODS.includes(call)) {
+      if (store[call] != null) await (call === 'ready' ? store.ready() : store[call](userId, JSON.parse(profile)))
       return true
     }
     const answer = await (call === 'addUser' ? store.addUser(userId, JSON.parse(profile)) : store.hasUser(userId))
@@ -285,20 +299,25 @@ const authenticateOptionTypes = {
   },
 }
 
+// A `match` or `ignore` pattern (`PathPattern` in index.d.ts): a path, a RegExp, a function of
+// the request, or an array of these.
+const optionalPathPattern = (name, value) => (value == null ? undefined : middleware.checkPathPattern(name, value))
+
 // Each option of `middleware()`, `fastifyPlugin()` and `authenticate()` (`MiddlewareOptions`
-// in index.d.ts).
+// in index.d.ts). `authenticate` is an explicit check: it accepts `match`, `ignore` and
+// `failureBody`, so that one options object serves both, and acts on none of them.
 const middlewareOptionTypes = {
   ...authenticateOptionTypes,
   failureBody: optionalFunction,
+  match: optionalPathPattern,
+  ignore: optionalPathPattern,
 }
 
-// `koaMiddleware()` also takes the keys Egg and Midway pass to every middleware factory; the
-// framework acts on them, mpauthx leaves them alone.
+// `koaMiddleware()` also takes the other keys Egg and Midway pass to every middleware
+// factory; the framework acts on them, mpauthx leaves them alone.
 const frameworkKey = () => undefined
 const koaMiddlewareOptionTypes = {
   ...middlewareOptionTypes,
-  match: frameworkKey,
-  ignore: frameworkKey,
   enable: frameworkKey,
   core: frameworkKey,
 }
@@ -341,7 +360,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
       sku: expectString('sku', sku),
       dbPath: dbPath(db, userStore),
       redisPass: optionalString('redisPass', redisPass),
-      ttl: optionalNumber('tokenTTL', tokenTTL),
+      ttl: ttlOf(tokenTTL),
       ...nativeOptions,
       userStore: userStore !== undefined,
       diagnostics: log !== null,
@@ -453,10 +472,18 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
     return checkToken(token)
   }
 
-  // The options of an integration: those of `authenticate`, and how it shapes failures.
+  // The options of an integration: those of `authenticate`, how it shapes failures, and which
+  // requests it checks (`match`, `ignore`).
   const integration = (what, options, types) => {
-    const { failureBody, ...rest } = readOptions(what, options, types)
-    return [authenticator(rest), failureBody]
+    const { failureBody, match, ignore, ...rest } = readOptions(what, options, types)
+    return {
+      authenticate: authenticator(rest),
+      authenticateOptional: authenticator({ ...rest, optional: true }),
+      failureBody,
+      what,
+      match,
+      ignore,
+    }
   }
 
   const instance = {
@@ -491,6 +518,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
         purePhoneNumber: phone.purePhoneNumber,
         countryCode: phone.countryCode,
       })),
+    ready: () => settle(log, 'ready', () => native.ready()).then(() => true),
     revokeToken: (token) =>
       settle(log, 'revokeToken', () => native.revokeToken(stringOrUndefined(token))),
     revokeUser: (userId, options) => {
@@ -507,9 +535,9 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
     authenticate,
     extractOpenId: (token) => extractOpenId(expectToken(token)),
     extractSku: (token) => extractSku(expectToken(token)),
-    middleware: (options) => middleware.connectMiddleware(...integration('middlewareOptions', options, middlewareOptionTypes)),
-    koaMiddleware: (options) => middleware.koaMiddleware(...integration('middlewareOptions', options, koaMiddlewareOptionTypes)),
-    fastifyPlugin: (options) => middleware.fastifyPlugin(...integration('fastifyPlugin options', options, middlewareOptionTypes)),
+    middleware: (options) => middleware.connectMiddleware(integration('middlewareOptions', options, middlewareOptionTypes)),
+    koaMiddleware: (options) => middleware.koaMiddleware(integration('middlewareOptions', options, koaMiddlewareOptionTypes)),
+    fastifyPlugin: (options) => middleware.fastifyPlugin(integration('fastifyPlugin options', options, middlewareOptionTypes)),
     close: () => {
       native.stopAccepting()
       return native.close()

@@ -5,7 +5,8 @@
 // pool it is given (its connection settings, TLS and pooling stay the application's), and
 // neither `pg` nor `mysql2` is a dependency of mpauthx. The contract any other store follows
 // is `UserStore` in index.d.ts: `hasUser`, `addUser` (insert when absent, in one statement, so
-// that concurrent logins of a new user add one row) and, optionally, `updateProfile`.
+// that concurrent logins of a new user add one row) and, optionally, `updateProfile` (write
+// over), `fillProfile` (write where empty) and `ready` (check the table without a login).
 
 /** The profile fields a login may carry, as the SQLite store names them (src/crypto.rs). */
 const PROFILE_FIELDS = ['nickName', 'gender', 'language', 'city', 'province', 'country', 'avatarUrl']
@@ -89,6 +90,11 @@ function sqlUserStore(kind, pool, options) {
   }
 
   return {
+    // Reads zero rows: fails when the table or its id column is missing, spending no login.
+    async ready() {
+      await query(`SELECT ${id} FROM ${quotedTable} WHERE 1 = 0`, [])
+      await profileMap()
+    },
     async hasUser(userId) {
       const { count } = await query(`SELECT 1 FROM ${quotedTable} WHERE ${id} = ${placeholder(0)} LIMIT 1`, [userId])
       return count > 0
@@ -114,6 +120,18 @@ function sqlUserStore(kind, pool, options) {
         ...values,
         userId,
         ...values,
+      ])
+    },
+    async fillProfile(userId, profile) {
+      const { columns, values } = await profileValues(profile)
+      if (columns.length === 0) return
+      // Only empty (NULL) columns are written, and only a row that has one.
+      const n = columns.length
+      const set = columns.map((column, i) => `${column} = COALESCE(${column}, ${placeholder(i)})`)
+      const empty = columns.map((column) => `${column} IS NULL`)
+      await query(`UPDATE ${quotedTable} SET ${set.join(', ')} WHERE ${id} = ${placeholder(n)} AND (${empty.join(' OR ')})`, [
+        ...values,
+        userId,
       ])
     },
   }

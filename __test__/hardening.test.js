@@ -170,7 +170,12 @@ describe('a SQLite file that cannot be used is found before WeChat', () => {
       const asked = h.wechat.requests.length
       const err = await rejection(auth.authorize(login.code, login.encryptedData, login.iv))
       assert.equal(err.code, 6000, db)
-      assert.match(err.message, why)
+      // The message names no file; the detail says which and why.
+      assert.equal(err.message, 'store error: the SQLite database is unavailable')
+      assert.match(err.detail, why)
+      assert.equal(err.status, 503)
+      assert.equal(err.expose, false)
+      assert.equal((await rejection(auth.ready())).detail, err.detail)
       assert.equal((await rejection(auth.login(login.code))).code, 6000, db)
       assert.equal((await rejection(auth.refreshToken('oNeverSeen'))).code, 6000, db)
       assert.equal(h.wechat.requests.length, asked, `${db}: WeChat was not asked`)

@@ -133,7 +133,14 @@ describe('installed from the packed tarballs', () => {
       fs.mkdirSync(tarballs)
       fs.cpSync(platform.dir, platformDir, { recursive: true })
       fs.copyFileSync(binary, path.join(platformDir, path.basename(binary)))
-      const packed = [ROOT, platformDir].map((cwd) => {
+      // The install is offline: the runtime dependencies (package-lock.json's entries that are
+      // neither dev nor optional) come packed from this checkout's node_modules, as the
+      // registry would give them.
+      const dependencies = Object.entries(readJson(path.join(ROOT, 'package-lock.json')).packages)
+        .filter(([where, entry]) => where !== '' && !entry.dev && !entry.optional && !entry.devOptional && !entry.peer)
+        .map(([where]) => path.join(ROOT, where))
+      assert.ok(dependencies.length >= Object.keys(pkg.dependencies ?? {}).length, 'the runtime dependencies are in the lock')
+      const packed = [ROOT, platformDir, ...dependencies].map((cwd) => {
         const [{ filename }] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', tarballs], { cwd }))
         return path.join(tarballs, filename)
       })

@@ -82,13 +82,26 @@ for (const kind of kinds) {
         })),
         [{ openId: 'oFlow', nickName: 'Ming', city: 'Hangzhou', gender: 2, country: null }],
       )
-      // A returning user with a new nickname: the row is updated, not duplicated.
-      await h.login({ openId: 'oFlow', nickName: 'Ming2' }, auth)
-      assert.deepEqual(await rows(`SELECT ${q('nickName')} FROM ${q('flow_user')}`), [{ nickName: 'Ming2' }])
+      // A returning user with a new nickname: the row keeps what it holds (profileWrites
+      // 'insert', the default) and only its empty columns are filled; never duplicated.
+      await h.login({ openId: 'oFlow', nickName: 'Ming2', country: 'CN' }, auth)
+      assert.deepEqual(await rows(`SELECT ${q('nickName')}, country FROM ${q('flow_user')}`), [{ nickName: 'Ming', country: 'CN' }])
       const refreshed = (await auth.refreshToken('oFlow')).response
       assert.notEqual(refreshed, token)
       await auth.isTokenValid(refreshed)
       await assert.rejects(auth.isTokenValid(token), { code: 6007 })
+    })
+
+    test("profileWrites 'always' writes real values over the row, never WeChat's placeholders", async () => {
+      await createUserTable('always_user')
+      const auth = instance('always_user', { profileWrites: 'always' })
+      await h.login({ openId: 'oAlways', nickName: 'Wen', city: 'Hangzhou', gender: 2 }, auth)
+      await h.login({ openId: 'oAlways', nickName: '微信用户', city: '', gender: 0, province: 'Zhejiang' }, auth)
+      const read = async () =>
+        (await rows(`SELECT ${q('nickName')}, city, gender, province FROM ${q('always_user')}`)).map((row) => ({ ...row, gender: Number(row.gender) }))
+      assert.deepEqual(await read(), [{ nickName: 'Wen', city: 'Hangzhou', gender: 2, province: 'Zhejiang' }])
+      await h.login({ openId: 'oAlways', nickName: 'Wen2', city: 'Ningbo' }, auth)
+      assert.deepEqual(await read(), [{ nickName: 'Wen2', city: 'Ningbo', gender: 2, province: 'Zhejiang' }])
     })
 
     test('20 concurrent logins of one new user over two instances: one row, one token', async () => {
@@ -129,12 +142,29 @@ for (const kind of kinds) {
       assert.deepEqual(await rows(`SELECT ${q('nickName')}, city FROM ${q('limited_user')}`), [{ nickName: 'Lin', city: null }])
     })
 
-    test('a store whose table is missing: 6000 naming the call, never the profile', async () => {
+    test('a store whose table is missing: ready() and the first login reject 6000 naming the check, and the code is not spent', async () => {
       const auth = instance('no_such_table')
-      const err = await rejection(h.login({ openId: 'oBroken', nickName: 'SecretName' }, auth))
+      const ready = await rejection(auth.ready())
+      assert.equal(ready.code, 6000)
+      assert.match(ready.detail, /userStore\.ready/)
+      const login = h.wechat.login({ openId: 'oBroken', nickName: 'SecretName' })
+      const err = await rejection(auth.authorize(login.code, login.encryptedData, login.iv))
       assert.equal(err.code, 6000)
-      assert.match(err.message, /userStore\.addUser/)
-      assert.doesNotMatch(err.message, /SecretName/)
+      assert.equal(err.message, 'user store error: userStore.ready failed')
+      assert.match(err.detail, /userStore\.ready/)
+      assert.doesNotMatch(`${err.message} ${err.detail}`, /SecretName/)
+      assert.ok(!h.wechat.requests.some((url) => url.searchParams.get('js_code') === login.code), 'the code was not sent to WeChat')
+      // Once the table exists, the same code logs the user in.
+      await createUserTable('no_such_table')
+      assert.equal(await auth.ready(), true)
+      assert.ok((await auth.authorize(login.code, login.encryptedData, login.iv)).response)
+    })
+
+    test("a table without the id column fails ready()", async () => {
+      await rows(`CREATE TABLE ${q('wrong_id')} (uid ${kind.idType} PRIMARY KEY)`)
+      const err = await rejection(instance('wrong_id').ready())
+      assert.equal(err.code, 6000)
+      assert.match(err.detail, /userStore\.ready/)
     })
   })
 }
@@ -166,22 +196,80 @@ describe('options.userStore: the contract', () => {
     }
   }
 
-  test('addUser gets the profile; a returning user gets updateProfile; refresh asks hasUser', async () => {
+  test("addUser gets the profile; with profileWrites 'always' a returning user gets updateProfile without placeholders; refresh asks hasUser", async () => {
     const store = memoryStore()
-    const auth = h.create({ db: null, options: { userStore: store } })
+    const auth = h.create({ db: null, options: { userStore: store, profileWrites: 'always' } })
     await h.login({ openId: 'oMem', nickName: 'A', gender: 1 }, auth)
     assert.deepEqual(store.users.get('oMem'), { nickName: 'A', gender: 1, language: 'zh_CN' })
     await h.login({ openId: 'oMem', nickName: 'B' }, auth)
     assert.equal(store.users.get('oMem').nickName, 'B')
+    await h.login({ openId: 'oMem', nickName: '微信用户', gender: 0, city: '', language: 'en' }, auth)
+    assert.deepEqual(store.calls.at(-1), ['updateProfile', 'oMem', { language: 'en' }])
     assert.deepEqual(
       store.calls.map(([call]) => call),
-      ['addUser', 'addUser', 'updateProfile'],
+      ['addUser', 'addUser', 'updateProfile', 'addUser', 'updateProfile'],
     )
     // Registered users are also recorded in Redis, so a refresh on any server finds them.
     const elsewhere = h.create({ db: null, options: { userStore: memoryStore() } })
     assert.ok((await elsewhere.refreshToken('oMem')).response)
     assert.equal((await rejection(auth.refreshToken('oUnknown'))).code, 6010)
     assert.deepEqual(store.calls.at(-1), ['hasUser', 'oUnknown'])
+  })
+
+  test("by default a returning user's store gets fillProfile (real values only), never updateProfile", async () => {
+    const store = memoryStore()
+    store.fillProfile = async (userId, profile) => store.calls.push(['fillProfile', userId, profile])
+    const auth = h.create({ db: null, options: { userStore: store } })
+    await h.login({ openId: 'oFill', nickName: 'A' }, auth)
+    await h.login({ openId: 'oFill', nickName: '微信用户', city: 'Suzhou', gender: 0 }, auth)
+    assert.deepEqual(store.calls.slice(1), [
+      ['addUser', 'oFill', { nickName: '微信用户', gender: 0, language: 'zh_CN', city: 'Suzhou' }],
+      ['fillProfile', 'oFill', { language: 'zh_CN', city: 'Suzhou' }],
+    ])
+    assert.equal(store.users.get('oFill').nickName, 'A')
+    // A store without fillProfile is left alone.
+    const plain = memoryStore()
+    const other = h.create({ db: null, options: { userStore: plain } })
+    await h.login({ openId: 'oPlain', nickName: 'P' }, other)
+    await h.login({ openId: 'oPlain', nickName: 'Q' }, other)
+    assert.deepEqual(plain.calls.map(([call]) => call), ['addUser', 'addUser'])
+    assert.equal(plain.users.get('oPlain').nickName, 'P')
+  })
+
+  test("profileWrites 'never': addUser gets no profile and nothing else is called", async () => {
+    const store = memoryStore()
+    const auth = h.create({ db: null, options: { userStore: store, profileWrites: 'never' } })
+    await h.login({ openId: 'oNever', nickName: 'N' }, auth)
+    await h.login({ openId: 'oNever', nickName: 'M' }, auth)
+    assert.deepEqual(store.calls, [['addUser', 'oNever', {}], ['addUser', 'oNever', {}]])
+  })
+
+  test('a store that provides ready() is asked by auth.ready() and before the first login', async () => {
+    let broken = true
+    const store = memoryStore({
+      async ready() {
+        store.calls.push(['ready'])
+        if (broken) throw new Error('no connection to the users database')
+      },
+    })
+    const auth = h.create({ db: null, options: { userStore: store } })
+    const err = await rejection(auth.ready())
+    assert.equal(err.code, 6000)
+    assert.equal(err.status, 503)
+    assert.match(err.detail, /userStore\.ready: no connection to the users database/)
+    assert.doesNotMatch(err.message, /no connection/)
+    broken = false
+    assert.equal(await auth.ready(), true)
+    await h.login({ openId: 'oReady' }, auth)
+    await h.login({ openId: 'oReady' }, auth)
+    // ready() twice by the app, and not before the logins once it passed.
+    assert.deepEqual(store.calls.filter(([call]) => call === 'ready').length, 2)
+    // A new instance checks before its first login only.
+    const fresh = memoryStore({ ready: async () => fresh.calls.push(['ready']) })
+    const other = h.create({ db: null, options: { userStore: fresh } })
+    await h.login({ openId: 'oReady2' }, other)
+    await h.login({ openId: 'oReady2' }, other)
+    assert.deepEqual(fresh.calls.map(([call]) => call), ['ready', 'addUser', 'addUser'])
   })
 
   test('login(code) without a profile adds the user with an empty profile', async () => {
@@ -203,8 +291,9 @@ describe('options.userStore: the contract', () => {
       const auth = h.create({ db: null, options: { userStore: memoryStore({ addUser }) } })
       const err = await rejection(h.login({ openId: 'oFails', nickName: 'PrivateNick' }, auth))
       assert.equal(err.code, 6000)
-      assert.match(err.message, why)
-      assert.doesNotMatch(err.message, /PrivateNick/)
+      assert.equal(err.message, 'user store error: userStore.addUser failed')
+      assert.match(err.detail, why)
+      assert.doesNotMatch(`${err.message} ${err.detail}`, /PrivateNick/)
     }
   })
 
@@ -217,7 +306,8 @@ describe('options.userStore: the contract', () => {
     const started = Date.now()
     const err = await rejection(h.login({ openId: 'oHangs' }, auth))
     assert.equal(err.code, 6000)
-    assert.match(err.message, /userStore\.addUser: no answer within 300 ms/)
+    assert.equal(err.message, 'user store error: userStore.addUser did not answer in time')
+    assert.match(err.detail, /userStore\.addUser: no answer within 300 ms/)
     assert.ok(Date.now() - started < 5000, 'the login did not wait for the store')
     hang = false
     assert.ok((await h.login({ openId: 'oHangs' }, auth)).response)

@@ -19,14 +19,6 @@ if (!APP_ID || !APP_SECRET) {
 }
 
 const auth = mpauthx(APP_ID, APP_SECRET, SKU, DB, process.env.REDIS_PASS ?? null, 259200)
-const { statusCode } = mpauthx.constants
-
-// How login failures answer: the client's fault, WeChat's, or the stores'.
-const httpStatusOf = {
-  [statusCode.requiredParamsMissingError]: 400,
-  [statusCode.sessionKeyAndOpenIdRequestError]: 502,
-  [statusCode.databaseRelatedError]: 503,
-}
 
 const app = express()
 
@@ -41,10 +33,10 @@ app.post('/login', express.json(), async (req, res, next) => {
     res.json({ token })
   } catch (err) {
     if (!(err instanceof mpauthx.MpauthxError)) return next(err)
-    // A store failure's message names the server or file: for the logs, not the client.
-    const message = err.code === statusCode.databaseRelatedError ? 'try again later' : err.message
-    if (err.code === statusCode.databaseRelatedError) console.error(err)
-    res.status(httpStatusOf[err.code] ?? 401).json({ status_code: err.code, status_message: message })
+    // err.status: 400 for the client's mistake, 502 when WeChat fails, 503 when the stores
+    // do; err.expose says whether the message is for the client (else it is for the logs).
+    if (!err.expose) console.error(err)
+    res.status(err.status).json({ status_code: err.code, status_message: err.expose ? err.message : 'try again later' })
   }
 })
 

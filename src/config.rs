@@ -9,6 +9,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
 pub const DEFAULT_USER_STORE_TIMEOUT_MS: f64 = 5_000.0;
+/// How long Redis remembers a registered user after the last token it was issued: 30 days.
+pub const DEFAULT_REGISTRATION_TTL_SECONDS: f64 = 2_592_000.0;
 /// Live tokens each instance remembers: about 2 MB at 200 bytes a token.
 pub const DEFAULT_VALIDATION_CACHE_SIZE: f64 = 10_000.0;
 pub const ENV_REDIS_URL: &str = "MPAUTHX_REDIS_URL";
@@ -40,6 +42,10 @@ pub struct Options {
   /// of their own).
   pub user_store: Option<bool>,
   pub user_store_timeout_ms: Option<f64>,
+  /// `'insert'` (default), `'always'` or `'never'`: see [`ProfileWrites`].
+  pub profile_writes: Option<String>,
+  /// Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token.
+  pub registration_ttl: Option<f64>,
   /// Whether calls report their steps (the napi layer's concern; settings ignore it).
   pub diagnostics: Option<bool>,
 }
@@ -95,6 +101,19 @@ pub enum Backend {
   Sqlite,
 }
 
+/// What a login writes of the decrypted profile into the user's row (`options.profileWrites`).
+/// WeChat's placeholder values (see `crypto::is_placeholder`) are written only when the row
+/// is created, never later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileWrites {
+  /// The whole profile when the user is registered; later only into columns still empty.
+  Insert,
+  /// The whole profile when registered; later every real value, over what the row holds.
+  Always,
+  /// Nothing: the row gets its id only, as mpauthx 1.3.2 did.
+  Never,
+}
+
 /// Where tokens are kept: one Redis, or a Redis Cluster reached through any of its nodes.
 /// URLs may hold passwords, so this is deliberately not `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -131,6 +150,9 @@ pub struct Settings {
   pub sliding_ttl: bool,
   /// How long a call of `options.userStore` may take.
   pub user_store_timeout: Duration,
+  pub profile_writes: ProfileWrites,
+  /// How long Redis remembers a registered user; never less than a token lives.
+  pub registration_ttl: Duration,
 }
 
 // Hand-written so that the app secret and the Redis password never reach a log.
@@ -205,6 +227,16 @@ impl Settings {
         )))
       }
     };
+    let profile_writes = match options.profile_writes.as_deref() {
+      None | Some("insert") => ProfileWrites::Insert,
+      Some("always") => ProfileWrites::Always,
+      Some("never") => ProfileWrites::Never,
+      Some(other) => {
+        return Err(ConfigError::range_error(format!(
+          "options.profileWrites must be 'insert', 'always' or 'never', got {other:?}"
+        )))
+      }
+    };
     let user_store = options.user_store.unwrap_or(false);
     let db_path = match options.db_path.filter(|path| !path.is_empty()) {
       Some(path) => Some(path),
@@ -238,6 +270,12 @@ impl Settings {
       options
         .user_store_timeout_ms
         .unwrap_or(DEFAULT_USER_STORE_TIMEOUT_MS),
+    )?;
+    let registration_ttl = positive_integer(
+      "options.registrationTtl",
+      options
+        .registration_ttl
+        .unwrap_or(DEFAULT_REGISTRATION_TTL_SECONDS),
     )?;
     let validation_cache_size = options
       .validation_cache_size
@@ -286,6 +324,10 @@ impl Settings {
       validation_cache_size: validation_cache_size as usize,
       sliding_ttl: options.sliding_ttl.unwrap_or(false),
       user_store_timeout: Duration::from_millis(user_store_timeout_ms),
+      profile_writes,
+      // The record of a user outlives the user's token, so `refreshToken` on a server that
+      // never saw the user works while the token lives.
+      registration_ttl: Duration::from_secs(registration_ttl.max(ttl)),
     })
   }
 }

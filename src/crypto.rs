@@ -38,6 +38,28 @@ pub enum ProfileValue {
   Integer(i64),
 }
 
+/// The nickname WeChat sends for every user since 2021 (the user's own is no longer given).
+pub const PLACEHOLDER_NICKNAME: &str = "微信用户";
+
+/// The path of the grey default avatar WeChat sends with the placeholder nickname (any host,
+/// scheme and size suffix).
+pub const PLACEHOLDER_AVATAR: &str =
+  "/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/";
+
+/// Whether `value` of `field` is one of WeChat's placeholders rather than the user's own:
+/// the anonymous nickname, the default avatar, an empty string, gender 0 (unknown). A login
+/// writes placeholders only into a row it creates, never over what the row holds.
+pub fn is_placeholder(field: &str, value: &ProfileValue) -> bool {
+  match value {
+    ProfileValue::Text(text) => {
+      text.is_empty()
+        || (field == "nickName" && text == PLACEHOLDER_NICKNAME)
+        || (field == "avatarUrl" && text.contains(PLACEHOLDER_AVATAR))
+    }
+    ProfileValue::Integer(number) => field == "gender" && *number == 0,
+  }
+}
+
 /// The identity and profile found in decrypted user data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {

@@ -50,8 +50,8 @@ pub enum Error {
     source: Arc<rusqlite::Error>,
   },
   /// The store failed without an error underneath (a deadline passed, too many concurrent
-  /// updates, no randomness).
-  Store(String),
+  /// updates, no randomness): `public` is what clients may see, `why` the whole account.
+  Store { public: &'static str, why: String },
   /// A method of `options.userStore` (`call`) threw, rejected or did not answer in time.
   UserStore { call: &'static str, why: String },
   /// The instance was closed with `close()`.
@@ -72,9 +72,35 @@ impl Error {
       Error::InvalidToken => status::INVALID_ACCESS_TOKEN,
       Error::Redis { .. }
       | Error::Sqlite { .. }
-      | Error::Store(_)
+      | Error::Store { .. }
       | Error::UserStore { .. }
       | Error::Closed => status::DATABASE_RELATED_ERROR,
+    }
+  }
+
+  /// What `err.message` says: mpauthx 1.3.2's words where 1.3.2 had the situation (apps send
+  /// it to their clients and some match on it), and never a host, port, file path, SQL or
+  /// anything a store or WeChat said. The whole account is the `Display`, `err.detail`.
+  pub fn message(&self) -> String {
+    match self {
+      Error::MissingParameter(name) => format!("Missing {name} parameter"),
+      Error::Decryption(_) => "Decrypt userInfo error".to_owned(),
+      Error::OpenIdMismatch => "OpenID or UnionID not match".to_owned(),
+      Error::UserNotFound => "Cannot find such user in DB".to_owned(),
+      Error::Redis { source, .. } if is_refusal(source) => {
+        "store error: Redis refused a command".to_owned()
+      }
+      Error::Redis { .. } => "store error: Redis is unavailable".to_owned(),
+      Error::Sqlite { .. } if self.is_busy() => "store error: the SQLite database is busy".to_owned(),
+      Error::Sqlite { .. } => "store error: the SQLite database is unavailable".to_owned(),
+      Error::Store { public, .. } => format!("store error: {public}"),
+      Error::UserStore { call, why } if why.starts_with(NO_ANSWER) => {
+        format!("user store error: userStore.{call} did not answer in time")
+      }
+      Error::UserStore { call, .. } => format!("user store error: userStore.{call} failed"),
+      Error::InvalidParameter(_) | Error::WeChat { .. } | Error::InvalidToken | Error::Closed => {
+        self.to_string()
+      }
     }
   }
 
@@ -133,7 +159,7 @@ impl fmt::Display for Error {
         doing: None,
         source,
       } => write!(f, "store error: SQLite: {source}"),
-      Error::Store(why) => write!(f, "store error: {why}"),
+      Error::Store { why, .. } => write!(f, "store error: {why}"),
       Error::UserStore { call, why } => write!(f, "user store error: userStore.{call}: {why}"),
       Error::Closed => f.write_str("this mpauthx instance is closed"),
     }
@@ -159,6 +185,17 @@ impl From<redis::RedisError> for Error {
       why: redis_failure(&err),
       source: Arc::new(err),
     }
+  }
+}
+
+/// Whether Redis answered with an error of its own about the command (an ACL, memory, a
+/// script), as opposed to being unreachable, loading, read-only or between masters.
+fn is_refusal(err: &redis::RedisError) -> bool {
+  use redis::ServerErrorKind::{Ask, BusyLoading, ClusterDown, MasterDown, Moved, ReadOnly, TryAgain};
+  match err.kind() {
+    redis::ErrorKind::Server(BusyLoading | TryAgain | ClusterDown | MasterDown | ReadOnly | Moved | Ask) => false,
+    redis::ErrorKind::Server(_) => true,
+    _ => err.code().is_some(),
   }
 }
 
@@ -202,7 +239,11 @@ fn redis_failure(err: &redis::RedisError) -> String {
   if said.contains("certificate") || said.contains("Certificate") {
     return format!("TLS: the server's certificate is not accepted ({said})");
   }
-  said
+  match err.code() {
+    // The server's own words are left out: an error reply may quote a key or a value.
+    Some(code) => format!("Redis answered {code}"),
+    None => said,
+  }
 }
 
 impl From<rusqlite::Error> for Error {
@@ -215,6 +256,9 @@ impl From<rusqlite::Error> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// How a user-store failure for want of an answer begins its `why`.
+pub const NO_ANSWER: &str = "no answer within";
 
 #[cfg(test)]
 mod tests {
@@ -236,7 +280,13 @@ mod tests {
       (Error::OpenIdMismatch, 6009),
       (Error::UserNotFound, 6010),
       (Error::InvalidToken, 6007),
-      (Error::Store("x".into()), 6000),
+      (
+        Error::Store {
+          public: "x",
+          why: "x".into(),
+        },
+        6000,
+      ),
       (rusqlite::Error::InvalidQuery.into(), 6000),
       (Error::Closed, 6000),
     ];

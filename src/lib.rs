@@ -62,7 +62,10 @@ macro_rules! replies {
     #[napi(object)]
     pub struct $name {
       pub status_code: u32,
+      /// What `err.message` says: public words, 1.3.2's where 1.3.2 had them.
       pub message: String,
+      /// What failed and where, for logs (`err.detail`), when the call failed.
+      pub detail: Option<String>,
       /// What the call resolves with, when it succeeded.
       pub response: Option<$payload>,
       /// The steps of the call, when diagnostics are on.
@@ -76,12 +79,14 @@ macro_rules! replies {
           Ok(response) => Self {
             status_code: status::SUCCESS,
             message: "OK".into(),
+            detail: None,
             response: Some(response.into()),
             steps,
           },
           Err(err) => Self {
             status_code: err.status_code(),
-            message: err.to_string(),
+            message: err.message(),
+            detail: Some(err.to_string()),
             response: None,
             steps,
           },
@@ -94,7 +99,7 @@ macro_rules! replies {
 replies! {
   TokenReply(String) = "`authorize`, `login`, `refreshToken`: the token.";
   DataReply(String) = "`decryptData`: the decrypted object as JSON text.";
-  BooleanReply(bool) = "`revokeToken`: whether a live token was deleted; `checkSignature`: whether it matches.";
+  BooleanReply(bool) = "`revokeToken`: whether a live token was deleted; `checkSignature`: whether it matches; `ready`: true.";
   CountReply(f64) = "`revokeUser`: how many live tokens were deleted.";
   TokenInfoReply(NativeTokenInfo) = "`verifyToken`: what the token stands for.";
   AccessTokenReply(AccessToken) = "`getAccessToken`: the app's shared access token.";
@@ -186,6 +191,8 @@ pub struct VouchedToken {
 pub struct CheckReply {
   pub status_codes: Vec<u32>,
   pub messages: Vec<String>,
+  /// What failed and where, for each check (`err.detail`); empty for a live token.
+  pub details: Vec<String>,
   /// The steps of the batch, when diagnostics are on.
   pub steps: Option<Vec<NativeStep>>,
 }
@@ -330,6 +337,12 @@ impl Mpauthx {
     traced!(self.revoke_token(token) => BooleanReply)
   }
 
+  /// `ready()`: whether the stores can be used, checked without calling WeChat.
+  #[napi]
+  pub async fn ready(&self) -> napi::Result<BooleanReply> {
+    traced!(self.ready() => BooleanReply)
+  }
+
   /// `getAccessToken()`: the app's access token, shared through the token store.
   #[napi]
   pub async fn get_access_token(&self) -> napi::Result<AccessTokenReply> {
@@ -395,17 +408,24 @@ impl Mpauthx {
   pub async fn check_tokens(&self, tokens: Vec<String>) -> napi::Result<CheckReply> {
     let mut trace = self.trace();
     let results = self.service.check_tokens(&tokens, &mut trace).await;
-    let (status_codes, messages) = results
-      .into_iter()
-      .map(|result| match result {
-        Ok(()) => (status::SUCCESS, String::from("OK")),
-        Err(err) => (err.status_code(), err.to_string()),
-      })
-      .unzip();
+    let mut reply = CheckReply {
+      status_codes: Vec::with_capacity(results.len()),
+      messages: Vec::with_capacity(results.len()),
+      details: Vec::with_capacity(results.len()),
+      steps: None,
+    };
+    for result in results {
+      let (code, message, detail) = match result {
+        Ok(()) => (status::SUCCESS, String::from("OK"), String::new()),
+        Err(err) => (err.status_code(), err.message(), err.to_string()),
+      };
+      reply.status_codes.push(code);
+      reply.messages.push(message);
+      reply.details.push(detail);
+    }
     Ok(CheckReply {
-      status_codes,
-      messages,
       steps: steps(trace),
+      ..reply
     })
   }
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::access_token;
 use crate::config::{Backend, Settings};
@@ -32,6 +32,9 @@ pub struct Service {
   database: Option<Database>,
   http_timeout: std::time::Duration,
   closed: AtomicBool,
+  /// Set once [`Service::ready`]'s checks passed before a login: they run before the first
+  /// login spends its code, and again before the next one until they pass.
+  checked: OnceCell<()>,
   /// Calls started and not yet finished; `close()` waits for them.
   in_flight: AtomicUsize,
   drained: Notify,
@@ -59,7 +62,7 @@ impl Service {
         &settings.redis,
         settings.redis_pass.as_deref(),
         &settings.redis_tls,
-        settings.ttl,
+        (settings.ttl, settings.registration_ttl),
         settings.validation_cache_size,
         settings.sku,
         settings.sliding_ttl,
@@ -72,8 +75,12 @@ impl Service {
       }
     };
     let users = match (user_store, &database) {
-      (Some(call), _) => UserStore::Adapter(Adapter::new(call, settings.user_store_timeout)),
-      (None, Some(file)) => UserStore::Sqlite(Users::new(file.clone())),
+      (Some(call), _) => UserStore::Adapter(Adapter::new(
+        call,
+        settings.user_store_timeout,
+        settings.profile_writes,
+      )),
+      (None, Some(file)) => UserStore::Sqlite(Users::new(file.clone(), settings.profile_writes)),
       (None, None) => return Err(Error::MissingParameter("db")),
     };
     Ok(Self {
@@ -89,6 +96,7 @@ impl Service {
       http_timeout: settings.http_timeout,
       app_id: settings.app_id,
       closed: AtomicBool::new(false),
+      checked: OnceCell::new(),
       in_flight: AtomicUsize::new(0),
       drained: Notify::new(),
     })
@@ -106,8 +114,8 @@ impl Service {
     // Data that cannot be valid is refused before the user's one-time code is spent.
     let sealed = Sealed::parse(&encrypted_data, &iv)?;
     let _call = self.enter()?;
-    // So is a SQLite file that cannot be used.
-    self.open_users(trace).await?;
+    // So is a store that cannot be used.
+    self.ready_for_login(trace).await?;
     let code_session = self.wechat.code_to_session(&code, trace).await?;
     let user = crypto::parse_user_info(&self.app_id, &sealed.open(&code_session.session_key)?)?;
     trace.record("user_data.decrypted", || {
@@ -136,8 +144,8 @@ impl Service {
   pub async fn login(&self, code: Option<String>, trace: &mut Trace) -> Result<String> {
     let code = login_code(code)?;
     let _call = self.enter()?;
-    // A SQLite file that cannot be used is found before the user's one-time code is spent.
-    self.open_users(trace).await?;
+    // A store that cannot be used is found before the user's one-time code is spent.
+    self.ready_for_login(trace).await?;
     let code_session = self.wechat.code_to_session(&code, trace).await?;
     self
       .sign_in(
@@ -149,13 +157,34 @@ impl Service {
       .await
   }
 
-  /// Opens the `user` table's file now if it is not open yet; reports SQLite refusing the
-  /// OFD locks that keep the application's SQLite and this one apart.
-  async fn open_users(&self, trace: &mut Trace) -> Result<()> {
-    self.users.ready().await?;
+  /// Checks the configuration without calling WeChat: the token store answers (Redis, or the
+  /// SQLite file), and the user registry can be used (the `user` table, or the application's
+  /// store). Runs anew at every call; once it passed, logins need not check again.
+  pub async fn ready(&self, trace: &mut Trace) -> Result<bool> {
+    let _call = self.enter()?;
+    self.check_stores(trace).await?;
+    let _ = self.checked.set(());
+    Ok(true)
+  }
+
+  /// [`Service::ready`]'s checks, until they pass once.
+  async fn ready_for_login(&self, trace: &mut Trace) -> Result<()> {
+    if self.checked.initialized() {
+      return Ok(());
+    }
+    self.check_stores(trace).await?;
+    let _ = self.checked.set(());
+    Ok(())
+  }
+
+  /// Both stores' checks; reports SQLite refusing the OFD locks that keep the application's
+  /// SQLite and this one apart.
+  async fn check_stores(&self, trace: &mut Trace) -> Result<()> {
+    tokio::try_join!(self.tokens.ready(), self.users.ready())?;
     if let Some(why) = locks_refused() {
       trace.record("sqlite.locks", || why.into());
     }
+    trace.record("stores.ready", || "token store and user registry answer".into());
     Ok(())
   }
 

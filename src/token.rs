@@ -24,7 +24,10 @@ pub fn generate(user_id: &str, sku: &str) -> Result<String> {
 pub fn random_hex<const N: usize>() -> Result<String> {
   let mut random = [0u8; N];
   getrandom::fill(&mut random)
-    .map_err(|err| Error::Store(format!("no secure random numbers available: {err}")))?;
+    .map_err(|err| Error::Store {
+      public: "no secure random numbers available",
+      why: format!("no secure random numbers available: {err}"),
+    })?;
   Ok(hex::encode(random))
 }
 

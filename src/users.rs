@@ -9,12 +9,13 @@ use napi::bindgen_prelude::{FnArgs, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 
-use crate::crypto::ProfileValue;
-use crate::error::{Error, Result};
+use crate::config::ProfileWrites;
+use crate::crypto::{is_placeholder, ProfileValue};
+use crate::error::{Error, Result, NO_ANSWER};
 use crate::store::{Registered, Users};
 
 /// `(call, userId, profile as JSON)` → what the call resolved with; `call` is `hasUser`,
-/// `addUser` or `updateProfile` (see `userStoreCall` in index.js). Weak: it does not keep
+/// `addUser`, `updateProfile` or `fillProfile` (see `userStoreCall` in index.js). Weak: it does not keep
 /// Node's event loop alive.
 pub type StoreCall =
   ThreadsafeFunction<StoreCallArgs, Promise<bool>, StoreCallArgs, Status, false, true>;
@@ -29,11 +30,13 @@ pub enum UserStore {
 }
 
 impl UserStore {
-  /// Opens what must be open before a login spends the user's one-time code.
+  /// Opens what must be open before a login spends the user's one-time code: the SQLite
+  /// file and its `user` table, or the application store's `ready()` when it has one (the
+  /// shipped adapters read zero rows of their table).
   pub async fn ready(&self) -> Result<()> {
     match self {
       UserStore::Sqlite(users) => users.ready().await,
-      UserStore::Adapter(_) => Ok(()),
+      UserStore::Adapter(adapter) => adapter.call("ready", "", None).await.map(drop),
     }
   }
 
@@ -61,33 +64,46 @@ pub struct Adapter {
   call: Arc<StoreCall>,
   /// How long a call may take before the login fails with 6000 (`userStoreTimeoutMs`).
   timeout: Duration,
+  /// What a login writes of the profile (`options.profileWrites`).
+  writes: ProfileWrites,
 }
 
 impl Adapter {
-  pub fn new(call: StoreCall, timeout: Duration) -> Self {
+  pub fn new(call: StoreCall, timeout: Duration, writes: ProfileWrites) -> Self {
     Self {
       call: Arc::new(call),
       timeout,
+      writes,
     }
   }
 
-  /// `addUser`, then `updateProfile` for a user who was there already and brought a profile.
+  /// `addUser` with the profile (none with `'never'`); for a user who was there already, the
+  /// real values of the profile (no placeholders) go to `updateProfile` with `'always'`, to
+  /// `fillProfile` (write only where empty) with `'insert'`.
   async fn ensure(
     &self, user_id: &str, profile: &[(&'static str, ProfileValue)],
   ) -> Result<Registered> {
-    let profile_json = profile_json(profile);
+    let profile = match self.writes {
+      ProfileWrites::Never => &[],
+      _ => profile,
+    };
     let added = self
-      .call("addUser", user_id, Some(profile_json.clone()))
+      .call("addUser", user_id, Some(profile_json(profile)))
       .await?;
-    if !added && !profile.is_empty() {
-      self
-        .call("updateProfile", user_id, Some(profile_json))
-        .await?;
+    let update = match self.writes {
+      ProfileWrites::Always => "updateProfile",
+      ProfileWrites::Insert => "fillProfile",
+      ProfileWrites::Never => return Ok(Registered::without_refusal(added)),
+    };
+    let real: Vec<(&'static str, ProfileValue)> = profile
+      .iter()
+      .filter(|(field, value)| !is_placeholder(field, value))
+      .cloned()
+      .collect();
+    if !added && !real.is_empty() {
+      self.call(update, user_id, Some(profile_json(&real))).await?;
     }
-    Ok(Registered {
-      added,
-      profile_refused: None,
-    })
+    Ok(Registered::without_refusal(added))
   }
 
   /// Calls the store's method `name`, bounded by the timeout. The error names the call and
@@ -107,7 +123,7 @@ impl Adapter {
       }),
       Err(_) => Err(Error::UserStore {
         call: name,
-        why: format!("no answer within {} ms", self.timeout.as_millis()),
+        why: format!("{NO_ANSWER} {} ms", self.timeout.as_millis()),
       }),
     }
   }

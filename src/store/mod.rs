@@ -107,6 +107,8 @@ impl TokenStore {
   }
 
   delegate! {
+    /// Whether the store can be used now: Redis answers, or the SQLite file opens.
+    pub async fn ready(&self) -> Result<()>;
     /// For each token, whether it is live.
     pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>>;
     /// The user's live token, if any, keeping `session_key` with it.

@@ -6,12 +6,11 @@
 module.exports = (appInfo) => ({
   keys: `${appInfo.name}_${process.env.EGG_KEYS ?? 'change-me'}`,
 
-  // app/middleware/mpauthx.js on every route, but those that `ignore` names (Egg's own
-  // `match`, `ignore` and `enable` keys decide where it runs; mpauthx ignores them).
+  // app/middleware/mpauthx.js on every route, but those that `ignore` names: Egg runs it
+  // where `match`, `ignore` and `enable` say, and passes it these options, on which it acts
+  // the same way.
   middleware: ['mpauthx'],
-  mpauthx: {
-    ignore: '/login',
-  },
+  mpauthx: { ignore: '/login' }, // every route needs a live token but /login
 
   // The arguments of mpauthx's factory, for app/extend/application.js.
   mpauthxClient: {

@@ -54,6 +54,9 @@ pub struct RedisTokens {
   read: Script,
   revoke: Script,
   ttl: Duration,
+  /// How long the record of a registered user lives after its latest token was issued or
+  /// slid; never less than `ttl`.
+  registration_ttl: Duration,
   /// The instance's sku: the tokens it issues and looks up.
   sku: String,
   /// `slidingTtl`: checks give this sku's tokens, in the second half of their TTL, the whole
@@ -64,11 +67,12 @@ pub struct RedisTokens {
 
 impl RedisTokens {
   /// Prepares the store; connections are made on first use and re-made after failures.
-  /// `cache_size` live tokens are remembered (none when 0); with `sliding`, checks extend
-  /// `sku`'s tokens in the second half of their TTL.
+  /// Tokens live `ttl`, the record of a registered user `registration_ttl` after its latest
+  /// token; `cache_size` live tokens are remembered (none when 0); with `sliding`, checks
+  /// extend `sku`'s tokens in the second half of their TTL.
   pub fn new(
-    target: &RedisTarget, redis_pass: Option<&str>, redis_tls: &RedisTls, ttl: Duration,
-    cache_size: usize, sku: String, sliding: bool,
+    target: &RedisTarget, redis_pass: Option<&str>, redis_tls: &RedisTls,
+    (ttl, registration_ttl): (Duration, Duration), cache_size: usize, sku: String, sliding: bool,
   ) -> Result<Self> {
     let tracking = match NonZeroUsize::new(cache_size) {
       None => None,
@@ -89,10 +93,21 @@ impl RedisTokens {
       read: Script::new(tracking::READ),
       revoke: Script::new(tokens::REVOKE),
       ttl,
+      registration_ttl: registration_ttl.max(ttl),
       sku,
       sliding,
       tracking,
     })
+  }
+
+  /// Whether Redis answers (`PING`), with the password and TLS settings given.
+  pub async fn ready(&self) -> Result<()> {
+    self
+      .on_connection(|mut redis| async move {
+        let _: String = redis::cmd("PING").query_async(&mut redis).await?;
+        Ok(())
+      })
+      .await
   }
 
   /// Drops the connections and forgets every cached token; later calls fail with
@@ -203,10 +218,10 @@ where
   let server = redis.server();
   match tokio::time::timeout(DEADLINE, attempts).await {
     Ok(outcome) => outcome.map_err(|err| at_server(err, server)),
-    Err(_) => Err(Error::Store(format!(
-      "{server} did not answer within {} ms",
-      DEADLINE.as_millis()
-    ))),
+    Err(_) => Err(Error::Store {
+      public: "Redis is unavailable",
+      why: format!("{server} did not answer within {} ms", DEADLINE.as_millis()),
+    }),
   }
 }
 
@@ -253,7 +268,7 @@ mod tests {
           &target,
           pass,
           &RedisTls::default(),
-          ttl,
+          (ttl, ttl),
           cache_size,
           "sku".into(),
           false,

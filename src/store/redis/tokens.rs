@@ -14,6 +14,7 @@ use redis::{AsyncCommands, Value};
 
 use super::connection::RedisConnection;
 use super::tracking::{parse_read, Read};
+use super::users::user_key;
 use super::{per_token, well_formed, within_deadline, RedisTokens};
 use crate::error::{Error, Result};
 use crate::store::{Issue, TokenInfo};
@@ -110,10 +111,12 @@ return fields[2]
 
 /// For `slidingTtl`: whether `KEYS[1]` is a live token (0 when not, 1 when live), and when
 /// less than `ARGV[2]` ms of its TTL remain (half of it), gives it its whole TTL of `ARGV[1]`
-/// seconds back and returns 2; its index `KEYS[2]` too, when given and still naming it. The
-/// condition is checked here, in Redis, so concurrent checks extend a token once per half-TTL.
-/// In a Cluster the index lives in another slot: `KEYS[2]` is left out and the index goes
-/// through [`SLIDE_INDEX`].
+/// seconds back and returns 2; its index `KEYS[2]` too, when given and still naming it, and
+/// the record of its user `KEYS[3]`, when there is one, `ARGV[3]` seconds (so the record never
+/// expires before the token). The condition is checked here, in Redis, so concurrent checks
+/// extend a token once per half-TTL. In a Cluster the index and the record live in other
+/// slots: `KEYS[2]` and `KEYS[3]` are left out, and they go through [`SLIDE_INDEX`] and
+/// `EXPIRE`.
 const LIVE_AND_SLIDE: &str = concat!(
   unless_a_token_return_0!(),
   r"local pttl = redis.call('PTTL', KEYS[1])
@@ -127,6 +130,7 @@ if KEYS[2] then
     return indexed
   end
 end
+if KEYS[3] then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 return 2
 "
 );
@@ -187,17 +191,19 @@ impl RedisTokens {
     let cluster = redis.is_cluster();
     let ttl = self.ttl.as_secs();
     let half_ms = (self.ttl.as_millis() / 2) as u64;
+    let registration_ttl = self.registration_ttl.as_secs();
     let replies: Vec<redis::RedisResult<i64>> = per_token(redis, tokens, |token| {
       let mut slide = redis::cmd("EVAL");
       slide.arg(LIVE_AND_SLIDE);
       match index_of(token).filter(|_| !cluster) {
-        Some(index) => slide.arg(2).arg(token).arg(index),
+        Some(index) => slide.arg(3).arg(token).arg(index).arg(user_key_of(token)),
         None => slide.arg(1).arg(token),
       };
       // A window of 0 only checks: other skus' tokens are never extended.
       slide
         .arg(ttl)
-        .arg(if self.slides(token) { half_ms } else { 0 });
+        .arg(if self.slides(token) { half_ms } else { 0 })
+        .arg(registration_ttl);
       slide
     })
     .await?;
@@ -206,13 +212,15 @@ impl RedisTokens {
       let outcome = reply?;
       if outcome == 2 {
         if let (true, Some(index)) = (cluster, index_of(token)) {
-          let _: i64 = self
-            .slide_index
-            .key(index)
-            .arg(token)
-            .arg(ttl)
-            .invoke_async(redis)
-            .await?;
+          let mut record = redis.clone();
+          let mut slide_index = self.slide_index.key(index);
+          slide_index.arg(token).arg(ttl);
+          let (slid, renewed) = tokio::join!(
+            slide_index.invoke_async::<i64>(redis),
+            record.expire::<_, i64>(user_key_of(token), registration_ttl as i64)
+          );
+          slid?;
+          renewed?;
         }
         // What this instance remembers expires too early now; the invalidation Redis sends
         // may arrive just after.
@@ -454,9 +462,10 @@ impl RedisTokens {
       let _: () = redis.del(&token).await?;
       lost_to = Some(indexed);
     }
-    Err(Error::Store(format!(
-      "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same index"
-    )))
+    Err(Error::Store {
+      public: "too many concurrent logins of one user",
+      why: format!("gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same index"),
+    })
   }
 
   async fn create(
@@ -478,6 +487,11 @@ impl RedisTokens {
 fn index_of(token: &str) -> Option<String> {
   Some(index_key(token::user_id(token), token::sku(token)?))
     .filter(|_| token::is_well_formed(token))
+}
+
+/// The record of the registered user a token was issued to (see `users`).
+fn user_key_of(token: &str) -> String {
+  user_key(token::user_id(token), token::sku(token).unwrap_or_default())
 }
 
 /// Whether `key` is the index of `user_id` for some sku.
@@ -562,7 +576,7 @@ mod tests {
         &target,
         None,
         &tls,
-        Duration::from_secs(4),
+        (Duration::from_secs(4), Duration::from_secs(4)),
         0,
         "shop".into(),
         sliding,

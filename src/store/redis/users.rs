@@ -1,6 +1,7 @@
-//! The record of a registered user, `mpauthx|user|<sku>|<userId>` with no TTL, so that every
-//! server sharing the Redis knows a user that registered on any of them (each server has
-//! its own SQLite file).
+//! The record of a registered user, `mpauthx|user|<sku>|<userId>`, so that every server
+//! sharing the Redis knows a user that registered on any of them (each server has its own
+//! SQLite file). It lives `registrationTtl` after the user's latest token was issued or slid,
+//! never less than that token.
 
 use redis::AsyncCommands;
 
@@ -8,22 +9,27 @@ use super::RedisTokens;
 use crate::error::Result;
 
 impl RedisTokens {
-  /// Records that the user is registered for the sku, for every server sharing this Redis.
+
+  /// Records that the user is registered for the sku, for every server sharing this Redis,
+  /// for `registrationTtl` from now.
   pub async fn remember_user(&self, user_id: &str) -> Result<()> {
     let key = &user_key(user_id, &self.sku);
+    let seconds = self.registration_ttl.as_secs();
     self
       .on_connection(|mut redis| async move {
-        let () = redis.set(key, 1).await?;
+        let () = redis.set_ex(key, 1, seconds).await?;
         Ok(())
       })
       .await
   }
 
-  /// Whether any server recorded the user as registered for the sku.
+  /// Whether any server recorded the user as registered for the sku; a record found is
+  /// renewed for `registrationTtl` in the same command, as a token is about to be issued.
   pub async fn knows_user(&self, user_id: &str) -> Result<bool> {
     let key = &user_key(user_id, &self.sku);
+    let seconds = self.registration_ttl.as_secs() as i64;
     self
-      .on_connection(|mut redis| async move { Ok(redis.exists(key).await?) })
+      .on_connection(|mut redis| async move { Ok(redis.expire(key, seconds).await?) })
       .await
   }
 }

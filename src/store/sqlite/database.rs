@@ -239,7 +239,10 @@ fn connection_key(path: &Path) -> PathBuf {
 }
 
 fn task_failed() -> Error {
-  Error::Store("SQLite task failed".into())
+  Error::Store {
+    public: "the SQLite database is unavailable",
+    why: "SQLite task failed".into(),
+  }
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {

@@ -201,6 +201,11 @@ impl SqliteTokens {
       .await
   }
 
+  /// Opens the file and creates the table of tokens, unless done already.
+  pub async fn ready(&self) -> Result<()> {
+    self.run(|_| Ok(())).await
+  }
+
   /// Runs `work` on the file's connection, creating the table on first use.
   async fn run<T: Send + 'static>(
     &self, work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,

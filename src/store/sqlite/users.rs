@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::OnceCell;
 
 use super::Database;
-use crate::crypto::{ProfileValue, PROFILE_FIELDS};
+use crate::config::ProfileWrites;
+use crate::crypto::{is_placeholder, ProfileValue, PROFILE_FIELDS};
 use crate::error::{Error, Result};
 
 /// The table mpauthx 1.3.2's README asks for, created when the file has no `user` table.
@@ -19,6 +20,8 @@ const CREATE_USER_TABLE: &str =
 #[derive(Clone)]
 pub struct Users {
   database: Database,
+  /// What a login writes of the profile (`options.profileWrites`).
+  writes: ProfileWrites,
   /// The profile fields the table has columns for, read on first use (which creates the
   /// table when the file has none).
   profile_columns: Arc<OnceCell<Arc<Vec<&'static str>>>>,
@@ -34,10 +37,21 @@ pub struct Registered {
   pub profile_refused: Option<String>,
 }
 
+impl Registered {
+  /// What registering did when the table took the profile (or none was written).
+  pub fn without_refusal(added: bool) -> Self {
+    Self {
+      added,
+      profile_refused: None,
+    }
+  }
+}
+
 impl Users {
-  pub fn new(database: Database) -> Self {
+  pub fn new(database: Database, writes: ProfileWrites) -> Self {
     Self {
       database,
+      writes,
       profile_columns: Arc::default(),
     }
   }
@@ -50,8 +64,8 @@ impl Users {
   }
 
   /// Adds the user unless a row with this exact `openId` exists, and says whether it did;
-  /// writes the profile fields the table has columns for. Registrations made at the same
-  /// time are committed together.
+  /// writes the profile fields the table has columns for, as `options.profileWrites` says.
+  /// Registrations made at the same time are committed together.
   pub async fn ensure(
     &self, user_id: &str, profile: &[(&'static str, ProfileValue)],
   ) -> Result<Registered> {
@@ -62,9 +76,10 @@ impl Users {
       .filter(|(field, _)| columns.contains(field))
       .cloned()
       .collect();
+    let writes = self.writes;
     self
       .database
-      .write_together(move |db| register(db, &user_id, &profile))
+      .write_together(move |db| register(db, &user_id, &profile, writes))
       .await
   }
 
@@ -115,34 +130,73 @@ fn create_user_table(db: &Connection) -> rusqlite::Result<()> {
   Ok(())
 }
 
-/// Adds the user when missing and writes the given profile fields; a profile the table
-/// refuses is left out (rolled back to before it), not the user.
+/// How a login writes one profile field into the row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+  /// Over whatever the row holds.
+  Over,
+  /// Only where the column is empty (NULL).
+  IntoEmpty,
+}
+
+/// How each field is written: a row just created takes the whole profile; a returning user's
+/// row takes real values only (placeholders never), over its values with `'always'`, into its
+/// empty columns with `'insert'`, and nothing with `'never'`.
+fn writes_for<'a>(
+  fields: &'a [(&'static str, ProfileValue)], added: bool, writes: ProfileWrites,
+) -> Vec<(&'static str, &'a ProfileValue, Write)> {
+  let returning = match writes {
+    ProfileWrites::Never => return Vec::new(),
+    _ if added => Write::Over,
+    ProfileWrites::Always => Write::Over,
+    ProfileWrites::Insert => Write::IntoEmpty,
+  };
+  fields
+    .iter()
+    .filter(|(field, value)| added || !is_placeholder(field, value))
+    .map(|(field, value)| (*field, value, returning))
+    .collect()
+}
+
+/// Adds the user when missing and writes the profile fields as `writes` says; a profile the
+/// table refuses is left out (rolled back to before it), not the user.
 fn register(
-  db: &Connection, user_id: &str, fields: &[(&'static str, ProfileValue)],
+  db: &Connection, user_id: &str, fields: &[(&'static str, ProfileValue)], writes: ProfileWrites,
 ) -> rusqlite::Result<Registered> {
   let added = insert(db, user_id)?;
+  let fields = writes_for(fields, added, writes);
   if fields.is_empty() {
-    return Ok(Registered {
-      added,
-      profile_refused: None,
-    });
+    return Ok(Registered::without_refusal(added));
   }
-  // Only rows whose profile changed are written: a returning user costs no write.
-  let assignments: Vec<String> = fields.iter().map(|(f, _)| format!("\"{f}\" = ?")).collect();
+  // Only rows where a write changes something are written: a returning user costs no write.
+  let assignments: Vec<String> = fields
+    .iter()
+    .map(|(f, _, write)| match write {
+      Write::Over => format!("\"{f}\" = ?"),
+      Write::IntoEmpty => format!("\"{f}\" = coalesce(\"{f}\", ?)"),
+    })
+    .collect();
   let changes: Vec<String> = fields
     .iter()
-    .map(|(f, _)| format!("\"{f}\" IS NOT ?"))
+    .map(|(f, _, write)| match write {
+      Write::Over => format!("\"{f}\" IS NOT ?"),
+      Write::IntoEmpty => format!("\"{f}\" IS NULL"),
+    })
     .collect();
   let sql = format!(
     "UPDATE user SET {} WHERE openId = ? AND ({})",
     assignments.join(", "),
     changes.join(" OR ")
   );
-  let values = fields.iter().map(|(_, value)| sql_value(value));
-  let params: Vec<rusqlite::types::Value> = values
-    .clone()
+  let compared = fields
+    .iter()
+    .filter(|(_, _, write)| *write == Write::Over)
+    .map(|(_, value, _)| sql_value(value));
+  let params: Vec<rusqlite::types::Value> = fields
+    .iter()
+    .map(|(_, value, _)| sql_value(value))
     .chain([rusqlite::types::Value::Text(user_id.to_owned())])
-    .chain(values)
+    .chain(compared)
     .collect();
   db.execute_batch("SAVEPOINT profile")?;
   let written = db
@@ -151,10 +205,7 @@ fn register(
   match written {
     Ok(_) => {
       db.execute_batch("RELEASE profile")?;
-      Ok(Registered {
-        added,
-        profile_refused: None,
-      })
+      Ok(Registered::without_refusal(added))
     }
     Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
       db.execute_batch("ROLLBACK TO profile; RELEASE profile")?;
@@ -217,7 +268,7 @@ mod tests {
         .execute_batch(schema)
         .unwrap();
     }
-    let users = Users::new(Database::new(path.clone()));
+    let users = Users::new(Database::new(path.clone()), ProfileWrites::Insert);
     (dir, path, users)
   }
 

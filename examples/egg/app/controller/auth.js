@@ -1,16 +1,7 @@
 'use strict'
 
 const { Controller } = require('egg')
-const { MpauthxError, constants } = require('../../../..') // in your project: require('mpauthx')
-
-const { statusCode } = constants
-
-// How login failures answer: the client's fault, WeChat's, or the stores'.
-const httpStatusOf = {
-  [statusCode.requiredParamsMissingError]: 400,
-  [statusCode.sessionKeyAndOpenIdRequestError]: 502,
-  [statusCode.databaseRelatedError]: 503,
-}
+const { MpauthxError } = require('../../../..') // in your project: require('mpauthx')
 
 class AuthController extends Controller {
   /** POST /login `{ code }`: the mini-program sends wx.login()'s code, gets its token back. */
@@ -21,11 +12,11 @@ class AuthController extends Controller {
       ctx.body = { token }
     } catch (err) {
       if (!(err instanceof MpauthxError)) throw err
-      // A store failure's message names the server or file: for the logs, not the client.
-      const stores = err.code === statusCode.databaseRelatedError
-      if (stores) ctx.logger.error(err)
-      ctx.status = httpStatusOf[err.code] ?? 401
-      ctx.body = { status_code: err.code, status_message: stores ? 'try again later' : err.message }
+      // err.status: 400 for the client's mistake, 502 when WeChat fails, 503 when the stores
+      // do; err.expose says whether the message is for the client (else it is for the logs).
+      if (!err.expose) ctx.logger.error(err)
+      ctx.status = err.status
+      ctx.body = { status_code: err.code, status_message: err.expose ? err.message : 'try again later' }
     }
   }
 
