@@ -43,8 +43,22 @@ declare namespace mpauthx {
      * concurrent logins of a new user must leave one row.
      */
     addUser(userId: string, profile: UserProfile): Promise<boolean>
-    /** Writes the profile of a registered user who logged in again with one. Optional. */
+    /**
+     * With `profileWrites: 'always'`: writes the real values of a returning user's profile
+     * (WeChat's placeholders left out) over the stored ones. Optional.
+     */
     updateProfile?(userId: string, profile: UserProfile): Promise<void>
+    /**
+     * With `profileWrites: 'insert'` (the default): writes the real values of a returning
+     * user's profile only where the stored value is empty (SQL `NULL`), never over a value.
+     * Optional; without it a returning user's data is left alone.
+     */
+    fillProfile?(userId: string, profile: UserProfile): Promise<void>
+    /**
+     * Checks that the store can be used (its table and id column exist), rejecting when not;
+     * called by `auth.ready()` and before an instance's first login. Optional.
+     */
+    ready?(): Promise<unknown>
   }
 
   /** Options of the shipped adapters. */
@@ -79,7 +93,8 @@ declare namespace mpauthx {
      * @param sku the product the tokens are for; must not contain `|`
      * @param db the SQLite database holding the `user` table; `null` with `options.userStore`
      * @param redisPass the Redis password, whatever `options.redisUrl` says; `null` for none
-     * @param tokenTTL seconds a token lives, a positive integer (default 259200, three days)
+     * @param tokenTTL seconds a token lives, a positive integer or a string of digits (as
+     *   `process.env` gives it, which 1.3.2 accepted); default 259200, three days
      * @param options the settings that mpauthx 1.3.2 did not have; all optional
      */
     (
@@ -88,7 +103,7 @@ declare namespace mpauthx {
       sku: string,
       db: Database,
       redisPass?: string | null,
-      tokenTTL?: number,
+      tokenTTL?: number | string | null,
       options?: Options,
     ): Mpauthx
   }
@@ -266,6 +281,22 @@ declare namespace mpauthx {
     userStore?: UserStore
     /** How long a `userStore` call may take before the login rejects with 6000. Default 5000. */
     userStoreTimeoutMs?: number
+    /**
+     * What a login writes of the decrypted profile into the user's row (or user store).
+     * `'insert'` (default): the whole profile when the user is registered, later only into
+     * empty (`NULL`) columns, never over a value the app stored; `'always'`: later logins write
+     * real values over the row's; `'never'`: the row gets the user id only, as 1.3.2 did.
+     * WeChat's placeholders (nickname `微信用户`, its grey default avatar, empty strings, gender
+     * 0) are written only into a row being created. A bad value throws `RangeError`.
+     */
+    profileWrites?: 'insert' | 'always' | 'never'
+    /**
+     * Seconds Redis keeps the record of a registered user (`mpauthx|user|<sku>|<userId>`)
+     * after its latest token was issued or slid, never less than `tokenTTL`: a server whose
+     * database lacks the user's row can `refreshToken` users seen within it. Default 2592000
+     * (30 days).
+     */
+    registrationTtl?: number
   }
 
   /** One step of a call, for `options.logger`. */
@@ -520,6 +551,15 @@ declare namespace mpauthx {
      * stops being valid.
      */
     refreshToken(userId: string): Promise<Success<Token>>
+    /**
+     * Checks the configuration without calling WeChat: Redis answers (or the SQLite token
+     * file opens), the SQLite `user` table can be used, or the user store's `ready()` passes
+     * (the shipped adapters read zero rows of their table). Resolves `true`, or rejects 6000
+     * whose `detail` names what failed; can be called at any time (a readiness probe). The
+     * same check runs before an instance's first login, so a misconfigured store fails that
+     * login before its code is spent.
+     */
+    ready(): Promise<true>
     /**
      * Logs a token out: `response` is `true` when a live token was deleted, `false` when there
      * was none. The user's next login issues a fresh token. Rejects with 6001 or 6000.

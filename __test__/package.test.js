@@ -36,6 +36,14 @@ const platformPackages = pkg.napi.targets.map((triple) => {
   return { triple, platformArchABI, platform, arch, abi, dir, manifest: readJson(path.join(dir, 'package.json')) }
 })
 
+/** Every file under `dir` (relative to the root), as npm pack lists them. */
+function filesUnder(dir) {
+  return fs
+    .readdirSync(path.join(ROOT, dir), { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(ROOT, path.join(entry.parentPath, entry.name)))
+}
+
 function readJson(file) {
   return JSON.parse(fs.readFileSync(file, 'utf8'))
 }
@@ -75,8 +83,7 @@ describe('package layout', () => {
     for (const triple of REQUIRED_TARGETS) assert.ok(pkg.napi.targets.includes(triple), triple)
   })
 
-  test('each target has an npm/<platform> package, wired as an optional dependency', () => {
-    const expected = {}
+  test('each target has an npm/<platform> package, wired as an optional dependency when published', () => {
     for (const p of platformPackages) {
       const binary = `mpauthx.${p.platformArchABI}.node`
       assert.equal(p.manifest.name, `mpauthx-${p.platformArchABI}`)
@@ -87,9 +94,11 @@ describe('package layout', () => {
       assert.deepEqual(p.manifest.cpu, [p.arch])
       if (p.platform === 'linux') assert.deepEqual(p.manifest.libc, [p.abi === 'musl' ? 'musl' : 'glibc'])
       assert.equal(p.manifest.license, pkg.license)
-      expected[p.manifest.name] = pkg.version
     }
-    assert.deepEqual(pkg.optionalDependencies, expected)
+    // `napi pre-publish` writes them at publish time, as the napi-rs template does: listed in
+    // the repository, they would make `npm ci` of a fresh clone fetch versions not yet out.
+    assert.equal(pkg.optionalDependencies, undefined)
+    assert.match(pkg.scripts.prepublishOnly, /^napi pre-publish /)
     assert.deepEqual(fs.readdirSync(path.join(ROOT, 'npm')).sort(), platformPackages.map((p) => p.platformArchABI).sort())
   })
 
@@ -109,12 +118,24 @@ describe('package layout', () => {
       'package.json',
       'user-stores.js',
       'validation-cache.js',
-    ])
+      // The examples the README links to.
+      ...filesUnder('examples'),
+    ].sort())
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {
       assert.equal(pkg.scripts[hook], undefined, `${hook} would run on users' machines`)
     }
     assert.equal(pkg.license, 'Apache-2.0')
     assert.ok(pkg.engines.node)
+  })
+
+  test("the README's install line installs the version it describes", () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+    const [, spec] = /^npm install (mpauthx\S*)/m.exec(readme) ?? []
+    const prerelease = pkg.version.includes('-')
+    // A prerelease is published under its own tag (npm refuses one without), never `latest`.
+    assert.equal(spec, prerelease ? `mpauthx@${pkg.publishConfig.tag}` : 'mpauthx')
+    if (prerelease) assert.notEqual(pkg.publishConfig.tag, 'latest')
+    assert.ok(readme.includes(pkg.version), 'the README names the version')
   })
 })
 
@@ -127,12 +148,29 @@ describe('installed from the packed tarballs', () => {
     assert.ok(fs.existsSync(binary), `${binary} is missing: run \`npm run build\` first`)
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-pack-'))
     try {
-      // Pack the main package and this platform's binary package as a release would.
+      // Stage a release as `prepublishOnly` does, for this platform alone: `napi pre-publish`
+      // puts the binary in its package and the optional dependency in the main package.json
+      // (publishing nothing, offline), then pack both.
       const tarballs = path.join(work, 'tarballs')
-      const platformDir = path.join(work, 'platform')
+      const release = path.join(work, 'release')
       fs.mkdirSync(tarballs)
+      for (const file of [...pkg.files, 'package.json', 'README.md', 'LICENSE']) {
+        fs.cpSync(path.join(ROOT, file), path.join(release, file), { recursive: true })
+      }
+      const platformDir = path.join(release, 'npm', platform.platformArchABI)
       fs.cpSync(platform.dir, platformDir, { recursive: true })
       fs.copyFileSync(binary, path.join(platformDir, path.basename(binary)))
+      const staged = { ...pkg, napi: { ...pkg.napi, targets: [platform.triple] } }
+      fs.writeFileSync(path.join(release, 'package.json'), JSON.stringify(staged, null, 2))
+      const git = (...args) => execFileSync('git', ['-c', 'user.name=release', '-c', 'user.email=release@localhost', ...args], { cwd: release })
+      git('init', '-q')
+      git('commit', '-q', '--allow-empty', '-m', 'release staging')
+      execFileSync(path.join(ROOT, 'node_modules', '.bin', 'napi'), ['pre-publish', '-t', 'npm', '--skip-optional-publish'], {
+        cwd: release,
+        stdio: 'pipe',
+      })
+      const published = readJson(path.join(release, 'package.json'))
+      assert.deepEqual(published.optionalDependencies, { [platform.manifest.name]: pkg.version })
       // The install is offline: the runtime dependencies (package-lock.json's entries that are
       // neither dev nor optional) come packed from this checkout's node_modules, as the
       // registry would give them.
@@ -140,7 +178,7 @@ describe('installed from the packed tarballs', () => {
         .filter(([where, entry]) => where !== '' && !entry.dev && !entry.optional && !entry.devOptional && !entry.peer)
         .map(([where]) => path.join(ROOT, where))
       assert.ok(dependencies.length >= Object.keys(pkg.dependencies ?? {}).length, 'the runtime dependencies are in the lock')
-      const packed = [ROOT, platformDir, ...dependencies].map((cwd) => {
+      const packed = [release, platformDir, ...dependencies].map((cwd) => {
         const [{ filename }] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', tarballs], { cwd }))
         return path.join(tarballs, filename)
       })
@@ -162,7 +200,7 @@ describe('installed from the packed tarballs', () => {
       npm(['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', ...packed], { cwd: project, env })
 
       const installed = path.join(project, 'node_modules')
-      assert.deepEqual(readJson(path.join(installed, 'mpauthx', 'package.json')).optionalDependencies, pkg.optionalDependencies)
+      assert.deepEqual(readJson(path.join(installed, 'mpauthx', 'package.json')).optionalDependencies, published.optionalDependencies)
       assert.ok(!fs.readdirSync(path.join(installed, 'mpauthx')).some((file) => file.endsWith('.node')))
       assert.ok(fs.existsSync(path.join(installed, platform.manifest.name, path.basename(binary))))
 

@@ -231,6 +231,22 @@ fn decode_block(what: &str, text: &str) -> Result<[u8; BLOCK]> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+  use super::{is_placeholder, ProfileValue};
+
+  #[test]
+  fn wechats_placeholders_are_told_from_real_values() {
+    let text = |value: &str| ProfileValue::Text(value.into());
+    let avatar = format!("https://thirdwx.qlogo.cn{}132", super::PLACEHOLDER_AVATAR);
+    assert!(is_placeholder("nickName", &text("微信用户")));
+    assert!(is_placeholder("avatarUrl", &text(&avatar)));
+    assert!(is_placeholder("city", &text("")));
+    assert!(is_placeholder("gender", &ProfileValue::Integer(0)));
+    assert!(!is_placeholder("nickName", &text("微信用户2")));
+    assert!(!is_placeholder("city", &text("微信用户")));
+    assert!(!is_placeholder("avatarUrl", &text("https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132")));
+    assert!(!is_placeholder("gender", &ProfileValue::Integer(1)));
+  }
+
   use super::*;
   use aes::cipher::BlockEncryptMut;
   use proptest::prelude::*;

@@ -313,6 +313,33 @@ mod tests {
   }
 
   #[test]
+  fn messages_are_1_3_2_words_and_name_no_server_or_file() {
+    let refused = redis::RedisError::from((redis::ErrorKind::Io, "refused"));
+    let cases = [
+      (Error::MissingParameter("userId"), "Missing userId parameter"),
+      (Error::Decryption("bad padding".into()), "Decrypt userInfo error"),
+      (Error::OpenIdMismatch, "OpenID or UnionID not match"),
+      (Error::UserNotFound, "Cannot find such user in DB"),
+      (
+        Error::Redis {
+          server: "Redis at 10.0.0.7:6380".into(),
+          why: "connection refused".into(),
+          source: Arc::new(refused),
+        },
+        "store error: Redis is unavailable",
+      ),
+      (
+        Error::sqlite("cannot open /srv/app/users.db", rusqlite::Error::InvalidQuery),
+        "store error: the SQLite database is unavailable",
+      ),
+    ];
+    for (err, message) in cases {
+      assert_eq!(err.message(), message);
+      assert_ne!(err.to_string(), message, "the detail says more");
+    }
+  }
+
+  #[test]
   fn missing_parameter_message_names_the_parameter() {
     assert!(Error::MissingParameter("encryptedData")
       .to_string()

@@ -70,6 +70,14 @@ async function login(code: string, encryptedData: string, iv: string): Promise<s
   } catch (err) {
     if (err instanceof mpauthx.MpauthxError) {
       const code: mpauthx.ErrorCode = err.code
+      // What Express, Koa and Fastify answer, and what a log may keep.
+      const status: mpauthx.HttpStatus = err.status
+      const expose: boolean = err.expose
+      const detail: string = err.detail
+      void status, expose, detail
+      // @ts-expect-error the status is one of the HTTP statuses of the codes
+      const teapot: 418 = err.status
+      void teapot
       switch (code) {
         case mpauthx.constants.statusCode.databaseRelatedError:
           return 'retry later'
@@ -116,8 +124,15 @@ app.get(
 )
 // @ts-expect-error tokenFrom names sources by string
 auth.middleware({ tokenFrom: { cookie: 1 } })
-// @ts-expect-error Egg's keys belong to koaMiddleware only
-auth.middleware({ ignore: '/login' })
+// Public routes: Egg's path patterns, a function of the request, or an array of these.
+app.use(auth.middleware({ ignore: '/login' }))
+app.use(auth.middleware({ match: ['/api', /^\/v\d\//, (req) => req.method === 'POST'] }))
+const publicPaths: mpauthx.PathPattern = ['/login', ['/health', /^\/public\//]]
+auth.middleware({ ignore: publicPaths })
+// @ts-expect-error a pattern is a string, a RegExp, a function or an array of these
+auth.middleware({ ignore: 5 })
+// @ts-expect-error Egg's enable and core belong to koaMiddleware only
+auth.middleware({ enable: true })
 
 // authenticate: the building block of guards (NestJS, Midway, Fastify hooks, plain http).
 async function guard(req: http.IncomingMessage): Promise<string> {
@@ -142,6 +157,16 @@ async function fastifyApp(): Promise<void> {
     const who: mpauthx.RequestAuth | null = request.mpauthx
     return { openId: who?.openId ?? null }
   })
+  // Public and optional routes in the route's config; a guard per route.
+  app.post('/login', { config: { mpauthx: false } }, async () => ({ token: 'x' }))
+  app.get('/feed', { config: { mpauthx: { optional: true } } }, async (request) => ({ who: request.mpauthx?.openId }))
+  app.get('/guarded', { onRequest: [app.mpauthxGuard] }, async (request) => ({ who: request.mpauthx?.openId }))
+  app.get('/guarded-too', { onRequest: app.mpauthxGuard, preHandler: app.mpauthxGuard }, async () => ({}))
+  const publicRoute: Fastify.FastifyContextConfig = { mpauthx: false }
+  // @ts-expect-error config.mpauthx is false or { optional }
+  const badRoute: Fastify.FastifyContextConfig = { mpauthx: true }
+  void publicRoute, badRoute
+  await app.register(auth.fastifyPlugin({ match: [], ignore: undefined }))
 }
 void fastifyApp
 
@@ -150,6 +175,7 @@ const koa = new Koa<mpauthx.KoaState>()
 koa.use(auth.koaMiddleware())
 // Egg and Midway pass their own keys to every middleware factory.
 koa.use(auth.koaMiddleware({ ignore: '/login', match: undefined, enable: true, core: false }))
+koa.use(auth.koaMiddleware({ match: ['/api', (ctx) => ctx.path.startsWith('/v2/')] }))
 koa.use((ctx) => {
   const auth: mpauthx.RequestAuth = ctx.state.mpauthx
   ctx.body = { openId: auth.openId, sku: auth.sku, token: auth.token }

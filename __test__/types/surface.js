@@ -14,7 +14,7 @@ const moduleKeys = { default: true, constants: true, MpauthxError: true, userSto
 const userStoresKeys = { postgres: true, mysql: true }
 
 /** @type {{ [K in keyof import('../..').UserStore]-?: true }} */
-const userStoreKeys = { hasUser: true, addUser: true, updateProfile: true }
+const userStoreKeys = { hasUser: true, addUser: true, updateProfile: true, fillProfile: true, ready: true }
 
 /** @type {{ [K in keyof import('../..').Mpauthx]-?: true }} */
 const instanceKeys = {
@@ -28,6 +28,7 @@ const instanceKeys = {
   checkSignature: true,
   getAccessToken: true,
   getPhoneNumber: true,
+  ready: true,
   isTokenValid: true,
   authenticate: true,
   extractOpenId: true,
@@ -53,13 +54,26 @@ const optionKeys = {
   logger: true,
   userStore: true,
   userStoreTimeoutMs: true,
+  profileWrites: true,
+  registrationTtl: true,
 }
 
 /** @type {{ [K in keyof import('../..').MiddlewareOptions]-?: true }} */
-const middlewareOptionKeys = { anySku: true, optional: true, tokenFrom: true, failureBody: true }
+const middlewareOptionKeys = { anySku: true, optional: true, tokenFrom: true, failureBody: true, match: true, ignore: true }
 
 /** @type {{ [K in keyof import('../..').KoaMiddlewareOptions]-?: true }} */
-const koaMiddlewareOptionKeys = { ...middlewareOptionKeys, match: true, ignore: true, enable: true, core: true }
+const koaMiddlewareOptionKeys = { ...middlewareOptionKeys, enable: true, core: true }
+
+// The keys of an MpauthxError beyond those of every Error (`name` is one: it is an Error's too).
+/** @type {{ [K in Exclude<keyof import('../..').MpauthxError, keyof Error>]-?: true }} */
+const errorKeys = { code: true, status: true, expose: true, detail: true }
+
+// The HTTP status of every code, as values: a status the typings do not allow fails the compile.
+/** @type {{ [K in import('../..').ErrorCode]: import('../..').HttpStatus }} */
+const httpStatuses = {
+  6000: 503, 6001: 400, 6002: 502, 6003: 502, 6004: 502, 6005: 502, 6006: 502,
+  6007: 401, 6008: 502, 6009: 400, 6010: 404, 6011: 400, 9999: 500,
+}
 
 /** @type {{ [K in keyof import('../..').TokenFrom]-?: true }} */
 const tokenFromKeys = { bearer: true, header: true, cookie: true, query: true }
@@ -149,6 +163,19 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
     assert.ok(error instanceof Error)
     assert.equal(error.name, 'MpauthxError')
     assert.equal(error.code, 6007)
+    assert.deepEqual(keys(error), keys({ name: true, ...errorKeys }), 'MpauthxError keys')
+    assert.equal(error.detail, 'x')
+    assert.equal(new mpauthx.MpauthxError(6000, 'x', { detail: 'where' }).detail, 'where')
+    for (const [code, status] of Object.entries(httpStatuses)) {
+      const coded = new mpauthx.MpauthxError(/** @type {import('../..').ErrorCode} */ (Number(code)), 'x')
+      assert.equal(coded.status, status, `the status of ${code}`)
+      assert.equal(coded.expose, status < 500, `expose of ${code}`)
+    }
+    assert.deepEqual(
+      [...new Set(Object.values(mpauthx.constants.statusCode))].filter((code) => code !== 1).sort(),
+      Object.keys(httpStatuses).map(Number).sort(),
+      'every error code has a status',
+    )
   } finally {
     instance.close()
   }

@@ -338,6 +338,44 @@ mod tests {
   }
 
   #[tokio::test]
+  async fn a_returning_login_writes_as_profile_writes_says() -> Result<()> {
+    let text = |value: &str| ProfileValue::Text(value.into());
+    let first = [("nickName", text("Ann")), ("city", text("Hangzhou"))];
+    let later = [
+      ("nickName", text("Anna")),
+      ("city", text("")),
+      ("country", text("CN")),
+    ];
+    let placeholders = [("nickName", text("微信用户")), ("gender", ProfileValue::Integer(0))];
+    for (writes, after_later) in [
+      (ProfileWrites::Insert, "Ann|Hangzhou|CN|"),
+      (ProfileWrites::Always, "Anna|Hangzhou|CN|"),
+      (ProfileWrites::Never, "|||"),
+    ] {
+      let dir = tempfile::tempdir().unwrap();
+      let path = dir.path().join("users.db");
+      let users = Users::new(Database::new(path.clone()), writes);
+      let row = || -> String {
+        Connection::open(&path)
+          .unwrap()
+          .query_row(
+            "SELECT coalesce(nickName, '') || '|' || coalesce(city, '') || '|' || \
+             coalesce(country, '') || '|' || coalesce(gender, '') FROM user",
+            [],
+            |row| row.get(0),
+          )
+          .unwrap()
+      };
+      assert!(users.ensure("u", &first).await?.added);
+      assert!(!users.ensure("u", &later).await?.added);
+      assert_eq!(row(), after_later, "{writes:?}");
+      users.ensure("u", &placeholders).await?;
+      assert_eq!(row(), after_later, "{writes:?}: placeholders never land");
+    }
+    Ok(())
+  }
+
+  #[tokio::test]
   async fn works_with_a_table_that_has_only_open_id_and_no_key() -> Result<()> {
     let (_dir, path, users) = users_in(Some("CREATE TABLE user(openId text)"));
     users.ensure("a", &[]).await?;
