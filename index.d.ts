@@ -410,8 +410,8 @@ declare namespace mpauthx {
     /**
      * The JSON body of a refusal (status and headers stay): for replies wrapped in your own
      * `{ code, msg, data }`. `err.code` is 6007, 6000 or, rarely, another code; `err.message`
-     * is internal detail, not for clients. A function that throws passes its error to the
-     * framework.
+     * is public wording, `err.detail` internal detail, not for clients. A function that throws
+     * passes its error to the framework.
      */
     failureBody?: (err: MpauthxError) => unknown
     /**

@@ -30,7 +30,6 @@ const answers = {
 const publicMessages = {
   400: 'bad request',
   404: 'not found',
-  500: 'internal error',
   502: 'bad gateway',
   503: 'service unavailable',
 }
@@ -134,15 +133,15 @@ function queryValue(url, name) {
 
 /**
  * The answer to send for a failed authentication: the HTTP status of any MpauthxError (an
- * error whose `code` is an mpauthx code), or `undefined` for another error (it goes to the
- * framework).
+ * error whose `code` is an mpauthx code), or `undefined` for a bug, 9999 or another error: it
+ * goes to the framework's error handling, which logs it and answers its `status` (500).
  * @param {object} err the rejection
  * @param {((err: object) => unknown) | undefined} failureBody shapes the JSON body
  */
 function failureAnswer(err, failureBody) {
   const code = err?.code
   const status = typeof code === 'number' && Object.hasOwn(httpStatus, code) ? httpStatus[code] : undefined
-  if (status === undefined) return undefined
+  if (status === undefined || code === statusCode.unknownError) return undefined
   const answer = answers[code]
   const body = failureBody
     ? failureBody(err)
@@ -349,8 +348,8 @@ const ADMITTED_BY = Symbol('mpauthx.admittedBy')
  * `request.routeConfig`.
  */
 function routeSetting(request) {
-  const routeOptions = request.routeOptions
-  const config = routeOptions !== undefined ? routeOptions.config : request.routeConfig
+  // Fastify 5 always has `routeOptions.config`; `routeConfig`, deprecated there, is never read.
+  const config = request.routeOptions?.config ?? request.routeConfig
   return config == null ? undefined : config.mpauthx
 }
 

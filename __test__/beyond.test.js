@@ -77,8 +77,8 @@ describe('profile storage', () => {
   const row = (file, openId) =>
     sql(file, `SELECT nickName, gender, language, city, province, country FROM user WHERE openId = '${openId}'`)
 
-  test('authorize writes the profile on the first login and updates it on later ones', async () => {
-    const auth = h.create()
+  test("authorize writes the profile on the first login and, with profileWrites 'always', updates it on later ones", async () => {
+    const auth = h.create({ options: { profileWrites: 'always' } })
     const profile = { nickName: 'Ann', gender: 2, language: 'en', city: 'Hangzhou', province: 'Zhejiang', country: 'CN' }
     const { response: token } = await h.login({ openId: 'oProfile', ...profile }, auth)
     assert.equal(row(h.dbFile, 'oProfile'), 'Ann|2|en|Hangzhou|Zhejiang|CN')

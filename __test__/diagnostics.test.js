@@ -24,6 +24,8 @@ describe('options.logger', () => {
     assert.deepEqual(
       events.map((event) => [event.method, event.step]),
       [
+        // The instance's first login checks its stores before WeChat is asked.
+        ['authorize', 'stores.ready'],
         ['authorize', 'wechat.request'],
         ['authorize', 'wechat.response'],
         ['authorize', 'wechat.body'],
@@ -33,8 +35,8 @@ describe('options.logger', () => {
         ['authorize', 'done'],
       ],
     )
-    assert.equal(events[1].detail, 'HTTP 200')
-    assert.equal(events[4].detail, 'new user added')
+    assert.equal(events[2].detail, 'HTTP 200')
+    assert.equal(events[5].detail, 'new user added')
     assert.deepEqual(events.at(-1).statusCode, 1)
     const times = events.map((event) => event.elapsedMs)
     assert.ok(times.every((ms) => typeof ms === 'number' && ms >= 0), String(times))
@@ -131,7 +133,8 @@ describe('DEBUG=mpauthx', () => {
     const { stdout, stderr } = await runBackend({ DEBUG: 'express:*,mpauthx' })
     assert.equal(stdout, '')
     const lines = stderr.trim().split('\n')
-    assert.match(lines[0], /^\S+Z mpauthx authorize wechat\.request \+[\d.]+ms GET \/sns\/jscode2session$/)
+    assert.match(lines[0], /^\S+Z mpauthx authorize stores\.ready \+[\d.]+ms token store and user registry answer$/)
+    assert.match(lines[1], /^\S+Z mpauthx authorize wechat\.request \+[\d.]+ms GET \/sns\/jscode2session$/)
     assert.ok(lines.some((line) => /mpauthx authorize done \+[\d.]+ms OK \[1\]$/.test(line)), stderr)
     assert.ok(lines.some((line) => / isTokenValid token\.checked .* 1 of 1 tokens live/.test(line)), stderr)
     assert.ok(!stderr.includes('debug-secret') && !stderr.includes('oDebugUser'))

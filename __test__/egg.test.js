@@ -31,6 +31,23 @@ describe('examples/egg', () => {
     assert.equal(header.status, 200)
   })
 
+  test("config.mpauthx.ignore: '/login' opens /login and the paths under it, and nothing beside them", async () => {
+    // Egg runs the middleware where its config says and passes it the same options, which it
+    // applies again on the same ctx.path: what Egg lets through is checked, the rest is not.
+    for (const route of ['/login/help', '/LOGIN/x', '/login?next=/me']) {
+      const reply = await server.get(route)
+      assert.equal(reply.status, 404, `${route} reaches Egg's router unchecked`)
+    }
+    for (const route of ['/loginx', '/me/login', '/%6Cogin', '/me?then=/login']) {
+      const reply = await server.get(route)
+      assert.equal(reply.status, 401, route)
+      assert.equal((await reply.json()).status_code, 6007)
+    }
+    const { response: token } = await h.login({ openId: 'oEggPublic' }, h.create({ sku: SKU }))
+    const guarded = await me({ authorization: `Bearer ${token}` })
+    assert.deepEqual(await guarded.json(), { openId: 'oEggPublic', sku: SKU })
+  })
+
   test('the middleware answers 401 for a missing, unknown or other-sku token', async () => {
     const { response: otherToken } = await h.login({ openId: 'oEgg' }, h.create({ sku: 'othersku' }))
     for (const headers of [{}, { authorization: `Bearer oEgg|eggsku|${'0'.repeat(64)}` }, { 'x-access-token': otherToken }]) {
@@ -44,7 +61,7 @@ describe('examples/egg', () => {
     }
   })
 
-  test('login failures answer with their status codes', async () => {
+  test('login failures answer with their status codes and err.status', async () => {
     const missing = await login({})
     assert.equal(missing.status, 400)
     assert.equal((await missing.json()).status_code, 6001)

@@ -46,14 +46,17 @@ test('a sku containing | throws RangeError', () => {
   assert.throws(() => make(undefined, undefined, 7), { name: 'TypeError', message: /sku/ })
 })
 
-test('tokenTTL must be a positive integer', () => {
-  for (const ttl of [0, -1, 1.5, NaN, Infinity, 2 ** 40]) {
+test('tokenTTL must be a positive integer, or a string of digits as 1.3.2 took from process.env', () => {
+  for (const ttl of [0, -1, 1.5, NaN, Infinity, 2 ** 40, '0']) {
     assert.throws(() => make(undefined, undefined, undefined, undefined, undefined, ttl), {
       name: 'RangeError',
       message: /tokenTTL/,
     })
   }
-  assert.throws(() => make(undefined, undefined, undefined, undefined, undefined, '60'), TypeError)
+  for (const ttl of ['sixty', '60s', '', '-60', true]) {
+    assert.throws(() => make(undefined, undefined, undefined, undefined, undefined, ttl), { name: 'TypeError', message: /tokenTTL/ })
+  }
+  assert.doesNotThrow(() => make(undefined, undefined, undefined, undefined, undefined, '60'))
   assert.doesNotThrow(() => make(undefined, undefined, undefined, undefined, undefined, 1))
 })
 

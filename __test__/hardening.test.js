@@ -137,7 +137,7 @@ describe('HTTP answers carry no internal detail', () => {
       })
       assert.doesNotMatch(down.text, /Redis|127\.0\.0\.1|store|users\.db/)
       const err = await rejection(auth.isTokenValid(token))
-      assert.match(err.message, /Redis at 127\.0\.0\.1:\d+/, 'server code sees where')
+      assert.match(err.detail, /Redis at 127\.0\.0\.1:\d+/, 'server code sees where')
     } finally {
       server.close()
       await h.redis.start()

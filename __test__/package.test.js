@@ -36,12 +36,11 @@ const platformPackages = pkg.napi.targets.map((triple) => {
   return { triple, platformArchABI, platform, arch, abi, dir, manifest: readJson(path.join(dir, 'package.json')) }
 })
 
-/** Every file under `dir` (relative to the root), as npm pack lists them. */
+/** The files of the repository under `dir`, as npm packs them: no build output, no `.gitignore`. */
 function filesUnder(dir) {
-  return fs
-    .readdirSync(path.join(ROOT, dir), { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.relative(ROOT, path.join(entry.parentPath, entry.name)))
+  return execFileSync('git', ['ls-files', dir], { cwd: ROOT, encoding: 'utf8' })
+    .split('\n')
+    .filter((file) => file && path.basename(file) !== '.gitignore')
 }
 
 function readJson(file) {

@@ -134,7 +134,7 @@ describe('least-privilege Redis users', () => {
     const { response: token } = await auth.authorize(login.code, login.encryptedData, login.iv)
     const err = await rejection(auth.revokeToken(token))
     assert.equal(err.code, 6000)
-    assert.match(err.message, new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: the Redis user is not allowed`))
+    assert.match(err.detail, new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: the Redis user is not allowed`))
     assert.equal(cli('EXISTS', token), '1', 'the token is still there')
   })
 })

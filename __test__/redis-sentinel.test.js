@@ -67,7 +67,8 @@ describe('Redis Sentinel', () => {
       const auth = harness.create({ options: { redisUrl: undefined, redisSentinel, validationCacheSize: 0 } })
       const err = await rejection(auth.isTokenValid(`1|testsku|${'a'.repeat(64)}`))
       assert.equal(err.code, 6000)
-      return err.message
+      assert.equal(err.message, 'store error: Redis is unavailable')
+      return err.detail
     }
     assert.match(
       await failure({ nodes: sentinel.urls, masterName: 'nosuchmaster' }),

@@ -53,8 +53,8 @@ export class AppController {
       case statusCode.sessionKeyAndOpenIdRequestError:
         return new BadGatewayException(body)
       case statusCode.databaseRelatedError:
-        // Its message names the Redis server or the SQLite file: log it, don't send it.
-        this.logger.error(`login failed: ${err.message}`)
+        // Its detail names the Redis server or the SQLite file: log it, don't send it.
+        this.logger.error(`login failed: ${err.detail}`)
         return new ServiceUnavailableException({ status_code: err.code, status_message: 'try again later' })
       default:
         return new UnauthorizedException(body)

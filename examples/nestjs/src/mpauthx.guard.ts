@@ -14,7 +14,7 @@ import { MPAUTHX } from './mpauthx.module'
 const { statusCode } = mpauthx.constants
 
 // The public answers, the same as mpauthx's own middleware gives. What went wrong inside (a
-// Redis address, a file name) is in the error's message: for the server's log, not the client.
+// Redis address, a file name) is in the error's detail: for the server's log, not the client.
 const UNAUTHORIZED = {
   status_code: statusCode.invalidAccessToken,
   status_message: 'token is missing, invalid or expired',
@@ -48,7 +48,7 @@ export class MpauthxGuard implements CanActivate {
         throw new UnauthorizedException(UNAUTHORIZED)
       }
       if (err.code === statusCode.databaseRelatedError) {
-        this.logger.error(`token check failed: ${err.message}`)
+        this.logger.error(`token check failed: ${err.detail}`)
         http.getResponse<Response>().setHeader('Retry-After', '1')
         throw new ServiceUnavailableException(UNAVAILABLE)
       }

@@ -17,7 +17,14 @@ impl RedisTokens {
     let seconds = self.registration_ttl.as_secs();
     self
       .on_connection(|mut redis| async move {
-        let () = redis.set_ex(key, 1, seconds).await?;
+        // `SET … EX`, not `SETEX`: the README's least-privilege ACL allows `set` and `expire`.
+        let () = redis::cmd("SET")
+          .arg(key)
+          .arg(1)
+          .arg("EX")
+          .arg(seconds)
+          .query_async(&mut redis)
+          .await?;
         Ok(())
       })
       .await
