@@ -243,7 +243,10 @@ pub(crate) mod tests {
     assert!(is_placeholder("gender", &ProfileValue::Integer(0)));
     assert!(!is_placeholder("nickName", &text("微信用户2")));
     assert!(!is_placeholder("city", &text("微信用户")));
-    assert!(!is_placeholder("avatarUrl", &text("https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132")));
+    assert!(!is_placeholder(
+      "avatarUrl",
+      &text("https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132")
+    ));
     assert!(!is_placeholder("gender", &ProfileValue::Integer(1)));
   }
 

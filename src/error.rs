@@ -91,7 +91,9 @@ impl Error {
         "store error: Redis refused a command".to_owned()
       }
       Error::Redis { .. } => "store error: Redis is unavailable".to_owned(),
-      Error::Sqlite { .. } if self.is_busy() => "store error: the SQLite database is busy".to_owned(),
+      Error::Sqlite { .. } if self.is_busy() => {
+        "store error: the SQLite database is busy".to_owned()
+      }
       Error::Sqlite { .. } => "store error: the SQLite database is unavailable".to_owned(),
       Error::Store { public, .. } => format!("store error: {public}"),
       Error::UserStore { call, why } if why.starts_with(NO_ANSWER) => {
@@ -191,9 +193,13 @@ impl From<redis::RedisError> for Error {
 /// Whether Redis answered with an error of its own about the command (an ACL, memory, a
 /// script), as opposed to being unreachable, loading, read-only or between masters.
 fn is_refusal(err: &redis::RedisError) -> bool {
-  use redis::ServerErrorKind::{Ask, BusyLoading, ClusterDown, MasterDown, Moved, ReadOnly, TryAgain};
+  use redis::ServerErrorKind::{
+    Ask, BusyLoading, ClusterDown, MasterDown, Moved, ReadOnly, TryAgain,
+  };
   match err.kind() {
-    redis::ErrorKind::Server(BusyLoading | TryAgain | ClusterDown | MasterDown | ReadOnly | Moved | Ask) => false,
+    redis::ErrorKind::Server(
+      BusyLoading | TryAgain | ClusterDown | MasterDown | ReadOnly | Moved | Ask,
+    ) => false,
     redis::ErrorKind::Server(_) => true,
     _ => err.code().is_some(),
   }
@@ -316,8 +322,14 @@ mod tests {
   fn messages_are_1_3_2_words_and_name_no_server_or_file() {
     let refused = redis::RedisError::from((redis::ErrorKind::Io, "refused"));
     let cases = [
-      (Error::MissingParameter("userId"), "Missing userId parameter"),
-      (Error::Decryption("bad padding".into()), "Decrypt userInfo error"),
+      (
+        Error::MissingParameter("userId"),
+        "Missing userId parameter",
+      ),
+      (
+        Error::Decryption("bad padding".into()),
+        "Decrypt userInfo error",
+      ),
       (Error::OpenIdMismatch, "OpenID or UnionID not match"),
       (Error::UserNotFound, "Cannot find such user in DB"),
       (
@@ -329,7 +341,10 @@ mod tests {
         "store error: Redis is unavailable",
       ),
       (
-        Error::sqlite("cannot open /srv/app/users.db", rusqlite::Error::InvalidQuery),
+        Error::sqlite(
+          "cannot open /srv/app/users.db",
+          rusqlite::Error::InvalidQuery,
+        ),
         "store error: the SQLite database is unavailable",
       ),
     ];

@@ -184,7 +184,9 @@ impl Service {
     if let Some(why) = locks_refused() {
       trace.record("sqlite.locks", || why.into());
     }
-    trace.record("stores.ready", || "token store and user registry answer".into());
+    trace.record("stores.ready", || {
+      "token store and user registry answer".into()
+    });
     Ok(())
   }
 

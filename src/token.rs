@@ -23,11 +23,10 @@ pub fn generate(user_id: &str, sku: &str) -> Result<String> {
 /// `N` bytes from the operating system's CSPRNG, in lowercase hex.
 pub fn random_hex<const N: usize>() -> Result<String> {
   let mut random = [0u8; N];
-  getrandom::fill(&mut random)
-    .map_err(|err| Error::Store {
-      public: "no secure random numbers available",
-      why: format!("no secure random numbers available: {err}"),
-    })?;
+  getrandom::fill(&mut random).map_err(|err| Error::Store {
+    public: "no secure random numbers available",
+    why: format!("no secure random numbers available: {err}"),
+  })?;
   Ok(hex::encode(random))
 }
 

@@ -101,7 +101,9 @@ impl Adapter {
       .cloned()
       .collect();
     if !added && !real.is_empty() {
-      self.call(update, user_id, Some(profile_json(&real))).await?;
+      self
+        .call(update, user_id, Some(profile_json(&real)))
+        .await?;
     }
     Ok(Registered::without_refusal(added))
   }

@@ -464,7 +464,9 @@ impl RedisTokens {
     }
     Err(Error::Store {
       public: "too many concurrent logins of one user",
-      why: format!("gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same index"),
+      why: format!(
+        "gave up issuing a token after {MAX_ATTEMPTS} concurrent updates of the same index"
+      ),
     })
   }
 

@@ -9,7 +9,6 @@ use super::RedisTokens;
 use crate::error::Result;
 
 impl RedisTokens {
-
   /// Records that the user is registered for the sku, for every server sharing this Redis,
   /// for `registrationTtl` from now.
   pub async fn remember_user(&self, user_id: &str) -> Result<()> {

@@ -346,7 +346,10 @@ mod tests {
       ("city", text("")),
       ("country", text("CN")),
     ];
-    let placeholders = [("nickName", text("微信用户")), ("gender", ProfileValue::Integer(0))];
+    let placeholders = [
+      ("nickName", text("微信用户")),
+      ("gender", ProfileValue::Integer(0)),
+    ];
     for (writes, after_later) in [
       (ProfileWrites::Insert, "Ann|Hangzhou|CN|"),
       (ProfileWrites::Always, "Anna|Hangzhou|CN|"),
