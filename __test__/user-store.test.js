@@ -5,6 +5,8 @@
 // (and stop), and the contract itself with a store written in the test.
 
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
 const { after, before, describe, test } = require('node:test')
 
 const mpauthx = require('..')
@@ -103,6 +105,19 @@ for (const kind of kinds) {
       await h.login({ openId: 'oAlways', nickName: 'Wen2', city: 'Ningbo' }, auth)
       // The stand-in sends gender 1 unless told otherwise: a real value, written over the 2.
       assert.deepEqual(await read(), [{ nickName: 'Wen2', city: 'Ningbo', gender: 1, province: 'Zhejiang' }])
+    })
+
+    test("the README's CREATE TABLE works with the adapter's defaults, emoji nicknames included", async () => {
+      const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
+      const [, sql] = /A table that works with the adapters' defaults[^\n]*\n\n```sql\n([\s\S]*?)```/.exec(readme)
+      const [postgresTable, mysqlTable] = sql.split(/^-- MySQL.*$/m)
+      await rows(kind.name === 'PostgreSQL' ? postgresTable : mysqlTable)
+      const auth = h.create({ db: null, options: { userStore: kind.adapter(db.pool) } })
+      assert.equal(await auth.ready(), true)
+      const avatarUrl = 'https://thirdwx.qlogo.cn/mmopen/vi_32/abc/132'
+      await h.login({ openId: 'oReadme', nickName: '小明🐱', city: 'Hangzhou', avatarUrl }, auth)
+      const [row] = await rows(`SELECT ${q('nickName')}, city, gender, ${q('avatarUrl')} FROM ${q('user')}`)
+      assert.deepEqual({ ...row, gender: Number(row.gender) }, { nickName: '小明🐱', city: 'Hangzhou', gender: 1, avatarUrl })
     })
 
     test('20 concurrent logins of one new user over two instances: one row, one token', async () => {
