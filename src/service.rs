@@ -32,8 +32,8 @@ pub struct Service {
   database: Option<Database>,
   http_timeout: std::time::Duration,
   closed: AtomicBool,
-  /// Set once [`Service::ready`]'s checks passed before a login: they run before the first
-  /// login spends its code, and again before the next one until they pass.
+  /// Set once [`Service::ready`]'s checks passed: they run before a login spends its code
+  /// until then.
   checked: OnceCell<()>,
   /// Calls started and not yet finished; `close()` waits for them.
   in_flight: AtomicUsize,

@@ -15,8 +15,8 @@ use crate::error::{Error, Result, NO_ANSWER};
 use crate::store::{Registered, Users};
 
 /// `(call, userId, profile as JSON)` → what the call resolved with; `call` is `hasUser`,
-/// `addUser`, `updateProfile` or `fillProfile` (see `userStoreCall` in index.js). Weak: it does not keep
-/// Node's event loop alive.
+/// `addUser`, `updateProfile`, `fillProfile` or `ready` (see `userStoreCall` in index.js).
+/// Weak: it does not keep Node's event loop alive.
 pub type StoreCall =
   ThreadsafeFunction<StoreCallArgs, Promise<bool>, StoreCallArgs, Status, false, true>;
 
