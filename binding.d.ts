@@ -15,7 +15,7 @@ export declare class Mpauthx {
    * `user_store`: `options.userStore`'s methods as one function `(call, userId, profile)`
    * (index.js), when the application gave a store.
    */
-  constructor(options: Options, userStore?: ((arg: StoreCallArgs) => Promise<boolean>) | undefined | null)
+  constructor(options: Options, userStore?: ((arg: StoreCallArgs) => Promise<string>) | undefined | null)
   /**
    * `authorize(code, encryptedData, iv)`: the user's token, registering the user with the
    * decrypted profile.
@@ -58,8 +58,9 @@ export declare class Mpauthx {
    * The validation cache's counters and lease as memory that JavaScript reads without a
    * call (laid out as `Validity` in src/validation_cache.rs); `null` without a cache, or
    * on a runtime that copies external memory (a copy would never see an invalidation).
+   * `js_now_ms` is `performance.now()`, read just before: times cross on that clock.
    */
-  validity(): ArrayBuffer | null
+  validity(jsNowMs: number): ArrayBuffer | null
   /**
    * Checks the tokens of every `isTokenValid` call made in the same tick, in one Redis
    * round trip (`index.js` gathers them).
@@ -198,6 +199,8 @@ export interface Options {
   profileWrites?: string
   /** Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token. */
   registrationTtl?: number
+  /** How long `revokeUser`'s `SCAN` of the user's keys may take in all. */
+  revokeUserScanMs?: number
   /** Whether calls report their steps (the napi layer's concern; settings ignore it). */
   diagnostics?: boolean
 }
@@ -270,7 +273,7 @@ export interface TokenReply {
 export interface VouchedToken {
   /** Issue time, ms since the epoch. */
   ctime: number
-  /** When the token expires, ms since the epoch; `null` for a token without a TTL. */
+  /** When the token expires, on `performance.now()`'s clock; `null` for a token without a TTL. */
   expiresAt?: number
   generation: number
   shard: number

@@ -39,8 +39,11 @@ declare namespace mpauthx {
     hasUser(userId: string): Promise<boolean>
     /**
      * Adds the user with `profile` unless present, **in one atomic step** (e.g. `INSERT … ON
-     * CONFLICT DO NOTHING` on a primary key), resolving `true` when it added the user: 20
-     * concurrent logins of a new user must leave one row.
+     * CONFLICT (openId) DO NOTHING` on the primary key), resolving `true` when it added the
+     * user and `false` only when a user with that id was there already: 20 concurrent logins
+     * of a new user must leave one row. After `false` the library asks `hasUser`, and a login
+     * the store did not register fails with 6000; any other refusal should reject. A rejection's
+     * `code` (or `name`) is named in `err.message`, its message only in `err.detail`.
      */
     addUser(userId: string, profile: UserProfile): Promise<boolean>
     /**
@@ -76,10 +79,20 @@ declare namespace mpauthx {
 
   /** `mpauthx.userStores`: adapters that run on the pool the application already has. */
   interface UserStores {
-    /** PostgreSQL through a `pg` Pool (or Client): `ON CONFLICT DO NOTHING`. */
+    /**
+     * PostgreSQL through a `pg` Pool (or Client): `INSERT … ON CONFLICT (<idColumn>) DO
+     * NOTHING`, values bound; a profile the table refuses is left out and the id added alone.
+     */
     postgres(pool: { query(text: string, values?: unknown[]): Promise<unknown> }, options?: SqlUserStoreOptions): UserStore
-    /** MySQL or MariaDB through a `mysql2/promise` pool (or connection): `INSERT IGNORE`. */
-    mysql(pool: { query(sql: string, values?: unknown[]): Promise<unknown> }, options?: SqlUserStoreOptions): UserStore
+    /**
+     * MySQL or MariaDB through a `mysql2/promise` pool (or connection): server-side prepared
+     * statements (`execute()`), a plain `INSERT` whose duplicate id means "already there", and
+     * server warnings (a truncated or converted value) counted as a refused profile.
+     */
+    mysql(
+      pool: { query(sql: string, values?: unknown[]): Promise<unknown>; execute(sql: string, values?: unknown[]): Promise<unknown> },
+      options?: SqlUserStoreOptions,
+    ): UserStore
   }
 
   /** The factory of mpauthx 1.3.2, with one more optional argument, `options`. */
@@ -297,6 +310,12 @@ declare namespace mpauthx {
      * (30 days).
      */
     registrationTtl?: number
+    /**
+     * How long, in ms, `revokeUser` may spend on its `SCAN` of the Redis keyspace for the
+     * user's tokens (each `SCAN` step has its own 1.5 s deadline); past it, `revokeUser`
+     * rejects with 6000 and what it revoked stays revoked. A positive integer; default 10000.
+     */
+    revokeUserScanMs?: number
   }
 
   /** One step of a call, for `options.logger`. */
@@ -566,10 +585,12 @@ declare namespace mpauthx {
      */
     revokeToken(token: Token): Promise<Success<boolean>>
     /**
-     * Logs a user out: deletes the user's live token of this sku or, with `allSkus`, of every
-     * sku in this Redis (or SQLite file); `response` is how many tokens were deleted. Rejects
-     * with 6001 for a missing or malformed user id (empty, containing `|`), 6000; throws
-     * `TypeError` for bad options.
+     * Logs a user out: deletes every live token the user holds in this sku or, with
+     * `allSkus`, in every sku in this Redis (or SQLite file), 1.3.2's included; `response` is
+     * how many tokens were deleted. In Redis this costs a `SCAN` of the keyspace (bounded by
+     * `revokeUserScanMs`): for logout-everywhere and bans, not per request. Rejects with 6001
+     * for a missing or malformed user id (empty, containing `|`), 6000; throws `TypeError`
+     * for bad options.
      */
     revokeUser(userId: string, options?: RevokeUserOptions): Promise<Success<number>>
     /** What a live token stands for; rejects with 6007 when it is not live, 6000 when the store cannot answer. */

@@ -15,13 +15,15 @@
  * tokens checks extend with `slidingTtl`.
  */
 function createValidationCache(native, parts, ownSku) {
-  const buffer = native.validity()
+  // Times cross the boundary on `performance.now()`'s clock, monotonic as the native side's
+  // is: a step of the wall clock never stretches how long anything is answered from memory.
+  const buffer = native.validity(performance.now())
   if (buffer === null) return { lookup: () => undefined, lookupBearer: () => undefined, checkedAt: 0 }
   const capacity = native.validationCacheSize
   // With `slidingTtl`, a token of this sku with less than this left (ms) is not answered from
   // memory, so that its check reaches the store, which gives it its whole TTL back.
   const slidingWindow = native.slidingWindowMs
-  // Layout of `Validity`: the lease in ms since the epoch, then the generation and the
+  // Layout of `Validity`: the lease on `performance.now()`'s clock, then the generation and the
   // stamp of each shard.
   const lease = new Float64Array(buffer, 0, 1)
   const counters = new Uint32Array(buffer, 8)
@@ -64,12 +66,12 @@ function createValidationCache(native, parts, ownSku) {
 
   const cache = {
     /**
-     * `{ openId, sku, ctime, expiresAt }` of a live token (`expiresAt` in ms since the epoch,
-     * `Infinity` without a TTL), or `undefined` when the store must be asked.
+     * `{ openId, sku, ctime, expiresAt }` of a live token (`expiresAt` on `performance.now()`'s
+     * clock, `Infinity` without a TTL), or `undefined` when the store must be asked.
      * @param {string} token
      */
     lookup(token) {
-      const now = (cache.checkedAt = Date.now())
+      const now = (cache.checkedAt = performance.now())
       if (now >= lease[0]) return undefined
       const key = slot(token, 0)
       const entry = entries.get(key)
@@ -82,7 +84,7 @@ function createValidationCache(native, parts, ownSku) {
      * @param {string} authorization
      */
     lookupBearer(authorization) {
-      const now = (cache.checkedAt = Date.now())
+      const now = (cache.checkedAt = performance.now())
       if (now >= lease[0]) return undefined
       const key = slot(authorization, BEARER.length)
       const entry = entries.get(key)
@@ -94,7 +96,7 @@ function createValidationCache(native, parts, ownSku) {
       return answer(entry, key, now)
     },
 
-    /** When the last lookup read the clock (ms since the epoch), for the time a token has left. */
+    /** When the last lookup read the clock (`performance.now()`), for the time a token has left. */
     checkedAt: 0,
   }
 

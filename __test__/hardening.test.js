@@ -10,7 +10,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { describe, test } = require('node:test')
 
-const { useCluster, useHarness, rejection, sql, APP_ID } = require('./support/harness')
+const { useCluster, useHarness, rejection, sql, APP_ID, APP_SECRET } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
 
 describe('payloads that cannot be valid never spend the WeChat code', () => {
@@ -358,5 +358,26 @@ describe('the shared access-token lock is a lease no clock step stretches', () =
     const replies = await Promise.all([first.getAccessToken(), second.getAccessToken()])
     assert.equal(replies[0].response.accessToken, replies[1].response.accessToken)
     assert.equal(sql(db, "SELECT count(*) FROM pragma_table_info('mpauthx_access_token') WHERE name = 'lock_lease_us'"), '1')
+  })
+})
+
+describe("nothing from WeChat's reply reaches a message verbatim", () => {
+  const h = useHarness()
+
+  test('an errmsg that echoes the request URL loses the secret and the code; a body that is not JSON is not quoted', async () => {
+    const events = []
+    const auth = h.create({ options: { logger: (event) => events.push(event) } })
+    const echo = h.wechat.reply((req, res) =>
+      res.end(JSON.stringify({ errcode: 40013, errmsg: `invalid appid, url: ${req.url} ${APP_SECRET}` })),
+    )
+    const err = await rejection(auth.login(echo))
+    assert.equal(err.code, 6008)
+    const quoted = h.wechat.reply((req, res) => res.end('{"openid": "oQuoted", "session_key": 987654321987}'))
+    const garbled = await rejection(auth.login(quoted))
+    assert.equal(garbled.code, 6008)
+    assert.match(garbled.detail, /not the expected JSON \(at line 1 column \d+\)/)
+    const seen = [err.message, err.detail, garbled.message, garbled.detail, JSON.stringify(events)].join('\n')
+    for (const secret of [APP_SECRET, echo, '987654321987']) assert.ok(!seen.includes(secret), `${secret} was repeated`)
+    assert.match(err.message, /errcode 40013: invalid appid, url: .*secret=\*\*\*.*js_code=\*\*\*/)
   })
 })

@@ -12,7 +12,7 @@ const { after, before, describe, test } = require('node:test')
 const mpauthx = require('..')
 const { useCluster, useHarness, rejection, SKU } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
-const { answeredFromMemory, startWorker, warmToken } = require('./support/checks')
+const { answeredFromMemory, startWorker, validates, warmToken } = require('./support/checks')
 
 /** The TTL of these tests, in seconds: a token is due to slide after half of it. */
 const TTL = 4
@@ -24,15 +24,6 @@ const SLID_MS = TTL_MS - 1000
 
 const OTHER_SKU = 'othersku'
 
-/** Whether `promise` resolves (true) or rejects with 6007 (false); other failures throw. */
-const validates = (promise) =>
-  promise.then(
-    () => true,
-    (err) => {
-      if (err.code === 6007) return false
-      throw err
-    },
-  )
 
 /** How each store is set up and observed from outside. */
 function storesOf(h) {

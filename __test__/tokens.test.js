@@ -168,7 +168,7 @@ describe('isTokenValid calls made together', () => {
 
   for (const validationCacheSize of [undefined, 0]) {
     const cache = validationCacheSize === 0 ? 'without' : 'with'
-    test(`${cache} the validation cache, each gets its own outcome, and one tick of calls is one Redis round trip`, async () => {
+    test(`${cache} the validation cache, each gets its own outcome, and one tick of calls is one Redis round trip (one more for the live ones, tracked, with the cache)`, async () => {
       const proxy = await startTcpProxy(h.redis.port)
       try {
         const auth = h.create({ options: { redisUrl: `redis://127.0.0.1:${proxy.port}`, validationCacheSize } })
@@ -200,7 +200,10 @@ describe('isTokenValid calls made together', () => {
         proxy.thaw()
         assert.deepEqual(await outcomes, cases.map(([, code]) => code))
         const sentAfter = sentFrom(sentBeforeReplies)
-        assert.deepEqual(asked.filter((token) => sentAfter.includes(token)), [], 'no token was asked about again')
+        // With the cache, only the tokens found live are read once more, tracked, so that they
+        // are remembered; a token that is not live is never tracked.
+        const again = validationCacheSize === 0 ? [] : live
+        assert.deepEqual(asked.filter((token) => sentAfter.includes(token)), again, 'which tokens were asked about again')
       } finally {
         proxy.thaw()
         await proxy.stop()

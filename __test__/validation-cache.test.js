@@ -323,12 +323,16 @@ describe('a Redis that cannot track', () => {
     }
   })
 
-  test('a user not allowed CLIENT: every check goes to the store', async () => {
+  test('a user not allowed CLIENT: every check goes to the store, and diagnostics say the cache is off', async () => {
     const deployment = await singleRedis()
     try {
       const { redis } = deployment.h
       redis.cli('ACL', 'SETUSER', 'app', 'on', '>app-pass', '~*', '+@all', '-client')
-      await checkedWithoutMemory(deployment, observed(deployment, { redisUrl: `redis://app:app-pass@127.0.0.1:${redis.port}` }))
+      const auth = observed(deployment, { redisUrl: `redis://app:app-pass@127.0.0.1:${redis.port}` })
+      await checkedWithoutMemory(deployment, auth)
+      const off = auth.events.filter((event) => event.step === 'cache.off')
+      assert.equal(off.length, 1, 'one diagnostics line when the cache turns off')
+      assert.match(off[0].detail, /^validation cache off: Redis refused .* 3 times in a row; every check goes to Redis$/)
     } finally {
       await deployment.stop()
     }

@@ -9,6 +9,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
 pub const DEFAULT_USER_STORE_TIMEOUT_MS: f64 = 5_000.0;
+/// How long `revokeUser`'s pass over the Redis keyspace may take in all.
+pub const DEFAULT_REVOKE_USER_SCAN_MS: f64 = 10_000.0;
 /// How long Redis remembers a registered user after the last token it was issued: 30 days.
 pub const DEFAULT_REGISTRATION_TTL_SECONDS: f64 = 2_592_000.0;
 /// Live tokens each instance remembers: about 2 MB at 200 bytes a token.
@@ -46,6 +48,8 @@ pub struct Options {
   pub profile_writes: Option<String>,
   /// Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token.
   pub registration_ttl: Option<f64>,
+  /// How long `revokeUser`'s `SCAN` of the user's keys may take in all.
+  pub revoke_user_scan_ms: Option<f64>,
   /// Whether calls report their steps (the napi layer's concern; settings ignore it).
   pub diagnostics: Option<bool>,
 }
@@ -153,6 +157,9 @@ pub struct Settings {
   pub profile_writes: ProfileWrites,
   /// How long Redis remembers a registered user; never less than a token lives.
   pub registration_ttl: Duration,
+  /// How long `revokeUser`'s pass over the Redis keyspace may take in all; each `SCAN` step
+  /// is bounded by the call deadline.
+  pub revoke_user_scan: Duration,
 }
 
 // Hand-written so that the app secret and the Redis password never reach a log.
@@ -271,6 +278,12 @@ impl Settings {
         .user_store_timeout_ms
         .unwrap_or(DEFAULT_USER_STORE_TIMEOUT_MS),
     )?;
+    let revoke_user_scan_ms = positive_integer(
+      "options.revokeUserScanMs",
+      options
+        .revoke_user_scan_ms
+        .unwrap_or(DEFAULT_REVOKE_USER_SCAN_MS),
+    )?;
     let registration_ttl = positive_integer(
       "options.registrationTtl",
       options
@@ -328,6 +341,7 @@ impl Settings {
       // The record of a user outlives the user's token, so `refreshToken` on a server that
       // never saw the user works while the token lives.
       registration_ttl: Duration::from_secs(registration_ttl.max(ttl)),
+      revoke_user_scan: Duration::from_millis(revoke_user_scan_ms),
     })
   }
 }
@@ -537,6 +551,7 @@ mod tests {
     assert_eq!(settings.wechat_api_base, DEFAULT_WECHAT_API_BASE);
     assert_eq!(settings.http_timeout, Duration::from_millis(5_000));
     assert_eq!(settings.redis_pass, None);
+    assert_eq!(settings.revoke_user_scan, Duration::from_secs(10));
   }
 
   #[test]
@@ -656,6 +671,20 @@ mod tests {
       (
         Options {
           http_timeout_ms: Some(0.0),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          revoke_user_scan_ms: Some(0.0),
+          ..options()
+        },
+        ConfigErrorKind::Range,
+      ),
+      (
+        Options {
+          revoke_user_scan_ms: Some(2.5),
           ..options()
         },
         ConfigErrorKind::Range,

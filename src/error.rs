@@ -99,7 +99,10 @@ impl Error {
       Error::UserStore { call, why } if why.starts_with(NO_ANSWER) => {
         format!("user store error: userStore.{call} did not answer in time")
       }
-      Error::UserStore { call, .. } => format!("user store error: userStore.{call} failed"),
+      Error::UserStore { call, why } => match crate::users::public_code(why) {
+        Some(code) => format!("user store error: userStore.{call} failed ({code})"),
+        None => format!("user store error: userStore.{call} failed"),
+      },
       Error::InvalidParameter(_) | Error::WeChat { .. } | Error::InvalidToken | Error::Closed => {
         self.to_string()
       }
@@ -116,6 +119,12 @@ impl Error {
     source.is_connection_refusal()
       || source.is_connection_dropped()
       || source.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+  }
+
+  /// Whether Redis answered with an error of its own (an ACL, an unknown command, memory),
+  /// as opposed to not answering, being unreachable, loading or between masters.
+  pub fn is_refusal(&self) -> bool {
+    matches!(self, Error::Redis { source, .. } if is_refusal(source))
   }
 
   /// Whether SQLite gave up waiting for another writer (busy or locked).

@@ -35,7 +35,6 @@ mod validation_cache;
 mod wechat;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use napi::bindgen_prelude::{ArrayBuffer, Function, Promise};
 use napi::{Env, Status};
@@ -46,7 +45,7 @@ use crate::error::status;
 use crate::service::Service;
 use crate::trace::Trace;
 use crate::users::StoreCallArgs;
-use crate::validation_cache::{epoch_ms, Validity};
+use crate::validation_cache::Validity;
 
 /// The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2.
 #[napi]
@@ -179,7 +178,7 @@ pub struct NativeStep {
 pub struct VouchedToken {
   /// Issue time, ms since the epoch.
   pub ctime: f64,
-  /// When the token expires, ms since the epoch; `null` for a token without a TTL.
+  /// When the token expires, on `performance.now()`'s clock; `null` for a token without a TTL.
   pub expires_at: Option<f64>,
   pub generation: u32,
   pub shard: u32,
@@ -236,7 +235,7 @@ impl Mpauthx {
   /// (index.js), when the application gave a store.
   #[napi(constructor)]
   pub fn new(
-    env: Env, options: Options, user_store: Option<Function<StoreCallArgs, Promise<bool>>>,
+    env: Env, options: Options, user_store: Option<Function<StoreCallArgs, Promise<String>>>,
   ) -> napi::Result<Self> {
     let user_store = match user_store {
       Some(call) => Some(
@@ -373,11 +372,14 @@ impl Mpauthx {
   /// when the store must be asked.
   #[napi]
   pub fn cached_token(&self, token: String) -> Option<VouchedToken> {
-    let now = Instant::now();
     let (cached, vouched) = self.service.cached(&token)?;
+    let validity = self.service.validity()?;
     Some(VouchedToken {
       ctime: cached.ctime_ms as f64,
-      expires_at: cached.expires_at.map(|at| epoch_ms(at, now)),
+      expires_at: match cached.expires_at {
+        Some(at) => Some(validity.js_ms(at)?),
+        None => None,
+      },
       generation: vouched.generation,
       shard: vouched.shard as u32,
       stamp: vouched.stamp,
@@ -387,11 +389,15 @@ impl Mpauthx {
   /// The validation cache's counters and lease as memory that JavaScript reads without a
   /// call (laid out as `Validity` in src/validation_cache.rs); `null` without a cache, or
   /// on a runtime that copies external memory (a copy would never see an invalidation).
+  /// `js_now_ms` is `performance.now()`, read just before: times cross on that clock.
   #[napi]
-  pub fn validity<'env>(&self, env: &'env Env) -> napi::Result<Option<ArrayBuffer<'env>>> {
+  pub fn validity<'env>(
+    &self, env: &'env Env, js_now_ms: f64,
+  ) -> napi::Result<Option<ArrayBuffer<'env>>> {
     let Some(validity) = self.service.validity() else {
       return Ok(None);
     };
+    validity.calibrate(js_now_ms);
     let data = Arc::as_ptr(&validity).cast_mut().cast::<u8>();
     let len = std::mem::size_of::<Validity>();
     // SAFETY: `data` points to `len` bytes that live as long as the `Arc` the buffer's

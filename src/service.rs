@@ -24,6 +24,8 @@ pub const MAX_CODE_LEN: usize = 512;
 
 pub struct Service {
   app_id: String,
+  /// The instance's sku, checked where its tokens are issued.
+  sku: String,
   wechat: WeChatClient,
   /// The instance's tokens: the store knows the sku.
   tokens: TokenStore,
@@ -56,17 +58,21 @@ impl Service {
   /// Users go to `user_store` when the application gave one (`options.userStore`), else to
   /// the SQLite file's `user` table.
   pub fn new(settings: Settings, user_store: Option<StoreCall>) -> Result<Self> {
+    let sku = settings.sku.clone();
     let database = settings.db_path.map(Database::new);
     let tokens = match settings.token_store {
-      Backend::Redis => TokenStore::Redis(Box::new(RedisTokens::new(
-        &settings.redis,
-        settings.redis_pass.as_deref(),
-        &settings.redis_tls,
-        (settings.ttl, settings.registration_ttl),
-        settings.validation_cache_size,
-        settings.sku,
-        settings.sliding_ttl,
-      )?)),
+      Backend::Redis => TokenStore::Redis(Box::new(
+        RedisTokens::new(
+          &settings.redis,
+          settings.redis_pass.as_deref(),
+          &settings.redis_tls,
+          (settings.ttl, settings.registration_ttl),
+          settings.validation_cache_size,
+          settings.sku,
+          settings.sliding_ttl,
+        )?
+        .with_revoke_user_scan(settings.revoke_user_scan),
+      )),
       Backend::Sqlite => {
         // Settings refuse `tokenStore: 'sqlite'` without a file.
         let file = database.clone().ok_or(Error::MissingParameter("db"))?;
@@ -95,6 +101,7 @@ impl Service {
       database,
       http_timeout: settings.http_timeout,
       app_id: settings.app_id,
+      sku,
       closed: AtomicBool::new(false),
       checked: OnceCell::new(),
       in_flight: AtomicUsize::new(0),
@@ -197,6 +204,7 @@ impl Service {
     trace: &mut Trace,
   ) -> Result<String> {
     token::check_user_id(user_id)?;
+    token::check_sku(&self.sku)?;
     let (live, registered) = tokio::try_join!(
       self.tokens.live_token(user_id, session_key),
       self.users.ensure(user_id, profile)
@@ -354,7 +362,9 @@ impl Service {
   pub async fn verify_token(&self, token: Option<String>, trace: &mut Trace) -> Result<TokenInfo> {
     let token = required("token", token)?;
     let _call = self.enter()?;
-    let info = self.tokens.describe(&token).await?;
+    let info = self.tokens.describe(&token).await;
+    self.report_cache_off(trace);
+    let info = info?;
     trace.record("token.checked", || {
       if info.is_some() { "live" } else { "not live" }.into()
     });
@@ -367,6 +377,7 @@ impl Service {
     let requested_at_us = now_us();
     let user_id = required("userId", user_id)?;
     token::check_user_id(&user_id)?;
+    token::check_sku(&self.sku)?;
     let _call = self.enter()?;
     // Known to this server's SQLite file or, registered on another server, to Redis.
     if !self.tokens.knows_user(&user_id).await? && !self.users.exists(&user_id).await? {
@@ -404,6 +415,7 @@ impl Service {
       Ok(_call) => self.tokens.are_live(&present).await,
       Err(err) => Err(err),
     };
+    self.report_cache_off(trace);
     trace.record("token.checked", || match &live {
       Ok(live) => {
         let count = live.iter().filter(|&&live| live).count();
@@ -427,6 +439,16 @@ impl Service {
         }
       })
       .collect()
+  }
+
+  /// Records, in the call that found out, that the validation cache was turned off for good.
+  fn report_cache_off(&self, trace: &mut Trace) {
+    if !trace.is_enabled() {
+      return;
+    }
+    if let Some(why) = self.tokens.cache_off_notice() {
+      trace.record("cache.off", || why);
+    }
   }
 
   /// Panics inside a call, to prove that a panic reaches JavaScript as a rejection.

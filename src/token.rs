@@ -5,11 +5,16 @@ use crate::error::{Error, Result};
 /// Separates the parts of a token; never allowed inside a sku or a user id.
 pub const SEPARATOR: char = '|';
 
-/// Longest user id accepted; WeChat's openid and unionid are 28 characters.
-pub const MAX_USER_ID_LEN: usize = 1024;
+/// Longest user id a token is issued for, in bytes; WeChat's openid and unionid are 28
+/// characters.
+pub const MAX_USER_ID_LEN: usize = 128;
 
-/// Longer strings are never tokens: a user id, a sku and the random part fit well within.
-pub const MAX_TOKEN_LEN: usize = 4096;
+/// Longest sku a token is issued for, in bytes.
+pub const MAX_SKU_LEN: usize = 64;
+
+/// Longer strings are never tokens (the longest user id and sku, two separators and the
+/// random part make 258 bytes), so they are refused without asking the store.
+pub const MAX_TOKEN_LEN: usize = 260;
 
 /// Bytes of randomness in a token: 256 bits, written as 64 hex characters.
 const RANDOM_BYTES: usize = 32;
@@ -69,6 +74,16 @@ pub fn check_user_id(user_id: &str) -> Result<()> {
   Ok(())
 }
 
+/// A sku must be short enough for its tokens to be tokens (see [`MAX_TOKEN_LEN`]).
+pub fn check_sku(sku: &str) -> Result<()> {
+  if sku.len() > MAX_SKU_LEN {
+    return Err(Error::InvalidParameter(format!(
+      "sku is longer than {MAX_SKU_LEN} bytes"
+    )));
+  }
+  Ok(())
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -117,11 +132,15 @@ mod tests {
       "u|s|{}",
       "a".repeat(MAX_TOKEN_LEN)
     )));
+    let longest = generate(&"u".repeat(MAX_USER_ID_LEN), &"s".repeat(MAX_SKU_LEN)).unwrap();
+    assert!(is_well_formed(&longest));
+    assert!(check_sku(&"s".repeat(MAX_SKU_LEN)).is_ok());
+    assert!(check_sku(&"s".repeat(MAX_SKU_LEN + 1)).is_err());
   }
 
   proptest! {
       #[test]
-      fn generated_tokens_parse_back(user in "[^|]{1,40}", sku_part in "[^|]{0,20}") {
+      fn generated_tokens_parse_back(user in "[^|]{1,32}", sku_part in "[^|]{0,16}") {
           let token = generate(&user, &sku_part).unwrap();
           prop_assert_eq!(user_id(&token), user.as_str());
           prop_assert_eq!(sku(&token), Some(sku_part.as_str()));

@@ -31,6 +31,11 @@ impl Trace {
     Self::new(false)
   }
 
+  /// Whether steps are recorded (diagnostics are on).
+  pub fn is_enabled(&self) -> bool {
+    self.steps.is_some()
+  }
+
   pub fn record(&mut self, name: &'static str, detail: impl FnOnce() -> String) {
     if let Some(steps) = &mut self.steps {
       steps.push(Step {

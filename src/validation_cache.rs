@@ -23,7 +23,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
@@ -35,15 +35,20 @@ pub const LEASE: Duration = Duration::from_millis(500);
 pub const SHARDS: usize = 256;
 
 /// The cache's counters and lease, laid out for JavaScript to read without a call:
-/// `new Float64Array(buffer, 0, 1)` is the lease (ms since the epoch) and
+/// `new Float64Array(buffer, 0, 1)` is the lease (on `performance.now()`'s clock) and
 /// `new Uint32Array(buffer, 8, 1 + SHARDS)` the generation followed by the shard stamps.
 /// Written only under the cache's lock; read by JavaScript at any time.
 #[repr(C)]
 pub struct Validity {
-  /// Until when answers from memory are allowed: ms since the epoch, as `f64` bits.
+  /// Until when answers from memory are allowed, on JavaScript's `performance.now()` clock
+  /// (monotonic, as `Instant` is: a step of the wall clock never stretches it), as `f64` bits.
   lease_until: AtomicU64,
   generation: AtomicU32,
   stamps: [AtomicU32; SHARDS],
+  /// `performance.now()` less the ms since `origin`, measured once (see
+  /// [`Validity::calibrate`]), as `f64` bits; NaN before. The two clocks share no epoch.
+  js_offset_ms: AtomicU64,
+  origin: Instant,
 }
 
 impl Validity {
@@ -52,6 +57,34 @@ impl Validity {
       lease_until: AtomicU64::new(0f64.to_bits()),
       generation: AtomicU32::new(0),
       stamps: std::array::from_fn(|_| AtomicU32::new(0)),
+      js_offset_ms: AtomicU64::new(f64::NAN.to_bits()),
+      origin: Instant::now(),
+    }
+  }
+
+  /// Ties `Instant` to JavaScript's `performance.now()`, read as `js_now_ms` just before;
+  /// done once per instance, before anything is answered from memory.
+  pub fn calibrate(&self, js_now_ms: f64) {
+    let offset = js_now_ms - self.since_origin_ms(Instant::now());
+    let unset = f64::NAN.to_bits();
+    let _ = self.js_offset_ms.compare_exchange(
+      unset,
+      offset.to_bits(),
+      Ordering::AcqRel,
+      Ordering::Acquire,
+    );
+  }
+
+  /// `at` on JavaScript's `performance.now()` clock; `None` before [`Validity::calibrate`].
+  pub fn js_ms(&self, at: Instant) -> Option<f64> {
+    let offset = f64::from_bits(self.js_offset_ms.load(Ordering::Acquire));
+    (!offset.is_nan()).then(|| offset + self.since_origin_ms(at))
+  }
+
+  fn since_origin_ms(&self, at: Instant) -> f64 {
+    match at.checked_duration_since(self.origin) {
+      Some(after) => after.as_secs_f64() * 1000.0,
+      None => -(self.origin - at).as_secs_f64() * 1000.0,
     }
   }
 }
@@ -192,12 +225,14 @@ impl ValidationCache {
   pub fn confirm(&self, sent_at: Instant) {
     let until = self.ms(sent_at + LEASE);
     self.confirmed_until_ms.fetch_max(until, Ordering::AcqRel);
-    // JavaScript compares with `Date.now()`; positive f64 bits order as the numbers do.
-    let lease_end = epoch_ms(sent_at + LEASE, Instant::now());
-    self
-      .validity
-      .lease_until
-      .fetch_max(lease_end.to_bits(), Ordering::AcqRel);
+    // JavaScript compares with `performance.now()`. Replaced, not raised to the maximum: the
+    // heartbeat confirms in order, and no earlier lease, however it came, outlives this one.
+    if let Some(lease_end) = self.validity.js_ms(sent_at + LEASE) {
+      self
+        .validity
+        .lease_until
+        .store(lease_end.to_bits(), Ordering::Release);
+    }
   }
 
   /// How many tokens are remembered.
@@ -217,20 +252,6 @@ impl ValidationCache {
 
   fn lock(&self) -> MutexGuard<'_, LruCache<Box<str>, CachedToken>> {
     self.entries.lock().unwrap_or_else(|e| e.into_inner())
-  }
-}
-
-/// `at`, a monotonic instant near `now`, as ms since the epoch on the wall clock.
-pub fn epoch_ms(at: Instant, now: Instant) -> f64 {
-  let wall = SystemTime::now()
-    .duration_since(UNIX_EPOCH)
-    .unwrap_or_default()
-    .as_secs_f64()
-    * 1000.0;
-  if at >= now {
-    wall + (at - now).as_secs_f64() * 1000.0
-  } else {
-    wall - (now - at).as_secs_f64() * 1000.0
   }
 }
 
@@ -304,11 +325,25 @@ mod tests {
   }
 
   #[test]
-  fn the_lease_is_published_on_the_wall_clock() {
-    let cache = cache(1);
-    let lease = f64::from_bits(cache.validity.lease_until.load(Ordering::Acquire));
-    let now = epoch_ms(Instant::now(), Instant::now());
-    assert!(lease > now && lease <= now + LEASE.as_millis() as f64 + 5.0);
+  fn the_lease_is_published_on_the_calibrated_monotonic_clock_and_replaced() {
+    let cache = ValidationCache::new(NonZeroUsize::new(1).unwrap());
+    let lease = || f64::from_bits(cache.validity.lease_until.load(Ordering::Acquire));
+    cache.confirm(Instant::now());
+    assert_eq!(lease(), 0.0, "nothing is published before calibration");
+    // JavaScript's clock reads 1000 ms now (its origin, not the epoch).
+    cache.validity.calibrate(1000.0);
+    let sent = Instant::now();
+    cache.confirm(sent);
+    let first = lease();
+    assert!(
+      first >= 1000.0 + LEASE.as_millis() as f64
+        && first < 1000.0 + LEASE.as_millis() as f64 + 50.0
+    );
+    // A later calibration changes nothing; an earlier heartbeat's lease replaces a later one.
+    cache.validity.calibrate(1e9);
+    cache.confirm(sent + Duration::from_millis(100));
+    cache.confirm(sent);
+    assert_eq!(lease(), first);
   }
 
   #[test]

@@ -47,14 +47,57 @@ pub struct Refusal {
   pub errmsg: String,
 }
 
+/// The longest `errmsg` repeated in an error, in characters.
+const MAX_ERRMSG_CHARS: usize = 120;
+
+/// Query parameters whose values are secrets, should an `errmsg` echo the request URL.
+const SECRET_PARAMETERS: [&str; 4] = ["secret=", "js_code=", "access_token=", "session_key="];
+
 impl Refusal {
-  /// `Err` with the refusal when WeChat answered with a non-zero `errcode`.
-  fn check(self) -> std::result::Result<(), Refusal> {
+  /// `Err` with the refusal when WeChat answered with a non-zero `errcode`; its `errmsg`
+  /// is cut to [`MAX_ERRMSG_CHARS`], with `secret` and the values of secret parameters
+  /// removed, since an `errmsg` may echo the request.
+  fn check(self, secret: &str) -> std::result::Result<(), Refusal> {
     match self.errcode {
       0 => Ok(()),
-      _ => Err(self),
+      errcode => Err(Refusal {
+        errcode,
+        errmsg: clean_errmsg(&self.errmsg, secret),
+      }),
     }
   }
+}
+
+/// `errmsg` without `secret`, without the value of any [`SECRET_PARAMETERS`], and cut.
+fn clean_errmsg(errmsg: &str, secret: &str) -> String {
+  let mut text = match secret.is_empty() {
+    true => errmsg.to_owned(),
+    false => errmsg.replace(secret, "***"),
+  };
+  for parameter in SECRET_PARAMETERS {
+    let mut from = 0;
+    while let Some(found) = text[from..].find(parameter) {
+      let start = from + found + parameter.len();
+      let end = text[start..]
+        .find(|c: char| c == '&' || c == '"' || c.is_whitespace())
+        .map_or(text.len(), |len| start + len);
+      text.replace_range(start..end, "***");
+      from = start + 3;
+    }
+  }
+  match text.char_indices().nth(MAX_ERRMSG_CHARS) {
+    Some((cut, _)) => format!("{}…", &text[..cut]),
+    None => text,
+  }
+}
+
+/// Why a reply is not the expected JSON: where, never what (serde's words may quote a value).
+fn not_json(err: &serde_json::Error) -> String {
+  format!(
+    "reply is not the expected JSON (at line {} column {})",
+    err.line(),
+    err.column()
+  )
 }
 
 impl std::fmt::Display for Refusal {
@@ -118,7 +161,7 @@ impl WeChatClient {
       .send(request, "GET /sns/jscode2session", trace)
       .await
       .map_err(jscode2session)?;
-    parse_reply(&body)
+    parse_reply(&body, &self.app_secret)
   }
 
   /// A fresh access token from the stable token endpoint: `(token, seconds it lives)`.
@@ -140,7 +183,7 @@ impl WeChatClient {
       .map_err(api)?;
     reply
       .refusal
-      .check()
+      .check(&self.app_secret)
       .map_err(|refusal| api(refusal.to_string()))?;
     match (reply.access_token, reply.expires_in) {
       (Some(token), Some(seconds)) if !token.is_empty() => Ok((token, seconds)),
@@ -163,7 +206,7 @@ impl WeChatClient {
       .post_json(url, body, "POST /wxa/business/getuserphonenumber", trace)
       .await
       .map_err(api)?;
-    if let Err(refusal) = reply.refusal.check() {
+    if let Err(refusal) = reply.refusal.check(access_token) {
       return Ok(Err(refusal));
     }
     let info = reply
@@ -191,7 +234,7 @@ impl WeChatClient {
       .header(reqwest::header::CONTENT_TYPE, "application/json")
       .body(body.to_string());
     let reply = self.send(request, what, trace).await?;
-    serde_json::from_slice(&reply).map_err(|err| format!("reply is not the expected JSON ({err})"))
+    serde_json::from_slice(&reply).map_err(|err| not_json(&err))
   }
 
   /// Sends a request and reads its body, all bounded by the timeout; the error says why.
@@ -304,13 +347,14 @@ fn describe(err: &reqwest::Error) -> String {
   format!("{kind}: {cause}")
 }
 
-/// Reads a jscode2session reply: any non-zero `errcode` is a failure, whatever the HTTP status.
-fn parse_reply(body: &[u8]) -> Result<CodeSession> {
-  let reply: CodeSessionReply = serde_json::from_slice(body)
-    .map_err(|err| jscode2session(format!("reply is not the expected JSON ({err})")))?;
+/// Reads a jscode2session reply: any non-zero `errcode` is a failure, whatever the HTTP status;
+/// `secret` never appears in the failure.
+fn parse_reply(body: &[u8], secret: &str) -> Result<CodeSession> {
+  let reply: CodeSessionReply =
+    serde_json::from_slice(body).map_err(|err| jscode2session(not_json(&err)))?;
   reply
     .refusal
-    .check()
+    .check(secret)
     .map_err(|refusal| jscode2session(refusal.to_string()))?;
   let non_empty = |field: Option<String>| field.filter(|value| !value.is_empty());
   match (non_empty(reply.openid), non_empty(reply.session_key)) {
@@ -328,29 +372,57 @@ fn parse_reply(body: &[u8]) -> Result<CodeSession> {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  const SECRET: &str = "app-secret-never-shown";
+
+  fn parse(body: &[u8]) -> Result<CodeSession> {
+    parse_reply(body, SECRET)
+  }
+
+  #[test]
+  fn an_errmsg_that_echoes_the_request_loses_its_secrets_and_is_cut() {
+    let echo = format!(
+      r#"{{"errcode":40013,"errmsg":"invalid appid, hints: [ req_id: x ] url: /sns/jscode2session?appid=wx1&secret={SECRET}&js_code=the-code&grant_type=authorization_code {SECRET}"}}"#
+    );
+    let message = parse(echo.as_bytes()).unwrap_err().to_string();
+    assert!(!message.contains(SECRET), "{message}");
+    assert!(!message.contains("the-code"), "{message}");
+    assert!(
+      message.contains("secret=***") && message.contains("js_code=***"),
+      "{message}"
+    );
+    let long = format!(r#"{{"errcode":-1,"errmsg":"{}"}}"#, "x".repeat(1000));
+    assert!(parse(long.as_bytes()).unwrap_err().to_string().len() < 300);
+    let quoted = parse(br#"{"openid":"o1","session_key":12345678}"#)
+      .unwrap_err()
+      .to_string();
+    assert!(
+      !quoted.contains("12345678") && quoted.contains("line 1 column"),
+      "{quoted}"
+    );
+  }
   use proptest::prelude::*;
 
   #[test]
   fn reads_a_successful_reply_with_or_without_errcode() -> Result<()> {
-    let session = parse_reply(br#"{"openid":"o1","session_key":"k","unionid":"u1"}"#)?;
+    let session = parse(br#"{"openid":"o1","session_key":"k","unionid":"u1"}"#)?;
     assert_eq!(session.open_id, "o1");
     assert_eq!(session.union_id.as_deref(), Some("u1"));
-    let session =
-      parse_reply(br#"{"errcode":0,"openid":"o1","session_key":"k","expires_in":7200}"#)?;
+    let session = parse(br#"{"errcode":0,"openid":"o1","session_key":"k","expires_in":7200}"#)?;
     assert_eq!(session.union_id, None);
     Ok(())
   }
 
   #[test]
   fn errcode_replies_name_the_code_and_message() {
-    let err = parse_reply(br#"{"errcode":40029,"errmsg":"invalid code"}"#).unwrap_err();
+    let err = parse(br#"{"errcode":40029,"errmsg":"invalid code"}"#).unwrap_err();
     assert_eq!(err.status_code(), 6008);
     let message = err.to_string();
     assert!(
       message.contains("40029") && message.contains("invalid code"),
       "{message}"
     );
-    let err = parse_reply(br#"{"errcode":-1,"errmsg":"system error"}"#).unwrap_err();
+    let err = parse(br#"{"errcode":-1,"errmsg":"system error"}"#).unwrap_err();
     assert!(err.to_string().contains("-1"));
   }
 
@@ -363,7 +435,7 @@ mod tests {
       b"{\"openid\":\"o1\"}",
       b"{}",
     ] {
-      assert_eq!(parse_reply(body).unwrap_err().status_code(), 6008);
+      assert_eq!(parse(body).unwrap_err().status_code(), 6008);
     }
   }
 
@@ -380,7 +452,7 @@ mod tests {
   proptest! {
       #[test]
       fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
-          let _ = parse_reply(&body);
+          let _ = parse(&body);
       }
   }
 }

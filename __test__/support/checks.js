@@ -49,11 +49,12 @@ async function watchToken(auth, token, deadlineMs = 5000) {
 /**
  * A backend in another process (check-worker.js) on the deployment `settings` describe
  * (`{ dbFile, options }`, and the app and sku unless given), driven by messages: `warm(token)`
- * and `watch(token)` resolve with what `warmToken` and `watchToken` report there.
+ * and `watch(token)` resolve with what `warmToken` and `watchToken` report there. `env` is the
+ * process's environment (this one's by default).
  */
-async function startWorker(settings) {
+async function startWorker(settings, env) {
   const { APP_ID, APP_SECRET, SKU } = require('./harness')
-  const child = fork(path.join(__dirname, 'check-worker.js'))
+  const child = fork(path.join(__dirname, 'check-worker.js'), { env: env ?? process.env })
   const ask = (message) =>
     new Promise((resolve, reject) => {
       child.once('message', (answer) => (answer.error ? reject(new Error(answer.error)) : resolve(answer)))
@@ -71,4 +72,14 @@ async function startWorker(settings) {
   }
 }
 
-module.exports = { answeredFromMemory, startWorker, warmToken, watchToken }
+/** Whether `promise` resolves (true) or rejects with 6007 (false); other failures throw. */
+const validates = (promise) =>
+  promise.then(
+    () => true,
+    (err) => {
+      if (err.code === 6007) return false
+      throw err
+    },
+  )
+
+module.exports = { answeredFromMemory, startWorker, validates, warmToken, watchToken }

@@ -56,6 +56,7 @@ const optionKeys = {
   userStoreTimeoutMs: true,
   profileWrites: true,
   registrationTtl: true,
+  revokeUserScanMs: true,
 }
 
 /** @type {{ [K in keyof import('../..').MiddlewareOptions]-?: true }} */
@@ -156,7 +157,8 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
       'tokenFrom keys',
     )
     assert.deepEqual(keys(mpauthx.userStores), keys(userStoresKeys), 'userStores')
-    const pool = { query: async () => ({ rows: [], rowCount: 0 }) }
+    // The MySQL adapter also needs `execute()` (prepared statements).
+    const pool = { query: async () => ({ rows: [], rowCount: 0 }), execute: async () => [[]] }
     assert.deepEqual(keys(mpauthx.userStores.postgres(pool)), keys(userStoreKeys), 'postgres adapter')
     assert.deepEqual(keys(mpauthx.userStores.mysql(pool)), keys(userStoreKeys), 'mysql adapter')
     const error = new mpauthx.MpauthxError(6007, 'x')

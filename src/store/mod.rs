@@ -98,6 +98,15 @@ impl TokenStore {
     }
   }
 
+  /// Why the validation cache was just turned off for good, once (see
+  /// `RedisTokens::cache_off_notice`).
+  pub fn cache_off_notice(&self) -> Option<String> {
+    match self {
+      TokenStore::Redis(store) => store.cache_off_notice(),
+      TokenStore::Sqlite(_) => None,
+    }
+  }
+
   /// The validation cache's counters and lease, for JavaScript to read.
   pub fn validity(&self) -> Option<Arc<Validity>> {
     match self {
@@ -119,7 +128,7 @@ impl TokenStore {
     pub async fn session_key(&self, token: &str) -> Result<Option<String>>;
     /// Deletes `token` if it is live; says whether it was.
     pub async fn revoke(&self, token: &str) -> Result<bool>;
-    /// Deletes the user's live token, or with `all_skus` those of every sku; says how many.
+    /// Deletes the user's live tokens of this sku, or with `all_skus` of every sku; says how many.
     pub async fn revoke_user(&self, user_id: &str, all_skus: bool) -> Result<u64>;
     /// What `token` stands for, if it is live.
     pub async fn describe(&self, token: &str) -> Result<Option<TokenInfo>>;

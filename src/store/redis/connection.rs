@@ -62,38 +62,85 @@ impl RedisConnection {
       }
     }
   }
+}
 
-  /// Every key matching the glob `pattern`, from every master of a cluster (a key may be
-  /// listed twice, as `SCAN` promises no more).
-  pub async fn scan_matching(&mut self, pattern: &str) -> redis::RedisResult<Vec<String>> {
-    let scan = |cursor: u64| {
-      let mut scan = redis::cmd("SCAN");
-      scan
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(SCAN_COUNT);
-      scan
-    };
+/// A `SCAN MATCH` pass over every key (on every master of a cluster), one step at a time, so
+/// that the caller bounds each step and the whole pass, and acts on each step's keys as they
+/// come. A key may be found twice, as `SCAN` promises no more.
+#[derive(Clone)]
+pub struct Scan {
+  pattern: String,
+  /// `None` before the first step; then the cursor of each node whose pass is not over,
+  /// none once all are.
+  cursors: Option<Vec<(Node, u64)>>,
+}
+
+/// A node of a cluster by its `host` and `port`; `None` on a single Redis.
+type Node = Option<(String, u16)>;
+
+impl Scan {
+  /// A pass over the keys matching the glob `pattern`.
+  pub fn new(pattern: String) -> Self {
+    Self {
+      pattern,
+      cursors: None,
+    }
+  }
+
+  /// Whether the pass is over.
+  pub fn is_done(&self) -> bool {
+    self.cursors.as_ref().is_some_and(Vec::is_empty)
+  }
+
+  fn command(&self, cursor: u64) -> Cmd {
+    let mut scan = redis::cmd("SCAN");
+    scan
+      .arg(cursor)
+      .arg("MATCH")
+      .arg(&self.pattern)
+      .arg("COUNT")
+      .arg(SCAN_COUNT);
+    scan
+  }
+
+  /// The scan after a step that left each node at its cursor in `cursors` (0: done).
+  fn after(&self, cursors: Vec<(Node, u64)>) -> Self {
+    Self {
+      pattern: self.pattern.clone(),
+      cursors: Some(
+        cursors
+          .into_iter()
+          .filter(|&(_, cursor)| cursor != 0)
+          .collect(),
+      ),
+    }
+  }
+
+  /// One step: one `SCAN` on each node whose pass is not over (on a cluster, concurrently);
+  /// the keys found and the scan after the step. The scan itself is left as it was, so a
+  /// failed step can be taken again.
+  pub async fn step(&self, redis: &mut RedisConnection) -> redis::RedisResult<(Vec<String>, Scan)> {
     let mut keys = Vec::new();
-    match self {
-      RedisConnection::Single(connection) => {
-        let mut cursor = 0;
-        loop {
-          let (next, found): (u64, Vec<String>) = scan(cursor).query_async(connection).await?;
-          keys.extend(found);
-          if next == 0 {
-            return Ok(keys);
-          }
-          cursor = next;
-        }
+    let mut cursors = Vec::new();
+    match (redis, &self.cursors) {
+      (_, Some(pending)) if pending.is_empty() => {}
+      (RedisConnection::Single(connection), pending) => {
+        let cursor = pending
+          .as_ref()
+          .and_then(|pending| pending.first())
+          .map_or(0, |&(_, cursor)| cursor);
+        let (next, found): (u64, Vec<String>) =
+          self.command(cursor).query_async(connection).await?;
+        keys = found;
+        cursors.push((None, next));
       }
-      RedisConnection::Cluster(connection) => {
+      (RedisConnection::Cluster(connection), None) => {
         // The first step goes to every master at once and answers per node (`host:port`);
         // each node's cursor is followed on that node.
         let all_masters = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        let first = connection.route_command(scan(0), all_masters).await?;
+        let first = connection
+          .route_command(self.command(0), all_masters)
+          .await?;
         let Value::Map(replies) = first else {
           return Err(redis::RedisError::from((
             redis::ErrorKind::Client,
@@ -102,25 +149,34 @@ impl RedisConnection {
         };
         for (node, reply) in replies {
           let node: String = redis::from_redis_value(node)?;
-          let (mut cursor, found): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+          let (cursor, found): (u64, Vec<String>) = redis::from_redis_value(reply)?;
           keys.extend(found);
           let (host, port) = node.rsplit_once(':').unwrap_or((&node, ""));
-          let by_address = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-            host: host.to_owned(),
-            port: port.parse().unwrap_or_default(),
-          });
-          while cursor != 0 {
-            let reply = connection
-              .route_command(scan(cursor), by_address.clone())
-              .await?;
-            let found: Vec<String>;
-            (cursor, found) = redis::from_redis_value(reply)?;
-            keys.extend(found);
-          }
+          cursors.push((
+            Some((host.to_owned(), port.parse().unwrap_or_default())),
+            cursor,
+          ));
         }
-        Ok(keys)
+      }
+      (RedisConnection::Cluster(connection), Some(pending)) => {
+        let steps = pending.iter().map(|(node, cursor)| {
+          let mut connection = connection.clone();
+          let (host, port) = node.clone().unwrap_or_default();
+          let by_address = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+          let command = self.command(*cursor);
+          async move { connection.route_command(command, by_address).await }
+        });
+        for ((node, _), reply) in pending
+          .iter()
+          .zip(futures_util::future::join_all(steps).await)
+        {
+          let (cursor, found): (u64, Vec<String>) = redis::from_redis_value(reply?)?;
+          keys.extend(found);
+          cursors.push((node.clone(), cursor));
+        }
       }
     }
+    Ok((keys, self.after(cursors)))
   }
 }
 

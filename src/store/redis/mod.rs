@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 
-use crate::config::{RedisTarget, RedisTls};
+use crate::config::{RedisTarget, RedisTls, DEFAULT_REVOKE_USER_SCAN_MS};
 use crate::error::{Error, Result};
 use crate::token;
 use crate::validation_cache::{CachedToken, ValidationCache, Validity, Vouched};
@@ -62,6 +62,8 @@ pub struct RedisTokens {
   /// `slidingTtl`: checks give this sku's tokens, in the second half of their TTL, the whole
   /// TTL back; other skus' tokens keep the TTL their own instances gave them.
   sliding: bool,
+  /// How long `revokeUser`'s pass over the keyspace may take (`revokeUserScanMs`).
+  revoke_user_scan: Duration,
   tracking: Option<Arc<Tracking>>,
 }
 
@@ -96,8 +98,16 @@ impl RedisTokens {
       registration_ttl: registration_ttl.max(ttl),
       sku,
       sliding,
+      revoke_user_scan: Duration::from_millis(DEFAULT_REVOKE_USER_SCAN_MS as u64),
       tracking,
     })
+  }
+
+  /// Bounds `revokeUser`'s pass over the keyspace by `budget` in all (each `SCAN` step by
+  /// [`DEADLINE`]); 10 s unless set.
+  pub fn with_revoke_user_scan(mut self, budget: Duration) -> Self {
+    self.revoke_user_scan = budget;
+    self
   }
 
   /// Whether Redis answers (`PING`), with the password and TLS settings given.

@@ -8,11 +8,12 @@
 //! The index is only ever replaced by compare-and-set, and a token that loses a race is
 //! deleted before anyone sees it.
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands, Value};
 
-use super::connection::RedisConnection;
+use super::connection::{RedisConnection, Scan};
 use super::tracking::{parse_read, Read};
 use super::users::user_key;
 use super::{per_token, well_formed, within_deadline, RedisTokens};
@@ -22,6 +23,10 @@ use crate::token;
 
 /// The hash field that marks a key as a token.
 const CTIME_FIELD: &str = "ctime";
+
+/// How many times `revokeUser` deletes the token an index names and then the index, when the
+/// index named another token by then (a concurrent refresh or login), before it gives up.
+const MAX_REVOKE_ROUNDS: usize = 5;
 
 /// How often a caller retries after losing a compare-and-set to a concurrent caller.
 /// Each loss means another caller succeeded, so a few rounds always settle.
@@ -246,47 +251,141 @@ impl RedisTokens {
       .await
   }
 
-  /// Deletes the user's live token of this sku, or with `all_skus` of every sku in this
-  /// Redis, with the indexes naming them; says how many tokens were deleted. Every sku's
-  /// index is found by `SCAN` (on every master of a cluster).
+  /// Deletes the user's live tokens of this sku, or with `all_skus` of every sku in this
+  /// Redis, and the indexes naming them; says how many tokens were deleted.
+  ///
+  /// The indexed token goes first (under the call's deadline), so that it is revoked even if
+  /// the rest fails. Then a `SCAN` of the user's keys (on every master of a cluster) finds the
+  /// tokens no index names: tokens in mpauthx 1.3.2's layout, tokens whose index was deleted
+  /// or evicted. It runs under its own budget, `revoke_user_scan` (`revokeUserScanMs`), each
+  /// step under the call's deadline, and revokes what each step found at once: what was
+  /// revoked stays revoked when the budget runs out. Last, the index of every sku seen is
+  /// emptied again, so that a token issued meanwhile (a refresh, a login) is revoked too.
   pub async fn revoke_user(&self, user_id: &str, all_skus: bool) -> Result<u64> {
-    self
-      .on_connection(|mut redis| async move {
-        let indexes = match all_skus {
-          false => vec![index_key(user_id, &self.sku)],
-          true => {
-            let pattern = format!("mpauthx|index|*|{}", glob_escape(user_id));
-            let mut indexes: Vec<String> = redis
-              .scan_matching(&pattern)
-              .await?
-              .into_iter()
-              .filter(|key| is_index_of(key, user_id))
-              .collect();
-            indexes.sort_unstable();
-            indexes.dedup();
-            indexes
+    let mut revoked = self.revoke_indexed(user_id, &self.sku).await?;
+    let own_sku = (!all_skus).then_some(self.sku.as_str());
+    let pattern = match own_sku {
+      Some(sku) => format!("{}|{}|*", glob_escape(user_id), glob_escape(sku)),
+      None => format!("{}|*", glob_escape(user_id)),
+    };
+    let mut skus = BTreeSet::from([self.sku.clone()]);
+    let budget = tokio::time::Instant::now() + self.revoke_user_scan;
+    let mut scan = Scan::new(pattern);
+    while !scan.is_done() {
+      let step = async {
+        let (keys, next) = within_deadline(&self.redis, || async {
+          Ok(scan.step(&mut self.redis.get().await?).await?)
+        })
+        .await?;
+        let mut tokens: Vec<&str> = keys
+          .iter()
+          .map(String::as_str)
+          .filter(|key| is_token_of(key, user_id, own_sku))
+          .collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        let deleted = match tokens.is_empty() {
+          true => 0,
+          false => {
+            within_deadline(&self.redis, || async {
+              self.revoke_all(&mut self.redis.get().await?, &tokens).await
+            })
+            .await?
           }
         };
-        let mut revoked = 0;
-        for index in indexes {
-          let indexed: Option<String> = match redis.get(&index).await {
-            Ok(indexed) => indexed,
-            Err(err) if err.code() == Some("WRONGTYPE") => continue,
-            Err(err) => return Err(err.into()),
-          };
-          let Some(token) = indexed else { continue };
-          // Only a token of this user and of the index's sku; REVOKE deletes only tokens.
-          if index_of(&token).as_ref() == Some(&index) {
-            let deleted: i64 = self.revoke.key(&token).invoke_async(&mut redis).await?;
-            self.forget(&token);
-            revoked += deleted as u64;
-          }
-          let mut script = self.compare_and_delete.key(&index);
-          let _: i64 = script.arg(&token).invoke_async(&mut redis).await?;
+        skus.extend(
+          tokens
+            .iter()
+            .filter_map(|&token| token::sku(token))
+            .map(str::to_owned),
+        );
+        Ok::<_, Error>((next, deleted))
+      };
+      match tokio::time::timeout_at(budget, step).await {
+        Ok(outcome) => {
+          let (next, deleted) = outcome?;
+          scan = next;
+          revoked += deleted;
         }
-        Ok(revoked)
+        Err(_) => {
+          return Err(Error::Store {
+            public: "revokeUser did not finish",
+            why: format!(
+              "the scan for the user's tokens did not finish within revokeUserScanMs ({} ms); \
+               the {revoked} tokens revoked before it stopped stay revoked",
+              self.revoke_user_scan.as_millis()
+            ),
+          })
+        }
+      }
+    }
+    for sku in &skus {
+      revoked += self.revoke_indexed(user_id, sku).await?;
+    }
+    Ok(revoked)
+  }
+
+  /// Deletes the token the user's index of `sku` names, if it is a token of that user and
+  /// sku, then the index if it still names that token; when the index changed meanwhile (a
+  /// refresh or a login replaced it), does so again with the token it names now, at most
+  /// [`MAX_REVOKE_ROUNDS`] times. Says how many tokens were deleted.
+  async fn revoke_indexed(&self, user_id: &str, sku: &str) -> Result<u64> {
+    let index = index_key(user_id, sku);
+    self
+      .on_connection(|mut redis| {
+        let index = &index;
+        async move {
+          let mut revoked = 0;
+          for _ in 0..MAX_REVOKE_ROUNDS {
+            let indexed: Option<String> = match redis.get(index).await {
+              Ok(indexed) => indexed,
+              Err(err) if err.code() == Some("WRONGTYPE") => return Ok(revoked),
+              Err(err) => return Err(err.into()),
+            };
+            let Some(token) = indexed else {
+              return Ok(revoked);
+            };
+            // Only a token of this user and of the index's sku; REVOKE deletes only tokens.
+            if index_of(&token).as_ref() == Some(index) {
+              let deleted: i64 = self.revoke.key(&token).invoke_async(&mut redis).await?;
+              self.forget(&token);
+              revoked += deleted as u64;
+            }
+            let mut script = self.compare_and_delete.key(index);
+            let emptied: i64 = script.arg(&token).invoke_async(&mut redis).await?;
+            if emptied == 1 {
+              return Ok(revoked);
+            }
+          }
+          Err(Error::Store {
+            public: "the user's token kept changing",
+            why: format!(
+              "revokeUser gave up: the user's token kept changing (the index named another \
+               token each of {MAX_REVOKE_ROUNDS} times it was to be deleted); the tokens \
+               revoked stay revoked"
+            ),
+          })
+        }
       })
       .await
+  }
+
+  /// Runs [`REVOKE`] on each token, in one round trip (one per node on a cluster); says how
+  /// many were tokens and are deleted now.
+  async fn revoke_all(&self, redis: &mut RedisConnection, tokens: &[&str]) -> Result<u64> {
+    let replies: Vec<redis::RedisResult<i64>> = per_token(redis, tokens, |token| {
+      let mut revoke = redis::cmd("EVAL");
+      revoke.arg(REVOKE).arg(1).arg(token);
+      revoke
+    })
+    .await?;
+    let mut revoked = 0;
+    for (&token, reply) in tokens.iter().zip(replies) {
+      let deleted = reply?;
+      self.forget(token);
+      revoked += deleted as u64;
+    }
+    Ok(revoked)
   }
 
   /// What `token` stands for, if it is live.
@@ -496,12 +595,12 @@ fn user_key_of(token: &str) -> String {
   user_key(token::user_id(token), token::sku(token).unwrap_or_default())
 }
 
-/// Whether `key` is the index of `user_id` for some sku.
-fn is_index_of(key: &str, user_id: &str) -> bool {
-  key
-    .strip_prefix("mpauthx|index|")
-    .and_then(|rest| rest.split_once('|'))
-    .is_some_and(|(_, user)| user == user_id)
+/// Whether `key`, found by a scan of the user's keys, has the shape of a token of `user_id`,
+/// and of `sku` when given (whether it is a token, a hash with `ctime`, [`REVOKE`] checks).
+fn is_token_of(key: &str, user_id: &str, sku: Option<&str>) -> bool {
+  token::is_well_formed(key)
+    && token::user_id(key) == user_id
+    && sku.is_none_or(|sku| token::sku(key) == Some(sku))
 }
 
 /// `text` matched literally by a Redis glob pattern.
@@ -552,7 +651,7 @@ mod tests {
   use std::time::Duration;
 
   #[test]
-  fn every_sku_index_of_a_user_is_found_and_no_other() {
+  fn only_the_users_tokens_are_revoked_and_no_other_key() {
     let token = "oUser|sku|0123";
     assert_eq!(index_of(token).as_deref(), Some("mpauthx|index|sku|oUser"));
     assert_eq!(
@@ -560,11 +659,16 @@ mod tests {
       None,
       "an index is not a token"
     );
-    assert!(is_index_of("mpauthx|index|sku|oUser", "oUser"));
-    assert!(is_index_of("mpauthx|index||oUser", "oUser"));
-    assert!(!is_index_of("mpauthx|index|sku|oUserX", "oUser"));
-    assert!(!is_index_of("mpauthx|index|sku|x|oUser", "oUser"));
-    assert!(!is_index_of("mpauthx|user|sku|oUser", "oUser"));
+    let hex = "ab".repeat(32);
+    let own = format!("oUser|sku|{hex}");
+    assert!(is_token_of(&own, "oUser", Some("sku")) && is_token_of(&own, "oUser", None));
+    assert!(!is_token_of(&own, "oUser", Some("other")), "another sku");
+    assert!(is_token_of(&format!("oUser||{hex}"), "oUser", None));
+    assert!(!is_token_of(&format!("oUserX|sku|{hex}"), "oUser", None));
+    assert!(!is_token_of(&format!("oUse|sku|{hex}"), "oUser", None));
+    assert!(!is_token_of("oUser|sku|x|y", "oUser", None), "four parts");
+    assert!(!is_token_of("mpauthx|index|sku|oUser", "oUser", None));
+    assert!(!is_token_of("mpauthx|user|sku|oUser", "mpauthx", None));
     assert_eq!(glob_escape(r"o*?[a]\x"), r"o\*\?\[a\]\\x");
     assert_eq!(glob_escape("oUser-1_^"), "oUser-1_^");
   }

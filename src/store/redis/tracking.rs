@@ -2,14 +2,14 @@
 //! (RESP3), so Redis tells this instance when a token it remembers changes, and a heartbeat
 //! proves the connection alive; writes go over the store's other connection.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Once, Weak};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
 use redis::{PushInfo, PushKind, Value};
 
 use super::connection::{Connector, RedisConnection};
-use super::{well_formed, RedisTokens};
+use super::{per_token, well_formed, RedisTokens};
 use crate::config::{RedisTarget, RedisTls};
 use crate::error::{Error, Result};
 use crate::validation_cache::{ValidationCache, LEASE};
@@ -34,21 +34,37 @@ pub(super) struct Tracking {
   pub(super) redis: Connector,
   pub(super) cache: Arc<ValidationCache>,
   heartbeat: Once,
-  /// Tracked reads that failed in a row where an untracked read then worked.
+  /// Tracked reads in a row that the server refused in words (see [`MAX_REFUSALS`]).
   refusals: AtomicU32,
+  /// Tracked reads in a row that failed otherwise (a reply timeout, a dropped connection):
+  /// the next is tried only after a backoff that grows with them.
+  failures: AtomicU32,
+  /// Until when tracked reads are not tried: ms since `started`.
+  retry_at_ms: AtomicU64,
+  started: Instant,
+  /// Why the cache was turned off, until a call reports it (once) to diagnostics.
+  off_notice: Mutex<Option<String>>,
 }
 
-/// Tracked reads refused in a row (a server before 6.0, or a proxy without RESP3 or client
-/// tracking) after which the instance stops trying: it checks every token with the store.
+/// Tracked reads the server refused in a row (`NOPERM` for `CLIENT`, an unknown `HELLO` or
+/// `CLIENT TRACKING`: a server before 6.0, an ACL without `client`, a proxy without RESP3)
+/// after which the instance stops trying: it checks every token with the store. A reply that
+/// does not come (a stalled server) or a dropped connection is no refusal: tracked reads
+/// resume after a backoff of [`BACKOFF`] doubling up to [`MAX_BACKOFF`].
 const MAX_REFUSALS: u32 = 3;
+const BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a tracked read of a token found.
 pub(super) enum Read {
   /// A live token: issue time (ms since the epoch) and `PTTL`.
   Live(u64, i64),
   NotLive,
-  /// Redis refused the tracked read (a proxy or ACL without `CLIENT`, a redirection inside
-  /// the pipeline): ask again without tracking.
+  /// Redis refused `CLIENT TRACKING` or `CLIENT CACHING` (an ACL or a proxy without
+  /// `CLIENT`): ask again without tracking, and count a refusal.
+  Refused,
+  /// The tracked read answered otherwise (a redirection inside the pipeline): ask again
+  /// without tracking.
   Untracked,
 }
 
@@ -64,39 +80,80 @@ impl RedisTokens {
       return Ok(None);
     };
     match self.read_tracked(tracking, tokens).await {
-      Ok(reads) => {
-        tracking.refusals.store(0, Ordering::Release);
+      Ok((reads, refused)) => {
+        match refused {
+          true => tracking.refused("Redis refused CLIENT TRACKING or CLIENT CACHING"),
+          false => tracking.answered(),
+        }
         Ok(Some(reads))
       }
       Err(err) if err.is_disconnected() => {
         tracking.forget_master();
+        tracking.failed();
         Err(err)
       }
-      Err(_) => {
+      Err(err) if err.is_refusal() => {
         // Counted only once the other connection answers: the store itself works.
         let _: Value = redis::cmd("PING")
           .query_async(&mut self.redis.get().await?)
           .await?;
-        if tracking.refusals.fetch_add(1, Ordering::AcqRel) + 1 >= MAX_REFUSALS {
-          tracking.cache.clear();
-        }
+        tracking.refused("Redis refused the tracking connection (RESP3 or CLIENT)");
+        Ok(None)
+      }
+      Err(_) => {
+        tracking.failed();
         Ok(None)
       }
     }
   }
 
-  /// Reads each token over the tracking connection, and remembers the live ones: for each,
-  /// its issue time (ms since the epoch) and `PTTL`, or `None` when it is not live.
+  /// Why the validation cache was just turned off for good, once: for the diagnostics of the
+  /// call that finds out.
+  pub fn cache_off_notice(&self) -> Option<String> {
+    self.tracking.as_ref()?.off_notice.lock().ok()?.take()
+  }
+
+  /// Reads each token, and remembers the live ones: for each, its issue time (ms since the
+  /// epoch) and `PTTL`, or `None` when it is not live. Tokens are first read without
+  /// tracking, on the store's connection: a made-up or dead token never enters Redis's
+  /// tracking table, which so grows with live tokens only (each entry ends when its token
+  /// changes or expires). Only the live ones are read again over the tracking connection,
+  /// tracked, and that second answer is the one given and remembered.
+  /// Says too whether Redis refused tracking in words.
   async fn read_tracked(
     &self, tracking: &Arc<Tracking>, tokens: &[&str],
-  ) -> Result<Vec<Option<(u64, i64)>>> {
+  ) -> Result<(Vec<Option<(u64, i64)>>, bool)> {
     let mut reads = vec![None; tokens.len()];
     let candidates = well_formed(tokens);
     if candidates.is_empty() {
-      return Ok(reads);
+      return Ok((reads, false));
+    }
+    let checked: Vec<&str> = candidates.iter().map(|&i| tokens[i]).collect();
+    let first: Vec<redis::RedisResult<Value>> =
+      per_token(&mut self.redis.get().await?, &checked, |token| {
+        let mut read = redis::cmd("EVAL");
+        read.arg(READ).arg(1).arg(token);
+        read
+      })
+      .await?;
+    let mut live = Vec::new();
+    for (&i, reply) in candidates.iter().zip(first) {
+      match parse_read(&reply?) {
+        Some(Read::Live(..)) => live.push(i),
+        Some(_) => {}
+        None => {
+          return Err(Error::Store {
+            public: "Redis refused a command",
+            why: "the token read answered an error".into(),
+          })
+        }
+      }
+    }
+    if live.is_empty() {
+      return Ok((reads, false));
     }
     let mut redis = tracking.connection().await?;
-    let tickets: Vec<_> = candidates
+    let tickets: Vec<_> = live
       .iter()
       .map(|&i| tracking.cache.ticket(tokens[i]))
       .collect();
@@ -113,12 +170,12 @@ impl RedisTokens {
     };
     let found: Vec<Read> = if redis.is_cluster() {
       // Tokens hash to different slots: one pipeline each, sent to the token's node.
-      let reads = candidates.iter().map(|&i| {
+      let reads = live.iter().map(|&i| {
         let mut redis = redis.clone();
         let pipe = tracked_pipe(&mut std::iter::once(tokens[i]));
         async move { redis.pipeline_to_node_of(tokens[i], pipe).await }
       });
-      let mut found = Vec::with_capacity(candidates.len());
+      let mut found = Vec::with_capacity(live.len());
       for replies in futures_util::future::join_all(reads).await {
         match replies?.as_slice() {
           [tracking, caching, read] => found.push(tracked_read(tracking, caching, read)),
@@ -127,17 +184,18 @@ impl RedisTokens {
       }
       found
     } else {
-      let pipe = tracked_pipe(&mut candidates.iter().map(|&i| tokens[i]));
+      let pipe = tracked_pipe(&mut live.iter().map(|&i| tokens[i]));
       let replies: Vec<Value> = pipe.query_async(&mut redis).await?;
       match replies.split_first() {
-        Some((tracking, rest)) if rest.len() == 2 * candidates.len() => rest
+        Some((tracking, rest)) if rest.len() == 2 * live.len() => rest
           .chunks(2)
           .map(|pair| tracked_read(tracking, &pair[0], &pair[1]))
           .collect(),
-        _ => candidates.iter().map(|_| Read::Untracked).collect(),
+        _ => live.iter().map(|_| Read::Untracked).collect(),
       }
     };
-    for ((&i, ticket), read) in candidates.iter().zip(tickets).zip(found) {
+    let mut refused = false;
+    for ((&i, ticket), read) in live.iter().zip(tickets).zip(found) {
       reads[i] = match read {
         Read::Live(ctime, pttl) => {
           tracking.cache.fill(ticket, tokens[i], ctime, pttl);
@@ -146,13 +204,14 @@ impl RedisTokens {
         Read::NotLive => None,
         // Read again without tracking, as one command, which follows a redirection (and so
         // teaches a cluster connection where the slot went); the answer is not remembered.
-        Read::Untracked => {
+        Read::Refused | Read::Untracked => {
+          refused |= matches!(read, Read::Refused);
           let found: Value = self.read.key(tokens[i]).invoke_async(&mut redis).await?;
           parse_read(&found).and_then(Read::live)
         }
       };
     }
-    Ok(reads)
+    Ok((reads, refused))
   }
 }
 
@@ -169,6 +228,10 @@ impl Tracking {
       cache,
       heartbeat: Once::new(),
       refusals: AtomicU32::new(0),
+      failures: AtomicU32::new(0),
+      retry_at_ms: AtomicU64::new(0),
+      started: Instant::now(),
+      off_notice: Mutex::new(None),
     }))
   }
 
@@ -180,9 +243,47 @@ impl Tracking {
     }
   }
 
-  /// Whether tracked reads are still tried (see [`MAX_REFUSALS`]).
+  /// Whether the server refused tracking often enough for the cache to be off for good
+  /// (see [`MAX_REFUSALS`]).
+  fn is_off(&self) -> bool {
+    self.refusals.load(Ordering::Acquire) >= MAX_REFUSALS
+  }
+
+  /// Whether a tracked read is tried now: the cache is on and no backoff runs.
   fn usable(&self) -> bool {
-    self.refusals.load(Ordering::Acquire) < MAX_REFUSALS
+    !self.is_off() && self.elapsed_ms() >= self.retry_at_ms.load(Ordering::Acquire)
+  }
+
+  fn elapsed_ms(&self) -> u64 {
+    self.started.elapsed().as_millis() as u64
+  }
+
+  /// A tracked read answered: refusals and failures start counting again from zero.
+  fn answered(&self) {
+    self.refusals.store(0, Ordering::Release);
+    self.failures.store(0, Ordering::Release);
+  }
+
+  /// The server refused tracking in words; the last of [`MAX_REFUSALS`] in a row turns the
+  /// cache off, with a notice for diagnostics.
+  fn refused(&self, why: &str) {
+    if self.refusals.fetch_add(1, Ordering::AcqRel) + 1 == MAX_REFUSALS {
+      self.cache.clear();
+      if let Ok(mut notice) = self.off_notice.lock() {
+        *notice = Some(format!(
+          "validation cache off: {why} {MAX_REFUSALS} times in a row; every check goes to Redis"
+        ));
+      }
+    }
+  }
+
+  /// A tracked read failed without a refusal (a timeout, a dropped connection): the next is
+  /// tried after a backoff.
+  fn failed(&self) {
+    let failures = self.failures.fetch_add(1, Ordering::AcqRel).min(16);
+    let backoff = BACKOFF.saturating_mul(1 << failures).min(MAX_BACKOFF);
+    let retry_at = self.elapsed_ms() + backoff.as_millis() as u64;
+    self.retry_at_ms.store(retry_at, Ordering::Release);
   }
 
   /// The tracking connection; the first use starts the heartbeat that lets the cache answer.
@@ -203,7 +304,7 @@ async fn heartbeat(tracking: Weak<Tracking>) {
     let Some(current) = tracking.upgrade() else {
       return;
     };
-    if !current.usable() {
+    if current.is_off() {
       return;
     }
     let sent = Instant::now();
@@ -244,7 +345,7 @@ fn on_push(cache: &ValidationCache, push: PushInfo) {
 fn tracked_read(tracking: &Value, caching: &Value, read: &Value) -> Read {
   let refused = |value: &Value| matches!(value, Value::ServerError(_));
   if refused(tracking) || refused(caching) {
-    return Read::Untracked;
+    return Read::Refused;
   }
   parse_read(read).unwrap_or(Read::Untracked)
 }
@@ -254,7 +355,7 @@ impl Read {
   pub(super) fn live(self) -> Option<(u64, i64)> {
     match self {
       Read::Live(ctime, pttl) => Some((ctime, pttl)),
-      Read::NotLive | Read::Untracked => None,
+      Read::NotLive | Read::Refused | Read::Untracked => None,
     }
   }
 }
