@@ -269,7 +269,7 @@ declare namespace mpauthx {
     /**
      * Live tokens each instance remembers, so that `isTokenValid`, `verifyToken` and the
      * middleware answer most checks from memory, kept exact by Redis's client-side tracking
-     * (see README "How checks stay exact"). Default 10000 (about 2 MB); `0` turns the cache off.
+     * (see docs/how-checks-stay-exact.md). Default 10000 (about 2 MB); `0` turns the cache off.
      * The SQLite store never answers from memory.
      */
     validationCacheSize?: number

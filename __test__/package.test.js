@@ -36,9 +36,12 @@ const platformPackages = pkg.napi.targets.map((triple) => {
   return { triple, platformArchABI, platform, arch, abi, dir, manifest: readJson(path.join(dir, 'package.json')) }
 })
 
-/** The files of the repository under `dir`, as npm packs them: no build output, no `.gitignore`. */
+/**
+ * The files of the repository under `dir`, as npm packs them: no build output, no `.gitignore`.
+ * Files not yet committed count too, unless git ignores them (npm packs them as well).
+ */
 function filesUnder(dir) {
-  return execFileSync('git', ['ls-files', dir], { cwd: ROOT, encoding: 'utf8' })
+  return execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', dir], { cwd: ROOT, encoding: 'utf8' })
     .split('\n')
     .filter((file) => file && path.basename(file) !== '.gitignore')
 }
@@ -117,8 +120,11 @@ describe('package layout', () => {
       'package.json',
       'user-stores.js',
       'validation-cache.js',
-      // The examples the README links to.
+      // The benchmark's method and figures, which the README links to.
+      'bench/README.md',
+      // The examples and the guides the README links to.
       ...filesUnder('examples'),
+      ...filesUnder('docs'),
     ].sort())
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {
       assert.equal(pkg.scripts[hook], undefined, `${hook} would run on users' machines`)

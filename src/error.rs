@@ -245,7 +245,7 @@ fn redis_failure(err: &redis::RedisError) -> String {
     || said.contains("NOPERM")
     || said.contains("can't run this command")
   {
-    return format!("the Redis user is not allowed a command the library needs (see the ACL in the README): {said}");
+    return format!("the Redis user is not allowed a command the library needs (see the ACL in docs/production-redis.md): {said}");
   }
   if err.code() == Some("NOAUTH") {
     return "the server requires a password: give redisPass, or user:password in the URL"
