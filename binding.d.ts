@@ -37,7 +37,7 @@ export declare class Mpauthx {
   revokeToken(token?: string | undefined | null): Promise<BooleanReply>
   /** `ready()`: whether the stores can be used, checked without calling WeChat. */
   ready(): Promise<BooleanReply>
-  /** `getAccessToken()`: the app's access token, shared through the token store. */
+  /** `getAccessToken()`: WeChat's app token, shared through Redis or the SQLite file. */
   getAccessToken(): Promise<AccessTokenReply>
   /** `getPhoneNumber(code)`: the user's phone number, from a phone-number code. */
   getPhoneNumber(code?: string | undefined | null): Promise<PhoneReply>
@@ -160,6 +160,7 @@ export interface NativeStep {
 
 /** What a live token stands for, as `verifyToken` resolves it. */
 export interface NativeTokenInfo {
+  /** The user id (the openId, or the unionId when WeChat gives one); `openId` as in 1.3.2. */
   openId: string
   sku: string
   /** Issue time, ms since the epoch. */
@@ -176,19 +177,21 @@ export interface Options {
   appId: string
   appSecret: string
   sku: string
-  /** The SQLite file; may be absent when users live in `options.userStore` and tokens in Redis. */
-  dbPath?: string
-  redisPass?: string
   ttl?: number
+  slidingTtl?: boolean
+  tokenStore?: 'redis' | 'sqlite'
   redisUrl?: string
   redisClusterNodes?: Array<string>
-  wechatApiBase?: string
-  httpTimeoutMs?: number
-  tokenStore?: string
-  validationCacheSize?: number
-  redisTls?: RedisTlsOptions
   redisSentinel?: RedisSentinelOptions
-  slidingTtl?: boolean
+  redisPass?: string
+  redisTls?: RedisTlsOptions
+  validationCacheSize?: number
+  /** Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token. */
+  registrationTtl?: number
+  /** How long `revokeUser`'s `SCAN` of the user's keys may take in all. */
+  revokeUserScanMs?: number
+  /** The SQLite file; may be absent when users live in `options.userStore` and tokens in Redis. */
+  dbPath?: string
   /**
    * Whether `options.userStore` was given (its methods reach the constructor as a function
    * of their own).
@@ -196,11 +199,9 @@ export interface Options {
   userStore?: boolean
   userStoreTimeoutMs?: number
   /** `'insert'` (default), `'always'` or `'never'`: see [`ProfileWrites`]. */
-  profileWrites?: string
-  /** Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token. */
-  registrationTtl?: number
-  /** How long `revokeUser`'s `SCAN` of the user's keys may take in all. */
-  revokeUserScanMs?: number
+  profileWrites?: 'insert' | 'always' | 'never'
+  wechatApiBase?: string
+  httpTimeoutMs?: number
   /** Whether calls report their steps (the napi layer's concern; settings ignore it). */
   diagnostics?: boolean
 }
@@ -265,6 +266,18 @@ export interface TokenReply {
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
 }
+
+/**
+ * Where the validation cache's memory holds the counters, `u32`s: the generation, then one
+ * stamp per shard.
+ */
+export declare const VALIDITY_COUNTERS_OFFSET: number
+
+/** Where the validation cache's memory (`Mpauthx#validity`) holds the lease, an `f64`. */
+export declare const VALIDITY_LEASE_OFFSET: number
+
+/** How many shards have a stamp in the validation cache's memory, after the generation. */
+export declare const VALIDITY_SHARDS: number
 
 /**
  * A token the validation cache vouches for, and the counters it is vouched under: an answer

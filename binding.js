@@ -837,3 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Mpauthx = nativeBinding.Mpauthx
 module.exports.DEFAULT_TOKEN_TTL_SECONDS = nativeBinding.DEFAULT_TOKEN_TTL_SECONDS
+module.exports.VALIDITY_COUNTERS_OFFSET = nativeBinding.VALIDITY_COUNTERS_OFFSET
+module.exports.VALIDITY_LEASE_OFFSET = nativeBinding.VALIDITY_LEASE_OFFSET
+module.exports.VALIDITY_SHARDS = nativeBinding.VALIDITY_SHARDS

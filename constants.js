@@ -29,21 +29,25 @@ const constants = Object.freeze({ statusCode })
  * The HTTP status of each mpauthx code: the client's mistake (400), a token that is not
  * live (401), an unknown user (404), WeChat failing (502), a store failing (503), a bug (500).
  */
-const httpStatus = Object.freeze({
-  [statusCode.requiredParamsMissingError]: 400,
-  [statusCode.openIdOrUnionIdNotMatch]: 400,
-  [statusCode.userInfoDecryptionError]: 400,
-  [statusCode.invalidAccessToken]: 401,
-  [statusCode.userNotExistInDB]: 404,
-  [statusCode.httpError]: 502,
-  [statusCode.responseIsNull]: 502,
-  [statusCode.jsonParsedError]: 502,
-  [statusCode.httpResponseErrorEvent]: 502,
-  [statusCode.httpRequestErrorEvent]: 502,
-  [statusCode.sessionKeyAndOpenIdRequestError]: 502,
-  [statusCode.databaseRelatedError]: 503,
-  [statusCode.unknownError]: 500,
-})
+const httpStatus = Object.freeze(
+  Object.fromEntries(
+    Object.entries({
+      400: ['requiredParamsMissingError', 'openIdOrUnionIdNotMatch', 'userInfoDecryptionError'],
+      401: ['invalidAccessToken'],
+      404: ['userNotExistInDB'],
+      500: ['unknownError'],
+      502: [
+        'httpError',
+        'responseIsNull',
+        'jsonParsedError',
+        'httpResponseErrorEvent',
+        'httpRequestErrorEvent',
+        'sessionKeyAndOpenIdRequestError',
+      ],
+      503: ['databaseRelatedError'],
+    }).flatMap(([status, names]) => names.map((name) => [statusCode[name], Number(status)])),
+  ),
+)
 
 /**
  * A rejection of mpauthx: `code` is one of `constants.statusCode`; `status` the HTTP status it

@@ -504,11 +504,7 @@ declare namespace mpauthx {
    * when the store cannot answer, and the `status` of any other `MpauthxError`; passes any
    * other failure to `next(err)`. A request `match`/`ignore` leave out goes to `next()` unchecked.
    */
-  type ConnectMiddleware = (
-    req: MiddlewareRequest,
-    res: MiddlewareResponse,
-    next: (err?: unknown) => void,
-  ) => void
+  type ConnectMiddleware = (req: MiddlewareRequest, res: MiddlewareResponse, next: (err?: unknown) => void) => void
 
   /** The part of a Koa context the middleware uses. */
   interface KoaMiddlewareContext extends AuthenticateRequest {

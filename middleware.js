@@ -1,14 +1,15 @@
 'use strict'
 
-// HTTP integrations over an instance's `authenticate`: Express/Connect (and plain `http`),
-// Koa (and Egg, Midway) and Fastify. A failed check answers the HTTP status of its code (401
-// for a missing or dead token, 503 when a store cannot answer, …) with the JSON body
-// `{ status_code, status_message }` (or `failureBody(err)`); any error that is not an
-// MpauthxError goes to the framework's error handling. `match` and `ignore` say which requests
-// are checked, with Egg's semantics (egg-path-matching).
+// The framework adapters over an instance's check (authenticate.js): Express/Connect (and
+// plain `http`), Koa (and Egg, Midway) and Fastify. A failed check answers the HTTP status of
+// its code (401 for a missing or dead token, 503 when a store cannot answer, …) with the JSON
+// body `{ status_code, status_message }` (or `failureBody(err)`); any error that is not an
+// MpauthxError goes to the framework's error handling. `match` and `ignore` say which
+// requests are checked, with Egg's semantics (egg-path-matching).
 
 const pathMatching = require('egg-path-matching')
 const { statusCode, httpStatus } = require('./constants.js')
+const { checkPathPattern } = require('./options.js')
 
 /**
  * How the codes that need more than a status answer. The body's message is fixed per code:
@@ -39,99 +40,6 @@ const NO_HEADERS = Object.freeze({})
 const JSON_TYPE = 'application/json; charset=utf-8'
 
 /**
- * Where a request's token is read from, in order; the first found wins. `Authorization:
- * Bearer <token>` comes first unless `tokenFrom.bearer` is false; then the sources of
- * `tokenFrom` in the order its keys were written, or the `x-access-token` header when
- * `tokenFrom` is not given.
- * @param {{ bearer?: boolean, header?: string, cookie?: string, query?: string } | undefined} tokenFrom
- * @returns {{ read: (request: object) => string | undefined, bearerFirst: boolean, described: string }}
- */
-function tokenSources(tokenFrom) {
-  const bearerFirst = tokenFrom?.bearer !== false
-  const named = tokenFrom === undefined ? [['header', 'x-access-token']] : Object.entries(tokenFrom)
-  const sources = bearerFirst ? [{ read: bearerToken, described: '"Authorization: Bearer <token>"' }] : []
-  for (const [kind, name] of named) {
-    if (kind !== 'bearer' && name !== undefined) sources.push(sourceReaders[kind](name))
-  }
-  if (sources.length === 0) throw new TypeError('tokenFrom names no source of the token')
-  return {
-    bearerFirst,
-    described: sources.map((source) => source.described).join(' or '),
-    read(request) {
-      for (const source of sources) {
-        const token = source.read(request)
-        if (token) return token
-      }
-      return undefined
-    },
-  }
-}
-
-function bearerToken(request) {
-  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(headerValue(request.headers, 'authorization') ?? '')
-  return match ? match[1] : undefined
-}
-
-// Readers of a named header, cookie or query parameter.
-const sourceReaders = {
-  header(name) {
-    const lower = name.toLowerCase()
-    return { read: (request) => headerValue(request.headers, lower)?.trim(), described: `the "${name}" header` }
-  },
-  cookie(name) {
-    return {
-      // Parsed by cookie-parser or @fastify/cookie, else read from the Cookie header.
-      read: (request) => stringOrUndefined(request.cookies?.[name]) ?? cookieValue(headerValue(request.headers, 'cookie'), name),
-      described: `the "${name}" cookie`,
-    }
-  },
-  query(name) {
-    return {
-      // Parsed by the framework (Express, Koa, Fastify), else read from the URL.
-      read: (request) => {
-        const value = request.query?.[name]
-        if (value !== undefined) return Array.isArray(value) ? stringOrUndefined(value[0]) : stringOrUndefined(value)
-        return queryValue(request.url, name)
-      },
-      described: `the "${name}" query parameter`,
-    }
-  },
-}
-
-// A header of Node's lower-cased headers object, or of a Fetch `Headers`.
-function headerValue(headers, lowerName) {
-  const value = typeof headers.get === 'function' ? headers.get(lowerName) : headers[lowerName]
-  return Array.isArray(value) ? value[0] : (value ?? undefined)
-}
-
-function stringOrUndefined(value) {
-  return typeof value === 'string' ? value : undefined
-}
-
-function cookieValue(header, name) {
-  if (typeof header !== 'string') return undefined
-  for (const pair of header.split(';')) {
-    const equals = pair.indexOf('=')
-    if (equals < 0 || pair.slice(0, equals).trim() !== name) continue
-    let value = pair.slice(equals + 1).trim()
-    if (value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
-    try {
-      return decodeURIComponent(value)
-    } catch {
-      return value
-    }
-  }
-  return undefined
-}
-
-function queryValue(url, name) {
-  if (typeof url !== 'string') return undefined
-  const start = url.indexOf('?')
-  if (start < 0) return undefined
-  return new URLSearchParams(url.slice(start + 1)).get(name) ?? undefined
-}
-
-/**
  * The answer to send for a failed authentication: the HTTP status of any MpauthxError (an
  * error whose `code` is an mpauthx code), or `undefined` for a bug, 9999 or another error: it
  * goes to the framework's error handling, which logs it and answers its `status` (500).
@@ -143,27 +51,8 @@ function failureAnswer(err, failureBody) {
   const status = typeof code === 'number' && Object.hasOwn(httpStatus, code) ? httpStatus[code] : undefined
   if (status === undefined || code === statusCode.unknownError) return undefined
   const answer = answers[code]
-  const body = failureBody
-    ? failureBody(err)
-    : { status_code: code, status_message: answer ? answer.message : publicMessages[status] }
+  const body = failureBody ? failureBody(err) : { status_code: code, status_message: answer ? answer.message : publicMessages[status] }
   return { httpStatus: status, headers: answer ? answer.headers : NO_HEADERS, body }
-}
-
-/**
- * Checks a `match` or `ignore` pattern: a string, a RegExp, a function, or an array of these.
- * @param {string} name the option, for the error
- * @param {unknown} pattern
- */
-function checkPathPattern(name, pattern) {
-  if (typeof pattern === 'string' || typeof pattern === 'function' || pattern instanceof RegExp) return pattern
-  if (Array.isArray(pattern)) {
-    pattern.forEach((item, i) => checkPathPattern(`${name}[${i}]`, item))
-    return pattern
-  }
-  throw new TypeError(
-    `${name} must be a path (string), a RegExp, a function of the request or an array of these, got ` +
-      (pattern === null ? 'null' : typeof pattern),
-  )
 }
 
 /**
@@ -263,6 +152,25 @@ const koaPath = (ctx) => (typeof ctx.path === 'string' ? ctx.path : withoutQuery
 const fastifyPath = (request) => withoutQuery(request.url)
 
 /**
+ * Whether `request` goes on unchecked, handed to `proceed` (`next`, `done`): `checks` (from
+ * `match`/`ignore`) skips it, or throws, and `proceed` gets the error.
+ * @param {((request: object) => boolean) | null} checks
+ * @param {object} request
+ * @param {(err?: unknown) => void} proceed
+ */
+function passedOver(checks, request, proceed) {
+  if (checks === null) return false
+  try {
+    if (checks(request)) return false
+  } catch (err) {
+    proceed(err)
+    return true
+  }
+  proceed()
+  return true
+}
+
+/**
  * An Express/Connect middleware: `(req, res, next)`.
  * @param {object} integration
  * @param {(request: object) => object | null | Promise<object | null>} integration.authenticate
@@ -275,15 +183,7 @@ const fastifyPath = (request) => withoutQuery(request.url)
 function connectMiddleware({ authenticate, failureBody, what, match, ignore }) {
   const checks = requestFilter(what, match, ignore, connectPath)
   return function mpauthxMiddleware(req, res, next) {
-    if (checks !== null) {
-      let checked
-      try {
-        checked = checks(req)
-      } catch (err) {
-        return next(err)
-      }
-      if (!checked) return next()
-    }
+    if (passedOver(checks, req, next)) return
     const auth = authenticate(req)
     if (!(auth instanceof Promise)) {
       if (auth !== null) req.mpauthx = auth
@@ -419,15 +319,7 @@ function fastifyPlugin({ authenticate, authenticateOptional, failureBody, what, 
     const setting = routeSetting(request)
     if (setting === false) return done()
     // A route's own setting is more specific than the plugin's paths: it is always checked.
-    if (checks !== null && setting === undefined) {
-      let checked
-      try {
-        checked = checks(request)
-      } catch (err) {
-        return done(err)
-      }
-      if (!checked) return done()
-    }
+    if (setting === undefined && passedOver(checks, request, done)) return
     check(request, reply, done, setting)
   }
 
@@ -462,4 +354,4 @@ function fastifyPlugin({ authenticate, authenticateOptional, failureBody, what, 
   return mpauthxPlugin
 }
 
-module.exports = { connectMiddleware, koaMiddleware, fastifyPlugin, tokenSources, checkPathPattern }
+module.exports = { connectMiddleware, koaMiddleware, fastifyPlugin }

@@ -9,24 +9,27 @@
 // revokes, every lost connection and `close()`; it writes them to memory this side reads
 // directly, so an answer from here costs no call into the binding.
 
+// Where that memory (`Validity` in src/validation_cache.rs) keeps the lease and the counters,
+// as the native side declares them. binding.js is loaded (index.js loads it first).
+const { VALIDITY_LEASE_OFFSET, VALIDITY_COUNTERS_OFFSET, VALIDITY_SHARDS } = require('./binding.js')
+const { extractUserId, extractSku } = require('./token.js')
+
 /**
- * Tokens the native cache vouched for, bounded like it: the oldest goes first. `parts(token)`
- * gives `{ openId, sku }`, remembered with each entry; `ownSku` is the instance's own, whose
- * tokens checks extend with `slidingTtl`.
+ * Tokens the native cache vouched for, bounded like it: the oldest goes first. `ownSku` is the
+ * instance's own, whose tokens checks extend with `slidingTtl`.
  */
-function createValidationCache(native, parts, ownSku) {
+function createValidationCache(native, ownSku) {
   // Times cross the boundary on `performance.now()`'s clock, monotonic as the native side's
   // is: a step of the wall clock never stretches how long anything is answered from memory.
   const buffer = native.validity(performance.now())
-  if (buffer === null) return { lookup: () => undefined, lookupBearer: () => undefined, checkedAt: 0 }
+  if (buffer === null) return { lookup: () => undefined, lookupBearer: () => undefined, secondsLeft: () => null, checkedAt: 0 }
   const capacity = native.validationCacheSize
   // With `slidingTtl`, a token of this sku with less than this left (ms) is not answered from
   // memory, so that its check reaches the store, which gives it its whole TTL back.
   const slidingWindow = native.slidingWindowMs
-  // Layout of `Validity`: the lease on `performance.now()`'s clock, then the generation and the
-  // stamp of each shard.
-  const lease = new Float64Array(buffer, 0, 1)
-  const counters = new Uint32Array(buffer, 8)
+  // The lease on `performance.now()`'s clock; the generation, then the stamp of each shard.
+  const lease = new Float64Array(buffer, VALIDITY_LEASE_OFFSET, 1)
+  const counters = new Uint32Array(buffer, VALIDITY_COUNTERS_OFFSET, 1 + VALIDITY_SHARDS)
   // Keyed by `slot(token)`, not by the token: a token comes from a request header as a new
   // string each time, and a Map keyed by strings would hash all of it on every lookup, which
   // costs more than the rest of a check. An entry holds its token, compared in full.
@@ -37,17 +40,17 @@ function createValidationCache(native, parts, ownSku) {
   // merely shares a slot with a remembered one never pushes it out.
   function vouch(token, key, now) {
     // A token with whitespace is never remembered, so that a remembered token can be taken
-    // from `Bearer <token>` without parsing the header (see index.js).
+    // from `Bearer <token>` without parsing the header (see authenticate.js).
     const vouched = WHITESPACE.test(token) ? null : native.cachedToken(token)
     if (vouched === null) return undefined
-    const { openId, sku } = parts(token)
+    const sku = extractSku(token)
     const entry = {
       token,
       // The header that carries it, as one flat string: a header from Node's parser compares
       // with it in a few instructions, where a token sliced out of a header compares through a
       // call into V8's runtime.
       bearer: flat(`Bearer ${token}`),
-      openId,
+      userId: extractUserId(token),
       sku,
       ctime: vouched.ctime,
       expiresAt: vouched.expiresAt ?? Infinity,
@@ -66,7 +69,7 @@ function createValidationCache(native, parts, ownSku) {
 
   const cache = {
     /**
-     * `{ openId, sku, ctime, expiresAt }` of a live token (`expiresAt` on `performance.now()`'s
+     * `{ token, userId, sku, ctime, expiresAt }` of a live token (`expiresAt` on `performance.now()`'s
      * clock, `Infinity` without a TTL), or `undefined` when the store must be asked.
      * @param {string} token
      */
@@ -96,7 +99,13 @@ function createValidationCache(native, parts, ownSku) {
       return answer(entry, key, now)
     },
 
-    /** When the last lookup read the clock (`performance.now()`), for the time a token has left. */
+    /**
+     * Whole seconds a remembered token had left when it was looked up, rounded as Redis's TTL
+     * rounds them; `null` without a TTL.
+     */
+    secondsLeft: (entry) => (entry.expiresAt === Infinity ? null : Math.floor((entry.expiresAt - cache.checkedAt + 500) / 1000)),
+
+    /** When the last lookup read the clock (`performance.now()`). */
     checkedAt: 0,
   }
 
@@ -124,8 +133,11 @@ function slot(string, start) {
 }
 
 // `string` as one flat (sequential) string, not a concatenation of two, when it is Latin-1
-// (as headers from Node's parser are).
-const flat = (string) => (LATIN1.test(string) ? Buffer.from(string, 'latin1').latin1Slice() : string)
+// (as headers from Node's parser are): a round trip through a Buffer, once per remembered
+// token, gives a new sequential string, as `latin1Slice` would, at the same cost (~160 ns).
+const flat = (string) => (LATIN1.test(string) ? Buffer.from(string, 'latin1').toString('latin1') : string)
+// Every code unit of Latin-1, U+0000 included.
+// oxlint-disable-next-line no-control-regex
 const LATIN1 = /^[\x00-\xff]*$/
 
 const WHITESPACE = /\s/

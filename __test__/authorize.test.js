@@ -1,7 +1,7 @@
 'use strict'
 
 const assert = require('node:assert/strict')
-const { after, before, describe, test } = require('node:test')
+const { before, describe, test } = require('node:test')
 
 const { startHarness, useHarness, rejection, APP_ID, APP_SECRET, SKU } = require('./support/harness')
 

@@ -74,8 +74,7 @@ describe('login(code)', () => {
 describe('profile storage', () => {
   const h = useHarness()
 
-  const row = (file, openId) =>
-    sql(file, `SELECT nickName, gender, language, city, province, country FROM user WHERE openId = '${openId}'`)
+  const row = (file, openId) => sql(file, `SELECT nickName, gender, language, city, province, country FROM user WHERE openId = '${openId}'`)
 
   test("authorize writes the profile on the first login and, with profileWrites 'always', updates it on later ones", async () => {
     const auth = h.create({ options: { profileWrites: 'always' } })

@@ -38,7 +38,10 @@ describe('made-up tokens cost Redis nothing', () => {
     const memoryBefore = info(h.redis, 'memory', 'used_memory')
     const trackedBefore = info(h.redis, 'stats', 'tracking_total_keys')
     for (let round = 0; round < 50; round++) {
-      const forged = Array.from({ length: 1000 }, () => `o${crypto.randomBytes(14).toString('hex')}|${SKU}|${crypto.randomBytes(32).toString('hex')}`)
+      const forged = Array.from(
+        { length: 1000 },
+        () => `o${crypto.randomBytes(14).toString('hex')}|${SKU}|${crypto.randomBytes(32).toString('hex')}`,
+      )
       const outcomes = await Promise.allSettled(forged.map((token) => auth.isTokenValid(token)))
       assert.ok(outcomes.every((outcome) => outcome.status === 'rejected' && outcome.reason.code === 6007))
     }

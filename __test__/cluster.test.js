@@ -35,7 +35,14 @@ describe('Redis Cluster', () => {
     const masters = new Set(tokens.map((token) => h.cluster.masterOf(token).port))
     assert.equal(masters.size, 3, 'the tokens live on all three masters')
     const calls = [...tokens, `oSpread0|${SKU}|${'0'.repeat(64)}`, '']
-    const codes = await Promise.all(calls.map((token) => auth.isTokenValid(token).then(() => 1, (err) => err.code)))
+    const codes = await Promise.all(
+      calls.map((token) =>
+        auth.isTokenValid(token).then(
+          () => 1,
+          (err) => err.code,
+        ),
+      ),
+    )
     assert.deepEqual(codes, [...tokens.map(() => 1), 6007, 6001])
   })
 

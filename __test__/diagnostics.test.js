@@ -39,10 +39,20 @@ describe('options.logger', () => {
     assert.equal(events[5].detail, 'new user added')
     assert.deepEqual(events.at(-1).statusCode, 1)
     const times = events.map((event) => event.elapsedMs)
-    assert.ok(times.every((ms) => typeof ms === 'number' && ms >= 0), String(times))
-    assert.deepEqual(times, [...times].sort((a, b) => a - b), 'steps in time order, done last')
+    assert.ok(
+      times.every((ms) => typeof ms === 'number' && ms >= 0),
+      String(times),
+    )
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => a - b),
+      'steps in time order, done last',
+    )
     const now = Date.now()
-    assert.ok(events.every((event) => event.time <= now && event.time > now - 10000), 'time is when the step happened')
+    assert.ok(
+      events.every((event) => event.time <= now && event.time > now - 10000),
+      'time is when the step happened',
+    )
 
     const text = JSON.stringify(events)
     for (const secret of [APP_SECRET, token, 'oDiagnosed', login.code, login.encryptedData, login.iv]) {
@@ -135,8 +145,14 @@ describe('DEBUG=mpauthx', () => {
     const lines = stderr.trim().split('\n')
     assert.match(lines[0], /^\S+Z mpauthx authorize stores\.ready \+[\d.]+ms token store and user registry answer$/)
     assert.match(lines[1], /^\S+Z mpauthx authorize wechat\.request \+[\d.]+ms GET \/sns\/jscode2session$/)
-    assert.ok(lines.some((line) => /mpauthx authorize done \+[\d.]+ms OK \[1\]$/.test(line)), stderr)
-    assert.ok(lines.some((line) => / isTokenValid token\.checked .* 1 of 1 tokens live/.test(line)), stderr)
+    assert.ok(
+      lines.some((line) => /mpauthx authorize done \+[\d.]+ms OK \[1\]$/.test(line)),
+      stderr,
+    )
+    assert.ok(
+      lines.some((line) => / isTokenValid token\.checked .* 1 of 1 tokens live/.test(line)),
+      stderr,
+    )
     assert.ok(!stderr.includes('debug-secret') && !stderr.includes('oDebugUser'))
   })
 

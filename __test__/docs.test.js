@@ -96,7 +96,7 @@ function anchorsOf(text) {
 function linksOf(text) {
   const links = []
   proseLines(text).forEach((line, index) => {
-    for (const [, target] of line.matchAll(/\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+"[^"]*")?\s*\)/g)) {
+    for (const [, target] of line.matchAll(/\[(?:[^[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+"[^"]*")?\s*\)/g)) {
       links.push({ target, line: index + 1 })
     }
   })

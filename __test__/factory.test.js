@@ -17,11 +17,21 @@ const make = (...overrides) => {
 test('constants are exactly those of mpauthx 1.3.2', () => {
   // Written out here rather than imported from constants.js, so that a changed code fails.
   const codes1_3_2 = [
-    ['success', 1], ['databaseRelatedError', 6000], ['requiredParamsMissingError', 6001], ['httpError', 6002],
-    ['responseIsNull', 6003], ['jsonParsedError', 6004], ['httpResponseErrorEvent', 6005],
-    ['httpRequestErrorEvent', 6006], ['internetConnectionError', 6006], ['invalidAccessToken', 6007],
-    ['sessionKeyAndOpenIdRequestError', 6008], ['openIdOrUnionIdNotMatch', 6009], ['userNotExistInDB', 6010],
-    ['userInfoDecryptionError', 6011], ['unknownError', 9999],
+    ['success', 1],
+    ['databaseRelatedError', 6000],
+    ['requiredParamsMissingError', 6001],
+    ['httpError', 6002],
+    ['responseIsNull', 6003],
+    ['jsonParsedError', 6004],
+    ['httpResponseErrorEvent', 6005],
+    ['httpRequestErrorEvent', 6006],
+    ['internetConnectionError', 6006],
+    ['invalidAccessToken', 6007],
+    ['sessionKeyAndOpenIdRequestError', 6008],
+    ['openIdOrUnionIdNotMatch', 6009],
+    ['userNotExistInDB', 6010],
+    ['userInfoDecryptionError', 6011],
+    ['unknownError', 9999],
   ]
   assert.deepEqual(make().constants, { statusCode: Object.fromEntries(codes1_3_2) })
 })

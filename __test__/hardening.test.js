@@ -55,10 +55,14 @@ describe('in-memory SQLite', () => {
 
   test('every in-memory spelling is refused at creation with one message that says what to pass', () => {
     for (const db of [':memory:', 'file::memory:?cache=shared', 'file:name?mode=memory']) {
-      assert.throws(() => h.create({ db }), {
-        name: 'RangeError',
-        message: /^db must be a SQLite file such as '\.\/users\.db': an in-memory database/,
-      }, db)
+      assert.throws(
+        () => h.create({ db }),
+        {
+          name: 'RangeError',
+          message: /^db must be a SQLite file such as '\.\/users\.db': an in-memory database/,
+        },
+        db,
+      )
     }
   })
 })
@@ -71,7 +75,14 @@ describe('a missing native binary', () => {
       for (const file of fs.readdirSync(root).filter((name) => name.endsWith('.js'))) {
         fs.copyFileSync(path.join(root, file), path.join(dir, file))
       }
-      const run = spawnSync(process.execPath, ['-e', "try { require('./index.js') } catch (err) { console.log(JSON.stringify({ message: err.message, cause: String(err.cause?.message) })) }"], { cwd: dir, encoding: 'utf8' })
+      const run = spawnSync(
+        process.execPath,
+        [
+          '-e',
+          "try { require('./index.js') } catch (err) { console.log(JSON.stringify({ message: err.message, cause: String(err.cause?.message) })) }",
+        ],
+        { cwd: dir, encoding: 'utf8' },
+      )
       const { message, cause } = JSON.parse(run.stdout)
       const glibc = process.report.getReport().header.glibcVersionRuntime
       const name = process.platform === 'linux' ? `mpauthx-linux-${process.arch}-${glibc ? 'gnu' : 'musl'}` : 'mpauthx-'
@@ -146,11 +157,14 @@ describe('HTTP answers carry no internal detail', () => {
 
   test('a bad wechatApiBase is refused without echoing it (it may carry credentials)', () => {
     for (const wechatApiBase of ['ftp://user:s3cret@example.com', 'http://user:s3cret@exa mple.com']) {
-      assert.throws(() => h.create({ options: { wechatApiBase } }), (err) => {
-        assert.equal(err.name, 'RangeError')
-        assert.doesNotMatch(err.message, /s3cret/)
-        return true
-      })
+      assert.throws(
+        () => h.create({ options: { wechatApiBase } }),
+        (err) => {
+          assert.equal(err.name, 'RangeError')
+          assert.doesNotMatch(err.message, /s3cret/)
+          return true
+        },
+      )
     }
   })
 })
@@ -194,10 +208,7 @@ describe('close() lets calls in flight finish', () => {
     const { response: token } = await h.login({ openId: 'oClosing' }, auth)
     const login = h.wechat.login({ openId: 'oClosingSlow' })
     const slow = h.wechat.reply((req, res) =>
-      setTimeout(
-        () => res.end(JSON.stringify({ openid: 'oClosingSlow', session_key: login.sessionKey.toString('base64') })),
-        300,
-      ),
+      setTimeout(() => res.end(JSON.stringify({ openid: 'oClosingSlow', session_key: login.sessionKey.toString('base64') })), 300),
     )
     const order = []
     const inFlight = auth.authorize(slow, login.encryptedData, login.iv).then((reply) => {
@@ -225,8 +236,7 @@ describe('a profile value the user table refuses', () => {
 
   const tables = {
     'a CHECK': 'CREATE TABLE user(openId text primary key not null, nickName text CHECK(length(nickName) <= 20), city text)',
-    'a STRICT column of another type':
-      'CREATE TABLE user(openId TEXT PRIMARY KEY NOT NULL, nickName TEXT, city INTEGER) STRICT',
+    'a STRICT column of another type': 'CREATE TABLE user(openId TEXT PRIMARY KEY NOT NULL, nickName TEXT, city INTEGER) STRICT',
     'an aborting trigger': `CREATE TABLE user(openId text primary key not null, nickName text, city text);
       CREATE TRIGGER no_profiles BEFORE UPDATE ON user BEGIN SELECT RAISE(ABORT, 'profiles are frozen'); END`,
   }
@@ -241,17 +251,28 @@ describe('a profile value the user table refuses', () => {
       assert.equal(status_code, 1)
       await auth.isTokenValid(token)
       assert.equal(sql(db, "SELECT count(*) FROM user WHERE openId = 'oRefused'"), '1')
-      assert.ok(events.some((event) => event.step === 'user.profile_refused'), 'reported through diagnostics')
+      assert.ok(
+        events.some((event) => event.step === 'user.profile_refused'),
+        'reported through diagnostics',
+      )
       // And again: the user is not blocked.
-      const again = h.wechat.login({ openId: 'oRefused', nickName: 'a nickname far longer than twenty', city: 'Shenzhen', sessionKey: login.sessionKey })
+      const again = h.wechat.login({
+        openId: 'oRefused',
+        nickName: 'a nickname far longer than twenty',
+        city: 'Shenzhen',
+        sessionKey: login.sessionKey,
+      })
       assert.equal((await auth.authorize(again.code, again.encryptedData, again.iv)).response, token)
     })
   }
 
   test('a row the table refuses outright fails the login and leaves no row behind', async () => {
     const db = path.join(h.dir, 'no-inserts.db')
-    sql(db, `CREATE TABLE user(openId text primary key not null, nickName text);
-      CREATE TRIGGER no_new_users BEFORE INSERT ON user BEGIN SELECT RAISE(ABORT, 'registrations closed'); END`)
+    sql(
+      db,
+      `CREATE TABLE user(openId text primary key not null, nickName text);
+      CREATE TRIGGER no_new_users BEFORE INSERT ON user BEGIN SELECT RAISE(ABORT, 'registrations closed'); END`,
+    )
     const auth = h.create({ db })
     const login = h.wechat.login({ openId: 'oNoRow' })
     assert.equal((await rejection(auth.authorize(login.code, login.encryptedData, login.iv))).code, 6000)
@@ -303,7 +324,10 @@ describe('the shared access-token lock is a lease no clock step stretches', () =
         const { response } = await waiter.getAccessToken()
         assert.ok(response.accessToken)
         assert.ok(response.expiresIn > 6000, String(response.expiresIn))
-        assert.deepEqual(issuedSince(issued).map((entry) => entry.forceRefresh), [false])
+        assert.deepEqual(
+          issuedSince(issued).map((entry) => entry.forceRefresh),
+          [false],
+        )
         assert.ok(lockOwner(tokenStore), "the holder's lock is left alone")
       } finally {
         release()
@@ -322,7 +346,10 @@ describe('the shared access-token lock is a lease no clock step stretches', () =
       const { response } = await auth.getPhoneNumber(h.wechat.phoneCode({ phoneNumber: '13800138000' }))
       assert.equal(response.purePhoneNumber, '13800138000')
       // A second forced refresh would invalidate the token the holder is about to store.
-      assert.deepEqual(issuedSince(issued).map((entry) => entry.forceRefresh), [false])
+      assert.deepEqual(
+        issuedSince(issued).map((entry) => entry.forceRefresh),
+        [false],
+      )
       assert.equal(lockOwner(tokenStore), 'another process')
     })
   }
@@ -340,20 +367,19 @@ describe('the shared access-token lock is a lease no clock step stretches', () =
       assert.ok(response.accessToken, lock.owner)
       assert.equal(issuedSince(issued).length, 1, `${lock.owner}: fetched once, under the lock`)
       // Taken over and released by this caller; a waiter would have left the lock in place.
-      assert.equal(
-        h.sql(`SELECT lock_owner <> '${lock.owner}' AND lock_until_us = 0 FROM mpauthx_access_token`),
-        '1',
-        lock.owner,
-      )
+      assert.equal(h.sql(`SELECT lock_owner <> '${lock.owner}' AND lock_until_us = 0 FROM mpauthx_access_token`), '1', lock.owner)
     }
   })
 
   test('SQLite store: an access-token table written by an earlier version gains the stored lease', async () => {
     const db = path.join(h.dir, 'earlier.db')
-    sql(db, `CREATE TABLE user(openId text primary key not null);
+    sql(
+      db,
+      `CREATE TABLE user(openId text primary key not null);
       CREATE TABLE mpauthx_access_token(app_id TEXT PRIMARY KEY NOT NULL, access_token TEXT,
         expires_at_us INTEGER NOT NULL DEFAULT 0, lock_until_us INTEGER NOT NULL DEFAULT 0, lock_owner TEXT);
-      INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_owner) VALUES ('${APP_ID}', 0, NULL)`)
+      INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_owner) VALUES ('${APP_ID}', 0, NULL)`,
+    )
     const [first, second] = [0, 1].map(() => h.create({ db, options: { tokenStore: 'sqlite' } }))
     const replies = await Promise.all([first.getAccessToken(), second.getAccessToken()])
     assert.equal(replies[0].response.accessToken, replies[1].response.accessToken)

@@ -26,7 +26,7 @@ const frameworks = {
   express(instance, options) {
     const app = express()
     app.get('/me', instance.middleware(options), (req, res) => res.json(req.mpauthx ?? {}))
-    app.use((err, req, res, next) => res.status(500).json({ error: err.message }))
+    app.use((err, req, res, _next) => res.status(500).json({ error: err.message }))
     return app
   },
   koa(instance, options) {
@@ -141,7 +141,7 @@ for (const [name, mount] of Object.entries(frameworks)) {
       }
     })
 
-    test("a token of another sku answers 401 unless the route takes any sku", async () => {
+    test('a token of another sku answers 401 unless the route takes any sku', async () => {
       const other = h.create({ sku: 'othersku' })
       const { response: otherToken } = await h.login({ openId: 'oOtherSku' }, other)
       const reply = await server.get({ authorization: `Bearer ${otherToken}` })
@@ -365,7 +365,13 @@ describe('fastifyPlugin', () => {
     await app.close()
 
     const throwing = Fastify()
-    await throwing.register(auth.fastifyPlugin({ failureBody: () => { throw new Error('shaping failed') } }))
+    await throwing.register(
+      auth.fastifyPlugin({
+        failureBody: () => {
+          throw new Error('shaping failed')
+        },
+      }),
+    )
     throwing.get('/me', async () => ({}))
     throwing.setErrorHandler((err, request, reply) => reply.code(500).send({ handled: err.message }))
     const failed = await throwing.inject({ url: '/me' })

@@ -122,10 +122,12 @@ describe('examples/miniprogram/auth.js against examples/express-server.js', () =
   test('a login the backend refuses rejects with its response', async () => {
     const wx = standInWx(h.wechat, { openId: 'oMiniRefused' })
     wx.login = ({ success }) => setImmediate(() => success({ code: 'never-issued', errMsg: 'login:ok' }))
-    const err = await client(wx).request({ url: '/me' }).then(
-      () => assert.fail('expected a rejection'),
-      (err) => err,
-    )
+    const err = await client(wx)
+      .request({ url: '/me' })
+      .then(
+        () => assert.fail('expected a rejection'),
+        (err) => err,
+      )
     assert.match(err.message, /login failed: HTTP 502/)
     assert.equal(err.response.data.status_code, 6008)
     assert.equal(meRequests(wx).length, 0)

@@ -59,9 +59,7 @@ function npm(args, options) {
 /** PATH without any directory holding a Rust toolchain, node's own directory first. */
 function pathWithoutRust() {
   const dirs = [path.dirname(process.execPath), ...(process.env.PATH ?? '').split(path.delimiter)]
-  const rustFree = dirs.filter(
-    (dir) => dir && !['cargo', 'rustc', 'rustup'].some((tool) => fs.existsSync(path.join(dir, tool))),
-  )
+  const rustFree = dirs.filter((dir) => dir && !['cargo', 'rustc', 'rustup'].some((tool) => fs.existsSync(path.join(dir, tool))))
   return [...new Set(rustFree)].join(path.delimiter)
 }
 
@@ -106,26 +104,36 @@ describe('package layout', () => {
 
   test('the main package ships exactly its JavaScript, typings and docs, and no install script', () => {
     const [packed] = JSON.parse(npm(['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT }))
-    assert.deepEqual(packed.files.map((file) => file.path).sort(), [
-      'CHANGELOG.md',
-      'LICENSE',
-      'README.md',
-      'binding.d.ts',
-      'binding.js',
-      'constants.js',
-      'diagnostics.js',
-      'index.d.ts',
-      'index.js',
-      'middleware.js',
-      'package.json',
-      'user-stores.js',
-      'validation-cache.js',
-      // The benchmark's method and figures, which the README links to.
-      'bench/README.md',
-      // The examples and the guides the README links to.
-      ...filesUnder('examples'),
-      ...filesUnder('docs'),
-    ].sort())
+    assert.deepEqual(
+      packed.files.map((file) => file.path).sort(),
+      [
+        'CHANGELOG.md',
+        'LICENSE',
+        'README.md',
+        'authenticate.js',
+        'binding.d.ts',
+        'binding.js',
+        'constants.js',
+        'diagnostics.js',
+        'index.d.ts',
+        'index.js',
+        'load-binding.js',
+        'middleware.js',
+        'options.js',
+        'package.json',
+        'replies.js',
+        'sql-user-stores.js',
+        'token-checks.js',
+        'token.js',
+        'user-store-call.js',
+        'validation-cache.js',
+        // The benchmark's method and figures, which the README links to.
+        'bench/README.md',
+        // The examples and the guides the README links to.
+        ...filesUnder('examples'),
+        ...filesUnder('docs'),
+      ].sort(),
+    )
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {
       assert.equal(pkg.scripts[hook], undefined, `${hook} would run on users' machines`)
     }
@@ -167,7 +175,8 @@ describe('installed from the packed tarballs', () => {
       fs.copyFileSync(binary, path.join(platformDir, path.basename(binary)))
       const staged = { ...pkg, napi: { ...pkg.napi, targets: [platform.triple] } }
       fs.writeFileSync(path.join(release, 'package.json'), JSON.stringify(staged, null, 2))
-      const git = (...args) => execFileSync('git', ['-c', 'user.name=release', '-c', 'user.email=release@localhost', ...args], { cwd: release })
+      const git = (...args) =>
+        execFileSync('git', ['-c', 'user.name=release', '-c', 'user.email=release@localhost', ...args], { cwd: release })
       git('init', '-q')
       git('commit', '-q', '--allow-empty', '-m', 'release staging')
       execFileSync(path.join(ROOT, 'node_modules', '.bin', 'napi'), ['pre-publish', '-t', 'npm', '--skip-optional-publish'], {
@@ -215,17 +224,7 @@ describe('installed from the packed tarballs', () => {
       // Asynchronously: the WeChat stand-in answers from this process's event loop.
       const { stdout } = await promisify(execFile)(
         process.execPath,
-        [
-          'login.js',
-          h.redis.url,
-          h.wechat.base,
-          path.join(work, 'users.db'),
-          APP_ID,
-          APP_SECRET,
-          user.code,
-          user.encryptedData,
-          user.iv,
-        ],
+        ['login.js', h.redis.url, h.wechat.base, path.join(work, 'users.db'), APP_ID, APP_SECRET, user.code, user.encryptedData, user.iv],
         { cwd: project, env, encoding: 'utf8', timeout: 30000 },
       )
       const report = JSON.parse(stdout)

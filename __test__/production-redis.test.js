@@ -39,12 +39,18 @@ describe('Redis errors say in their detail which server and what went wrong, nev
 
   test('connection refused', async () => {
     const port = env.dead
-    assert.match(await failure({ redisUrl: `redis://:${SECRET}@127.0.0.1:${port}` }), new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: connection refused`))
+    assert.match(
+      await failure({ redisUrl: `redis://:${SECRET}@127.0.0.1:${port}` }),
+      new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: connection refused`),
+    )
   })
 
   test('not a Redis server', async () => {
     const { port } = env.web.address()
-    assert.match(await failure({ redisUrl: `redis://127.0.0.1:${port}` }), new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: not a Redis server`))
+    assert.match(
+      await failure({ redisUrl: `redis://127.0.0.1:${port}` }),
+      new RegExp(`Redis at 127\\.0\\.0\\.1:${port}: not a Redis server`),
+    )
   })
 
   test('a wrong password, a wrong user, and no password where one is required', async () => {
@@ -66,10 +72,32 @@ describe('Redis errors say in their detail which server and what went wrong, nev
 
 // The narrowest ACL the README recommends, as `ACL SETUSER` arguments after the user name.
 const NARROW_ACL = [
-  'resetkeys', '~mpauthx|*', '~*|*|*', 'resetchannels', '-@all',
-  '+hello', '+auth', '+ping', '+select', '+client|setname', '+client|tracking', '+client|caching',
-  '+get', '+set', '+del', '+exists', '+expire', '+ttl', '+pttl', '+hget', '+hset', '+hexists', '+hmget',
-  '+eval', '+evalsha', '+script|load',
+  'resetkeys',
+  '~mpauthx|*',
+  '~*|*|*',
+  'resetchannels',
+  '-@all',
+  '+hello',
+  '+auth',
+  '+ping',
+  '+select',
+  '+client|setname',
+  '+client|tracking',
+  '+client|caching',
+  '+get',
+  '+set',
+  '+del',
+  '+exists',
+  '+expire',
+  '+ttl',
+  '+pttl',
+  '+hget',
+  '+hset',
+  '+hexists',
+  '+hmget',
+  '+eval',
+  '+evalsha',
+  '+script|load',
 ]
 
 describe('least-privilege Redis users', () => {
@@ -105,7 +133,7 @@ describe('least-privilege Redis users', () => {
     ['broad', 'broad-password'],
     ['narrow', 'narrow-password'],
   ]) {
-    test(`a user '${user}' (${user === 'broad' ? '+@all -@dangerous' : 'the README\'s ACL'}) runs the whole API, checks answered from memory included`, async () => {
+    test(`a user '${user}' (${user === 'broad' ? '+@all -@dangerous' : "the README's ACL"}) runs the whole API, checks answered from memory included`, async () => {
       const { harness } = env
       harness.redis.cli('ACL', 'LOG', 'RESET')
       const events = []
@@ -223,6 +251,9 @@ describe('connections that Redis, a proxy or a restart dropped while the app was
     await redis.start()
     const codes = await callsAfterTheDrop(instance)
     assert.ok(!codes.includes(6000), `codes: ${codes}`)
-    assert.ok(codes.every((code) => code === 6007), `codes: ${codes}`)
+    assert.ok(
+      codes.every((code) => code === 6007),
+      `codes: ${codes}`,
+    )
   })
 })

@@ -9,7 +9,7 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const http = require('node:http')
 const path = require('node:path')
-const { after, before, describe, test } = require('node:test')
+const { before, describe, test } = require('node:test')
 
 const pathMatching = require('egg-path-matching')
 const express = require('express')
@@ -253,7 +253,7 @@ describe('match and ignore: options', () => {
     }
     const app = express()
     app.use(auth.middleware({ match: boom }))
-    app.use((err, req, res, next) => res.status(500).json({ handled: err.message }))
+    app.use((err, req, res, _next) => res.status(500).json({ handled: err.message }))
     const server = await serve(app)
     try {
       assert.deepEqual((await server.request({ path: '/me' })).body, { handled: 'pattern failed' })
@@ -276,8 +276,21 @@ describe('koaMiddleware and Egg: the same path, the same semantics', () => {
     { match: '/' },
     { ignore: /login/i },
   ]
-  const plain = ['/', '/login', '/login/', '/login/x', '/LOGIN', '/loginx', '/static/a.js', '/api', '/api/v1/users',
-    '/api/v1/users/3', '/api/v2/public/x', '/me.json', '/me']
+  const plain = [
+    '/',
+    '/login',
+    '/login/',
+    '/login/x',
+    '/LOGIN',
+    '/loginx',
+    '/static/a.js',
+    '/api',
+    '/api/v1/users',
+    '/api/v1/users/3',
+    '/api/v2/public/x',
+    '/me.json',
+    '/me',
+  ]
   const spelt = ['/%6Cogin', '//login', '/x/../login', '/%61pi/v1/users', '/static/../me']
 
   /** Whether the middleware checked a request to `path` (a check without a token answers 401). */
@@ -444,7 +457,7 @@ describe('HTTP statuses of refusals', () => {
       const app = express()
       app.use(integrations.connectMiddleware(failing(err)))
       app.use((req, res) => res.json({ reached: true }))
-      app.use((error, req, res, next) => res.status(599).json({ handled: error.message }))
+      app.use((error, req, res, _next) => res.status(599).json({ handled: error.message }))
       return app
     },
     koa(err) {

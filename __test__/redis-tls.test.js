@@ -66,7 +66,10 @@ describe('Redis over TLS', () => {
     })
     const err = await rejection(auth.isTokenValid('1|testsku|' + 'a'.repeat(64)))
     assert.equal(err.code, 6000)
-    assert.match(err.detail, new RegExp(`Redis at 127\\.0\\.0\\.2:${tlsPort}: TLS: the server's certificate is not accepted .*not valid for name`))
+    assert.match(
+      err.detail,
+      new RegExp(`Redis at 127\\.0\\.0\\.2:${tlsPort}: TLS: the server's certificate is not accepted .*not valid for name`),
+    )
   })
 
   test('rejectUnauthorized: false connects to a server no trusted CA signed (unsafe, never the default)', async () => {

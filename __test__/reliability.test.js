@@ -6,7 +6,7 @@ const assert = require('node:assert/strict')
 const { execFile } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
-const { after, before, describe, test } = require('node:test')
+const { before, describe, test } = require('node:test')
 
 const { useHarness, rejection, SKU, APP_SECRET } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
@@ -16,7 +16,10 @@ const liveTokens = (h, userId) => h.redis.cli('KEYS', `${userId}|${SKU}|*`).spli
 /** Times a promise's settlement; resolves with { err, ms }. */
 async function timed(promise) {
   const start = process.hrtime.bigint()
-  const err = await promise.then(() => null, (e) => e)
+  const err = await promise.then(
+    () => null,
+    (e) => e,
+  )
   return { err, ms: Number(process.hrtime.bigint() - start) / 1e6 }
 }
 
@@ -44,7 +47,11 @@ describe('Redis down and back', () => {
     await h.redis.start()
     // The restarted Redis keeps nothing, so the old token is gone; the instance must work again.
     await waitUntil(
-      () => auth.isTokenValid(token).then(() => false, (err) => err.code === 6007),
+      () =>
+        auth.isTokenValid(token).then(
+          () => false,
+          (err) => err.code === 6007,
+        ),
       'the instance to reach Redis again',
     )
     const after = h.wechat.login({ openId: 'oOutage' })
@@ -142,7 +149,10 @@ describe('races', () => {
         calls.push(auth.authorize(code, encryptedData, iv), auth.refreshToken('oRacer'))
       }
       const results = await Promise.allSettled(calls)
-      assert.deepEqual(results.filter((r) => r.status === 'rejected'), [])
+      assert.deepEqual(
+        results.filter((r) => r.status === 'rejected'),
+        [],
+      )
       const live = liveTokens(h, 'oRacer')
       assert.equal(live.length, 1, `round ${round}: ${live.length} live tokens`)
       assert.equal(h.redis.cli('GET', `mpauthx|index|${SKU}|oRacer`), live[0])
@@ -269,9 +279,7 @@ describe('bad input', () => {
     ]
     for (const { user = { openId: 'oBad' }, ...override } of cases) {
       const login = h.wechat.login(user)
-      const err = await rejection(
-        auth.authorize(login.code, override.encryptedData ?? login.encryptedData, override.iv ?? login.iv),
-      )
+      const err = await rejection(auth.authorize(login.code, override.encryptedData ?? login.encryptedData, override.iv ?? login.iv))
       assert.equal(err.code, 6011, JSON.stringify(override) + JSON.stringify(user.plaintext?.toString()))
     }
   })
@@ -316,15 +324,16 @@ describe('SQLite shared with the application', () => {
     await run('CREATE TABLE IF NOT EXISTS orders(id integer primary key, openId text)')
     const auth = h.create({ db: app })
     const second = h.create({ db: h.dbFile, sku: 'second' })
-    const appWrites = Array.from({ length: 200 }, (_, i) =>
-      run('INSERT INTO orders(openId) VALUES (?)', [`o${i}`]),
-    )
+    const appWrites = Array.from({ length: 200 }, (_, i) => run('INSERT INTO orders(openId) VALUES (?)', [`o${i}`]))
     const logins = Array.from({ length: 50 }, (_, i) => {
       const { code, encryptedData, iv } = h.wechat.login({ openId: `oShared${i}` })
       return (i % 2 ? auth : second).authorize(code, encryptedData, iv)
     })
     const results = await Promise.allSettled([...appWrites, ...logins])
-    assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason)), [])
+    assert.deepEqual(
+      results.filter((r) => r.status === 'rejected').map((r) => String(r.reason)),
+      [],
+    )
     assert.equal(h.sql('SELECT count(*) FROM orders'), '200')
     // The application reads the file in WAL mode, whichever copy switched it.
     const read = await new Promise((resolve, reject) =>
@@ -337,8 +346,14 @@ describe('SQLite shared with the application', () => {
     // Both copies hold their WAL read lock on the shared-memory file: node-sqlite3 a classic
     // lock of this process, the addon an OFD lock (no pid), which the classic one conflicts with.
     const shm = locksOn(`${h.dbFile}-shm`)
-    assert.ok(shm.some(([kind, pid]) => kind === 'POSIX' && pid === process.pid), `node-sqlite3's lock: ${JSON.stringify(shm)}`)
-    assert.ok(shm.some(([kind]) => kind === 'OFDLCK'), `the addon's lock hook is installed: ${JSON.stringify(shm)}`)
+    assert.ok(
+      shm.some(([kind, pid]) => kind === 'POSIX' && pid === process.pid),
+      `node-sqlite3's lock: ${JSON.stringify(shm)}`,
+    )
+    assert.ok(
+      shm.some(([kind]) => kind === 'OFDLCK'),
+      `the addon's lock hook is installed: ${JSON.stringify(shm)}`,
+    )
     await new Promise((resolve) => app.close(resolve))
   })
 
@@ -374,11 +389,8 @@ describe('panics and secrets', () => {
     const reportFile = path.join(h.dir, 'probe-report.json')
     const env = { ...process.env, DEBUG: '*', RUST_LOG: 'trace', RUST_BACKTRACE: '1' }
     const { stdout, stderr } = await new Promise((resolve, reject) =>
-      execFile(
-        process.execPath,
-        [script, h.redis.url, h.dbFile, reportFile],
-        { env, timeout: 30000 },
-        (err, stdout, stderr) => (err ? reject(err) : resolve({ stdout, stderr })),
+      execFile(process.execPath, [script, h.redis.url, h.dbFile, reportFile], { env, timeout: 30000 }, (err, stdout, stderr) =>
+        err ? reject(err) : resolve({ stdout, stderr }),
       ),
     )
     const report = JSON.parse(fs.readFileSync(reportFile, 'utf8'))

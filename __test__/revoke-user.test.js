@@ -18,7 +18,6 @@ const { validates } = require('./support/checks')
 
 const OTHER_SKU = 'othersku'
 
-
 /** A token key of `userId` and `sku` with a random part, as mpauthx writes them. */
 const tokenKey = (userId, sku = SKU) => `${userId}|${sku}|${randomBytes(32).toString('hex')}`
 
@@ -83,7 +82,7 @@ async function rawRedis(port, onMessage = () => {}) {
   const waiting = []
   socket.on('data', (chunk) => {
     buffer = Buffer.concat([buffer, chunk])
-    for (let parsed; (parsed = parseReply(buffer, 0)); ) {
+    for (let parsed; (parsed = parseReply(buffer, 0));) {
       buffer = buffer.subarray(parsed[1])
       const [reply] = parsed
       if (Array.isArray(reply) && reply[0] === 'message') onMessage(reply[1], reply[2])
@@ -298,7 +297,12 @@ describe('revokeUser racing refreshToken', () => {
     await waitUntil(() => Number(h.redis.cli('GET', index)) > 1000, 'the index to churn')
     const outcomes = []
     for (let attempt = 0; attempt < 20 && !outcomes.some((outcome) => outcome.code); attempt++) {
-      outcomes.push(await auth.revokeUser(userId).then((reply) => reply, (err) => err))
+      outcomes.push(
+        await auth.revokeUser(userId).then(
+          (reply) => reply,
+          (err) => err,
+        ),
+      )
     }
     t.diagnostic(`rejected on call ${outcomes.length}`)
     const rejected = outcomes.filter((outcome) => outcome instanceof Error)

@@ -10,8 +10,7 @@ const { describe, test } = require('node:test')
 const { useHarness, runWorker, rejection, sql, SKU } = require('./support/harness')
 
 /** Runs a backend process that logs in `logins` concurrently; resolves with its outcomes. */
-const loginProcess = (h, logins) =>
-  runWorker('login', { redisUrl: h.redis.url, wechatApiBase: h.wechat.base, dbFile: h.dbFile, logins })
+const loginProcess = (h, logins) => runWorker('login', { redisUrl: h.redis.url, wechatApiBase: h.wechat.base, dbFile: h.dbFile, logins })
 
 describe('several processes on one SQLite file and one Redis', () => {
   const h = useHarness()
@@ -23,7 +22,12 @@ describe('several processes on one SQLite file and one Redis', () => {
       users.flatMap((openId) => Array.from({ length: 3 }, () => ({ openId, ...h.wechat.login({ openId }) }))),
     )
     const results = await Promise.all(
-      plans.map((logins) => loginProcess(h, logins.map(({ code, encryptedData, iv }) => ({ code, encryptedData, iv })))),
+      plans.map((logins) =>
+        loginProcess(
+          h,
+          logins.map(({ code, encryptedData, iv }) => ({ code, encryptedData, iv })),
+        ),
+      ),
     )
     const tokensByUser = new Map(users.map((user) => [user, new Set()]))
     results.forEach((outcomes, p) =>

@@ -26,7 +26,11 @@ for (const [store, tokenStore] of [
             .filter(Boolean)
         : h.tokensOf(openId)
     const login = (user, instance) => h.login(user, instance).then((reply) => reply.response)
-    const outcome = (promise) => promise.then(() => 1, (err) => err.code)
+    const outcome = (promise) =>
+      promise.then(
+        () => 1,
+        (err) => err.code,
+      )
 
     test('a login issues a token that validates, and the next login reuses it', async () => {
       const auth = create()

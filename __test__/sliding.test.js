@@ -24,7 +24,6 @@ const SLID_MS = TTL_MS - 1000
 
 const OTHER_SKU = 'othersku'
 
-
 /** How each store is set up and observed from outside. */
 function storesOf(h) {
   return {
@@ -41,13 +40,10 @@ function storesOf(h) {
     },
     sqlite: {
       options: { tokenStore: 'sqlite' },
-      remainingMs: (token) =>
-        Number(h.sql(`SELECT expires_at_us FROM mpauthx_session WHERE token = '${token}'`) || 0) / 1000 - Date.now(),
+      remainingMs: (token) => Number(h.sql(`SELECT expires_at_us FROM mpauthx_session WHERE token = '${token}'`) || 0) / 1000 - Date.now(),
       // The row holds the token and its user's index: one expiry for both.
       indexRemainingMs: (userId, sku = SKU) =>
-        Number(h.sql(`SELECT expires_at_us FROM mpauthx_session WHERE user_id = '${userId}' AND sku = '${sku}'`) || 0) /
-          1000 -
-        Date.now(),
+        Number(h.sql(`SELECT expires_at_us FROM mpauthx_session WHERE user_id = '${userId}' AND sku = '${sku}'`) || 0) / 1000 - Date.now(),
       /** Counts the writes that extend a token from now on, with a trigger on its expiry. */
       countWrites() {
         h.sql(

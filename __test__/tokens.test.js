@@ -2,7 +2,7 @@
 
 const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
-const { after, before, describe, test } = require('node:test')
+const { before, describe, test } = require('node:test')
 
 const { useHarness, rejection, SKU } = require('./support/harness')
 const { waitUntil } = require('./support/redis')
@@ -189,21 +189,37 @@ describe('isTokenValid calls made together', () => {
         const asked = [...live, `oBatch0|${SKU}|${'0'.repeat(64)}`]
         // With Redis's replies held back, every token of the tick still goes out: no check
         // waits for another's answer.
-        const sentFrom = (first) => proxy.requests.slice(first).map((request) => request.text).join('')
+        const sentFrom = (first) =>
+          proxy.requests
+            .slice(first)
+            .map((request) => request.text)
+            .join('')
         const sentBeforeTick = proxy.requests.length
         proxy.freeze()
         const outcomes = Promise.all(
-          cases.map(([token]) => auth.isTokenValid(token).then(() => undefined, (err) => err.code)),
+          cases.map(([token]) =>
+            auth.isTokenValid(token).then(
+              () => undefined,
+              (err) => err.code,
+            ),
+          ),
         )
         await waitUntil(() => asked.every((token) => sentFrom(sentBeforeTick).includes(token)), 'every token of the tick to be sent', 2000)
         const sentBeforeReplies = proxy.requests.length
         proxy.thaw()
-        assert.deepEqual(await outcomes, cases.map(([, code]) => code))
+        assert.deepEqual(
+          await outcomes,
+          cases.map(([, code]) => code),
+        )
         const sentAfter = sentFrom(sentBeforeReplies)
         // With the cache, only the tokens found live are read once more, tracked, so that they
         // are remembered; a token that is not live is never tracked.
         const again = validationCacheSize === 0 ? [] : live
-        assert.deepEqual(asked.filter((token) => sentAfter.includes(token)), again, 'which tokens were asked about again')
+        assert.deepEqual(
+          asked.filter((token) => sentAfter.includes(token)),
+          again,
+          'which tokens were asked about again',
+        )
       } finally {
         proxy.thaw()
         await proxy.stop()
@@ -215,8 +231,18 @@ describe('isTokenValid calls made together', () => {
     const auth = h.create()
     const { response: token } = await h.login({ openId: 'oMany' }, auth)
     const calls = Array.from({ length: 2500 }, (_, i) => (i % 2 ? token : `${token}x`))
-    const outcomes = await Promise.all(calls.map((t) => auth.isTokenValid(t).then(() => 1, (err) => err.code)))
-    assert.deepEqual(outcomes, calls.map((t) => (t === token ? 1 : 6007)))
+    const outcomes = await Promise.all(
+      calls.map((t) =>
+        auth.isTokenValid(t).then(
+          () => 1,
+          (err) => err.code,
+        ),
+      ),
+    )
+    assert.deepEqual(
+      outcomes,
+      calls.map((t) => (t === token ? 1 : 6007)),
+    )
   })
 
   test('when Redis is down, every call of the batch rejects with 6000', async () => {
@@ -225,7 +251,12 @@ describe('isTokenValid calls made together', () => {
     await h.redis.stop()
     try {
       const codes = await Promise.all(
-        [token, token, 'x', ''].map((t) => auth.isTokenValid(t).then(() => 1, (err) => err.code)),
+        [token, token, 'x', ''].map((t) =>
+          auth.isTokenValid(t).then(
+            () => 1,
+            (err) => err.code,
+          ),
+        ),
       )
       assert.deepEqual(codes, [6000, 6000, 6000, 6000])
     } finally {

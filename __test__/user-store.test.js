@@ -69,8 +69,7 @@ for (const kind of kinds) {
         `CREATE TABLE ${q(name)} (${q('openId')} ${kind.idType} PRIMARY KEY NOT NULL, city text, country text, ` +
           `gender integer, language text, ${q('nickName')} text, province text)`,
       )
-    const instance = (table, options = {}) =>
-      h.create({ db: null, options: { userStore: kind.adapter(db.pool, { table }), ...options } })
+    const instance = (table, options = {}) => h.create({ db: null, options: { userStore: kind.adapter(db.pool, { table }), ...options } })
 
     test('the whole flow: login registers the user with the profile columns, refresh and check work, no SQLite file', async () => {
       await createUserTable('flow_user')
@@ -100,7 +99,10 @@ for (const kind of kinds) {
       await h.login({ openId: 'oAlways', nickName: 'Wen', city: 'Hangzhou', gender: 2 }, auth)
       await h.login({ openId: 'oAlways', nickName: '微信用户', city: '', gender: 0, province: 'Zhejiang' }, auth)
       const read = async () =>
-        (await rows(`SELECT ${q('nickName')}, city, gender, province FROM ${q('always_user')}`)).map((row) => ({ ...row, gender: Number(row.gender) }))
+        (await rows(`SELECT ${q('nickName')}, city, gender, province FROM ${q('always_user')}`)).map((row) => ({
+          ...row,
+          gender: Number(row.gender),
+        }))
       assert.deepEqual(await read(), [{ nickName: 'Wen', city: 'Hangzhou', gender: 2, province: 'Zhejiang' }])
       await h.login({ openId: 'oAlways', nickName: 'Wen2', city: 'Ningbo' }, auth)
       // The stand-in sends gender 1 unless told otherwise: a real value, written over the 2.
@@ -200,7 +202,9 @@ for (const kind of kinds) {
       )
       const store = kind.adapter(db.pool, { table: t })
       const read = async () =>
-        Object.fromEntries((await rows(`SELECT ${q('openId')}, ${q('nickName')}, city FROM ${q(t)}`)).map((row) => [row.openId, [row.nickName, row.city]]))
+        Object.fromEntries(
+          (await rows(`SELECT ${q('openId')}, ${q('nickName')}, city FROM ${q(t)}`)).map((row) => [row.openId, [row.nickName, row.city]]),
+        )
       assert.equal(await store.addUser('oA', { nickName: 'Bob', city: 'Hangzhou' }), true)
       assert.equal(await store.addUser('oA', { nickName: 'Other' }), false)
       // Another user's nickName (a unique index) and a value too long: not a silent `false`,
@@ -218,7 +222,9 @@ for (const kind of kinds) {
 
     test('a profile the table refuses (a unique nickName): the login adds the id alone, goes on and reports user.profile_refused; a refused update never blocks a login; no value reaches a message, detail or event', async () => {
       const t = 'unique_nick_user'
-      await rows(`CREATE TABLE ${q(t)} (${q('openId')} ${kind.idType} PRIMARY KEY NOT NULL, ${q('nickName')} varchar(64) UNIQUE, city text)`)
+      await rows(
+        `CREATE TABLE ${q(t)} (${q('openId')} ${kind.idType} PRIMARY KEY NOT NULL, ${q('nickName')} varchar(64) UNIQUE, city text)`,
+      )
       const log = recorder()
       const auth = instance(t, { logger: log.logger })
       const always = instance(t, { logger: log.logger, profileWrites: 'always' })
@@ -226,7 +232,9 @@ for (const kind of kinds) {
       const token = (await h.login({ openId: 'oNick2', nickName: 'Bob Secretvalue', city: 'Suzhou' }, auth)).response
       await auth.isTokenValid(token)
       const read = async () =>
-        Object.fromEntries((await rows(`SELECT ${q('openId')}, ${q('nickName')}, city FROM ${q(t)}`)).map((row) => [row.openId, [row.nickName, row.city]]))
+        Object.fromEntries(
+          (await rows(`SELECT ${q('openId')}, ${q('nickName')}, city FROM ${q(t)}`)).map((row) => [row.openId, [row.nickName, row.city]]),
+        )
       assert.deepEqual(await read(), { oNick1: ['Bob Secretvalue', 'Hangzhou'], oNick2: [null, null] })
       assert.equal(log.refusals().length, 1)
       assert.match(log.refusals()[0], /INSERT refused: (23505|ER_DUP_ENTRY)/)
@@ -238,12 +246,14 @@ for (const kind of kinds) {
       log.assertNoTrace('Secretvalue')
     })
 
-    test("a server error that quotes a value: 6000 with the statement and the error code, the value in no message, detail or event", async () => {
+    test('a server error that quotes a value: 6000 with the statement and the error code, the value in no message, detail or event', async () => {
       const t = 'quoting_user'
       await rows(`CREATE TABLE ${q(t)} (${q('openId')} ${kind.idType} PRIMARY KEY NOT NULL, ${q('nickName')} text)`)
       // A trigger that refuses every new user, quoting the id in its error.
       if (kind.name === 'PostgreSQL') {
-        await rows(`CREATE FUNCTION refuse_user() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no user %', NEW."openId"; END $$ LANGUAGE plpgsql`)
+        await rows(
+          `CREATE FUNCTION refuse_user() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no user %', NEW."openId"; END $$ LANGUAGE plpgsql`,
+        )
         await rows(`CREATE TRIGGER refuse BEFORE INSERT ON ${q(t)} FOR EACH ROW EXECUTE FUNCTION refuse_user()`)
       } else {
         await rows(
@@ -281,7 +291,12 @@ for (const kind of kinds) {
           const nickNames = ["'),(0x65,(SELECT s FROM secrets),0x66)-- ", "'),(0x65,(SELECT s FROM secrets))-- "]
           const logins = []
           for (const [i, nickName] of nickNames.entries()) {
-            logins.push(await h.login({ openId: `oEsc${i + 1}`, nickName }, auth).then(() => 'logged in', (err) => err.detail))
+            logins.push(
+              await h.login({ openId: `oEsc${i + 1}`, nickName }, auth).then(
+                () => 'logged in',
+                (err) => err.detail,
+              ),
+            )
           }
           const found = await rows(`SELECT ${q('openId')}, ${q('nickName')} FROM ${q('escapes_user')} ORDER BY ${q('openId')}`)
           assert.deepEqual(found, [
@@ -307,7 +322,12 @@ for (const kind of kinds) {
           )
           const store = kind.adapter(pool, { table: t })
           const read = async () =>
-            Object.fromEntries((await rows(`SELECT ${q('openId')}, ${q('nickName')}, city FROM ${q(t)}`)).map((row) => [row.openId, [row.nickName, row.city]]))
+            Object.fromEntries(
+              (await rows(`SELECT ${q('openId')}, ${q('nickName')}, city FROM ${q(t)}`)).map((row) => [
+                row.openId,
+                [row.nickName, row.city],
+              ]),
+            )
           assert.equal(await store.addUser('oEmoji', { nickName: '小明🐱' }), true)
           assert.equal(await store.addUser('oLong', { city: 'a city name far too long' }), true)
           assert.equal(await store.addUser('oFine', { nickName: 'Ming', city: 'Hangzhou' }), true)
@@ -331,7 +351,9 @@ for (const kind of kinds) {
 
       test('a legacy utf8mb3 column: every login with an emoji nickName works, the profile refused', async () => {
         const t = 'legacy_user'
-        await rows(`CREATE TABLE ${q(t)} (${q('openId')} varchar(128) PRIMARY KEY, ${q('nickName')} varchar(255), city varchar(255)) DEFAULT CHARSET = utf8mb3`)
+        await rows(
+          `CREATE TABLE ${q(t)} (${q('openId')} varchar(128) PRIMARY KEY, ${q('nickName')} varchar(255), city varchar(255)) DEFAULT CHARSET = utf8mb3`,
+        )
         const log = recorder()
         const auth = instance(t, { logger: log.logger })
         const always = instance(t, { logger: log.logger, profileWrites: 'always' })
@@ -345,7 +367,7 @@ for (const kind of kinds) {
       })
     }
 
-    test("a table without the id column fails ready()", async () => {
+    test('a table without the id column fails ready()', async () => {
       await rows(`CREATE TABLE ${q('wrong_id')} (uid ${kind.idType} PRIMARY KEY)`)
       const err = await rejection(instance('wrong_id').ready())
       assert.equal(err.code, 6000)
@@ -419,7 +441,10 @@ describe('options.userStore: the contract', () => {
     const other = h.create({ db: null, options: { userStore: plain } })
     await h.login({ openId: 'oPlain', nickName: 'P' }, other)
     await h.login({ openId: 'oPlain', nickName: 'Q' }, other)
-    assert.deepEqual(plain.calls.map(([call]) => call), ['addUser', 'addUser', 'hasUser'])
+    assert.deepEqual(
+      plain.calls.map(([call]) => call),
+      ['addUser', 'addUser', 'hasUser'],
+    )
     assert.equal(plain.users.get('oPlain').nickName, 'P')
   })
 
@@ -428,7 +453,11 @@ describe('options.userStore: the contract', () => {
     const auth = h.create({ db: null, options: { userStore: store, profileWrites: 'never' } })
     await h.login({ openId: 'oNever', nickName: 'N' }, auth)
     await h.login({ openId: 'oNever', nickName: 'M' }, auth)
-    assert.deepEqual(store.calls, [['addUser', 'oNever', {}], ['addUser', 'oNever', {}], ['hasUser', 'oNever']])
+    assert.deepEqual(store.calls, [
+      ['addUser', 'oNever', {}],
+      ['addUser', 'oNever', {}],
+      ['hasUser', 'oNever'],
+    ])
   })
 
   test('a store that provides ready() is asked by auth.ready() and before the first login', async () => {
@@ -456,7 +485,10 @@ describe('options.userStore: the contract', () => {
     const other = h.create({ db: null, options: { userStore: fresh } })
     await h.login({ openId: 'oReady2' }, other)
     await h.login({ openId: 'oReady2' }, other)
-    assert.deepEqual(fresh.calls.map(([call]) => call), ['ready', 'addUser', 'addUser', 'hasUser'])
+    assert.deepEqual(
+      fresh.calls.map(([call]) => call),
+      ['ready', 'addUser', 'addUser', 'hasUser'],
+    )
   })
 
   test('login(code) without a profile adds the user with an empty profile', async () => {
@@ -469,9 +501,12 @@ describe('options.userStore: the contract', () => {
 
   test('a store that throws, rejects or answers no boolean: 6000 naming the call', async () => {
     for (const [addUser, why] of [
-      [() => {
-        throw new Error('pool exhausted')
-      }, /userStore\.addUser: pool exhausted/],
+      [
+        () => {
+          throw new Error('pool exhausted')
+        },
+        /userStore\.addUser: pool exhausted/,
+      ],
       [async () => Promise.reject(new Error('deadlock')), /userStore\.addUser: deadlock/],
       [async () => 1, /userStore\.addUser: resolved with number, not a boolean/],
     ]) {
@@ -510,7 +545,10 @@ describe('options.userStore: the contract', () => {
     assert.equal(err.message, 'user store error: userStore.addUser failed')
     assert.match(err.detail, /hasUser finds no such user/)
     assert.deepEqual(h.tokensOf('oSwallowed'), [], 'no token issued')
-    assert.deepEqual(store.calls.map(([call]) => call), ['addUser', 'hasUser'])
+    assert.deepEqual(
+      store.calls.map(([call]) => call),
+      ['addUser', 'hasUser'],
+    )
     // Also with a live token from before: the login does not hand it back.
     store.users.set('oSwallowed', {})
     const token = (await h.login({ openId: 'oSwallowed' }, auth)).response
@@ -544,11 +582,27 @@ describe('options.userStore: the contract', () => {
       name = 'QueryFailedError'
     }
     for (const [make, message, detail] of [
-      [() => Object.assign(new Error('socket hang up near PrivateNick'), { code: 'ECONNRESET' }), '(ECONNRESET)', /userStore\.addUser: ECONNRESET: socket hang up near PrivateNick/],
-      [() => Object.assign(new Error('duplicate PrivateNick'), { code: 1062 }), '(1062)', /userStore\.addUser: 1062: duplicate PrivateNick/],
-      [() => new QueryFailedError('relation PrivateNick'), '(QueryFailedError)', /userStore\.addUser: QueryFailedError: relation PrivateNick/],
+      [
+        () => Object.assign(new Error('socket hang up near PrivateNick'), { code: 'ECONNRESET' }),
+        '(ECONNRESET)',
+        /userStore\.addUser: ECONNRESET: socket hang up near PrivateNick/,
+      ],
+      [
+        () => Object.assign(new Error('duplicate PrivateNick'), { code: 1062 }),
+        '(1062)',
+        /userStore\.addUser: 1062: duplicate PrivateNick/,
+      ],
+      [
+        () => new QueryFailedError('relation PrivateNick'),
+        '(QueryFailedError)',
+        /userStore\.addUser: QueryFailedError: relation PrivateNick/,
+      ],
       // A code that is not a short word, and words that look like one: neither reaches the message.
-      [() => Object.assign(new Error('PrivateNick: taken'), { code: 'PrivateNick taken' }), '', /userStore\.addUser: \(no code\) PrivateNick: taken/],
+      [
+        () => Object.assign(new Error('PrivateNick: taken'), { code: 'PrivateNick taken' }),
+        '',
+        /userStore\.addUser: \(no code\) PrivateNick: taken/,
+      ],
       [() => 'PrivateNick: thrown text', '', /userStore\.addUser: \(no code\) PrivateNick: thrown text/],
     ]) {
       const auth = h.create({ db: null, options: { userStore: failing(make) } })

@@ -78,7 +78,10 @@ async function assertChangeSeenEverywhere({ writer, reader, worker, token, chang
   await change()
   const resolvedAt = Date.now()
   assert.equal((await rejection(writer.isTokenValid(token))).code, 6007, 'the writer itself rejects at once')
-  for (const [where, seen] of [['this process', await watchers[0]], ['another process', await watchers[1]]]) {
+  for (const [where, seen] of [
+    ['this process', await watchers[0]],
+    ['another process', await watchers[1]],
+  ]) {
     assert.equal(seen.code, 6007, `${where}: rejected as not live`)
     assert.ok(
       seen.rejectedAt - resolvedAt <= PROPAGATION_MS,
@@ -206,6 +209,34 @@ for (const [name, start] of [
   })
 }
 
+describe("the validation cache's memory, laid out once", () => {
+  const env = useDeployment(singleRedis)
+
+  test('validation-cache.js reads the lease and the counters where src/validation_cache.rs keeps them', async () => {
+    const { VALIDITY_LEASE_OFFSET: lease, VALIDITY_COUNTERS_OFFSET: counters, VALIDITY_SHARDS: shards } = require('../binding.js')
+    const { deployment } = env
+    const auth = deployment.create()
+    const memory = auth[Symbol.for('mpauthx.testing')].validity()
+    // An aligned f64 and 1 + shards aligned u32s, apart, inside the buffer.
+    assert.equal(lease % 8, 0)
+    assert.equal(counters % 4, 0)
+    assert.ok(lease + 8 <= counters || counters + 4 * (1 + shards) <= lease, 'the lease and the counters do not overlap')
+    assert.ok(memory.byteLength >= Math.max(lease + 8, counters + 4 * (1 + shards)), `${memory.byteLength} bytes hold them`)
+    // The lease is a time on performance.now()'s clock, at most LEASE_MS ahead once a heartbeat is back
+    // (the first check opens the tracked connection that heartbeats).
+    const token = await deployment.login({ openId: 'oLayout' }, auth)
+    await auth.isTokenValid(token)
+    const leaseUntil = () => new Float64Array(memory, lease, 1)[0]
+    await waitUntil(() => leaseUntil() > performance.now(), 'a heartbeat')
+    assert.ok(leaseUntil() <= performance.now() + LEASE_MS, `the lease ends ${leaseUntil() - performance.now()} ms from now`)
+    // Revoking a remembered token bumps a counter.
+    const sum = () => new Uint32Array(memory, counters, 1 + shards).reduce((total, counter) => total + counter, 0)
+    const before = sum()
+    await auth.revokeToken(token)
+    await waitUntil(() => sum() > before, 'a counter bumped by the revoke')
+  })
+})
+
 describe('validation cache when the connection is lost', () => {
   const env = useDeployment(singleRedis)
 
@@ -232,7 +263,15 @@ describe('validation cache when the connection is lost', () => {
       await h.redis.start()
     }
 
-    await waitUntil(() => auth.isTokenValid(token).then(() => assert.fail('a token of the lost Redis validated'), (err) => err.code === 6007), 'recovery', 10_000)
+    await waitUntil(
+      () =>
+        auth.isTokenValid(token).then(
+          () => assert.fail('a token of the lost Redis validated'),
+          (err) => err.code === 6007,
+        ),
+      'recovery',
+      10_000,
+    )
     const fresh = await deployment.login({ openId: 'oKilled' }, auth)
     assert.notEqual(fresh, token)
     await warmToken(auth, auth.events, fresh)
@@ -254,7 +293,15 @@ describe('validation cache when the connection is lost', () => {
       assert.equal(seen.code, 6000, 'the store cannot be reached: 6000')
       assert.ok(seen.rejectedAt - cutAt <= LEASE_MS + 100, `answered from memory ${seen.rejectedAt - cutAt} ms into the cut`)
       proxy.thaw()
-      await waitUntil(() => auth.isTokenValid(token).then(() => assert.fail('the deleted token validated'), (err) => err.code === 6007), 'the network to heal', 10_000)
+      await waitUntil(
+        () =>
+          auth.isTokenValid(token).then(
+            () => assert.fail('the deleted token validated'),
+            (err) => err.code === 6007,
+          ),
+        'the network to heal',
+        10_000,
+      )
     } finally {
       await proxy.stop()
     }
@@ -280,7 +327,15 @@ describe('validation cache through a failover and a slot move', () => {
     await waitUntil(() => offset(replica, 'slave_repl_offset') >= target, 'the replica to catch up')
     await cluster.kill(master)
     await waitUntil(() => cluster.masterOf(token)?.port === replica.port, 'the replica to take over', 15_000)
-    await waitUntil(() => reader.isTokenValid(token).then(() => true, () => false), 'the reader to serve again', 10_000)
+    await waitUntil(
+      () =>
+        reader.isTokenValid(token).then(
+          () => true,
+          () => false,
+        ),
+      'the reader to serve again',
+      10_000,
+    )
     await assertChangeSeenEverywhere({ writer, reader, worker, token, change: () => writer.revokeToken(token) })
   })
 
@@ -296,7 +351,15 @@ describe('validation cache through a failover and a slot move', () => {
     const to = cluster.nodes.find((node) => !node.killed && node !== from && cluster.isMaster(node))
     cluster.moveSlotOf(token, from, to)
     assert.equal(cluster.masterOf(token).port, to.port)
-    await waitUntil(() => reader.isTokenValid(token).then(() => true, () => false), 'the moved token to validate', 10_000)
+    await waitUntil(
+      () =>
+        reader.isTokenValid(token).then(
+          () => true,
+          () => false,
+        ),
+      'the moved token to validate',
+      10_000,
+    )
     await warmToken(reader, reader.events, token)
     await worker.warm(token)
     await assertChangeSeenEverywhere({ writer, reader, worker, token, change: () => writer.revokeToken(token) })
@@ -454,7 +517,11 @@ describe('validation cache on a Redis Cluster: memory and a lost shard', () => {
     await cluster.revive(master)
     await cluster.revive(replica)
     await waitUntil(
-      () => auth.isTokenValid(token).then(() => assert.fail('a token of the lost shard validated'), (err) => err.code === 6007),
+      () =>
+        auth.isTokenValid(token).then(
+          () => assert.fail('a token of the lost shard validated'),
+          (err) => err.code === 6007,
+        ),
       'the shard to come back',
       20_000,
     )

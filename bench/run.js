@@ -255,9 +255,7 @@ async function main() {
     const sequential = { concurrency: 1, count: scale(3_000), op: (i) => auth.authorize(...seq[i % seq.length]) }
     const empty = await run('authorize, returning user, one at a time, empty Redis', 1, () => measure(sequential))
     redis.cli('DEBUG', 'POPULATE', '500000')
-    const populated = await run('authorize, returning user, one at a time, 500k other keys', 1, () =>
-      measure(sequential),
-    )
+    const populated = await run('authorize, returning user, one at a time, 500k other keys', 1, () => measure(sequential))
 
     // The peak over the workloads 1.3.2 was measured on; the rows below come after it.
     const peakRssMiB = process.resourceUsage().maxRSS / 1024
@@ -317,7 +315,13 @@ async function main() {
             check('HTTP verifyToken: cost in instructions per request', instructionCost('/info'), 10, ' %', '≤ 10 %', true),
           ]
         : []),
-      check('isTokenValid, 64 calls in one tick / redis-benchmark', isTokenValid.perSecond / reference64.perSecond, 2.0, 'x', reference.isTokenValid.target),
+      check(
+        'isTokenValid, 64 calls in one tick / redis-benchmark',
+        isTokenValid.perSecond / reference64.perSecond,
+        2.0,
+        'x',
+        reference.isTokenValid.target,
+      ),
       check('authorize, returning user', authorizeReturning.perSecond, 12_400, '/s', reference.authorizeReturning.target),
       check('authorize, new user', authorizeNew.perSecond, 4_250, '/s', reference.authorizeNew.target),
       check('refreshToken', refresh.perSecond, 14_000, '/s', reference.refreshToken.target),
@@ -339,8 +343,12 @@ function check(name, value, bound, unit, target, atMost = false) {
 
 function print({ machine, http, instructions, rows, checks }) {
   const fmt = (n, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-  console.log(`\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.mode}\n`)
-  console.log('| HTTP route (Fastify, autocannon -c 64): check | req/s (median of slices) | p50 ms | p99 ms | server CPU µs/request | cost against /open (median of bracketed slices) |')
+  console.log(
+    `\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.mode}\n`,
+  )
+  console.log(
+    '| HTTP route (Fastify, autocannon -c 64): check | req/s (median of slices) | p50 ms | p99 ms | server CPU µs/request | cost against /open (median of bracketed slices) |',
+  )
   console.log('|---|---:|---:|---:|---:|---:|')
   for (const row of http) {
     const [low, high] = row.costIntervalPercent
@@ -350,11 +358,15 @@ function print({ machine, http, instructions, rows, checks }) {
     )
   }
   if (instructions) {
-    console.log('\n| HTTP route, server under callgrind (autocannon -c 16) | instructions per request (median of rounds) | rounds | cost against /open |')
+    console.log(
+      '\n| HTTP route, server under callgrind (autocannon -c 16) | instructions per request (median of rounds) | rounds | cost against /open |',
+    )
     console.log('|---|---:|---|---:|')
     for (const row of instructions) {
       const cost = row.route === '/open' ? '—' : `${fmt(row.costPercent, 1)} %`
-      console.log(`| \`${row.route}\`: ${row.check} | ${fmt(row.instructionsPerRequest)} | ${row.rounds.map((n) => fmt(n)).join(', ')} | ${cost} |`)
+      console.log(
+        `| \`${row.route}\`: ${row.check} | ${fmt(row.instructionsPerRequest)} | ${row.rounds.map((n) => fmt(n)).join(', ')} | ${cost} |`,
+      )
     }
   } else {
     console.log('\n(valgrind not found: no instruction counts)')

@@ -10,9 +10,7 @@ const server = http.createServer((req, res) => {
   const query = new URL(req.url, 'http://localhost').searchParams
   const [openid, keyHex] = (query.get('js_code') ?? '').split('.')
   const body =
-    openid && keyHex
-      ? { openid, session_key: Buffer.from(keyHex, 'hex').toString('base64') }
-      : { errcode: 40029, errmsg: 'invalid code' }
+    openid && keyHex ? { openid, session_key: Buffer.from(keyHex, 'hex').toString('base64') } : { errcode: 40029, errmsg: 'invalid code' }
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
 })
 server.keepAliveTimeout = 60_000

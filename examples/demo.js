@@ -48,9 +48,9 @@ async function main() {
     console.log(`6. verifyToken          -> ${claims.openId}, ${claims.sku}, ${claims.expiresIn} s left`)
     const { response: revoked } = await auth.revokeToken(fresh)
     console.log(`7. revokeToken          -> ${revoked ? 'logged out' : 'nothing to revoke?!'}`)
-    await auth.authorize('made-up-code', first.encryptedData, first.iv).catch((err) =>
-      console.log(`8. authorize a bad code -> code ${err.code}: ${err.message}`),
-    )
+    await auth
+      .authorize('made-up-code', first.encryptedData, first.iv)
+      .catch((err) => console.log(`8. authorize a bad code -> code ${err.code}: ${err.message}`))
     console.log('Login flow complete.')
   } finally {
     await auth.close()

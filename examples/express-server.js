@@ -14,7 +14,7 @@ const mpauthx = require('..') // in your project: require('mpauthx')
 
 const { APP_ID, APP_SECRET, SKU = 'myapp', DB = 'users.db', PORT = '3000' } = process.env
 if (!APP_ID || !APP_SECRET) {
-  console.error('set APP_ID and APP_SECRET to your mini-program\'s AppID and AppSecret')
+  console.error("set APP_ID and APP_SECRET to your mini-program's AppID and AppSecret")
   process.exit(1)
 }
 
@@ -27,9 +27,7 @@ app.post('/login', express.json(), async (req, res, next) => {
   try {
     // The code alone since WeChat restricted getUserInfo; the profile too when it is sent.
     const { response: token } =
-      encryptedData === undefined && iv === undefined
-        ? await auth.login(code)
-        : await auth.authorize(code, encryptedData, iv)
+      encryptedData === undefined && iv === undefined ? await auth.login(code) : await auth.authorize(code, encryptedData, iv)
     res.json({ token })
   } catch (err) {
     if (!(err instanceof mpauthx.MpauthxError)) return next(err)

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use napi_derive::napi;
 
+use crate::error::{Error, Result};
+
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_HTTP_TIMEOUT_MS: f64 = 5_000.0;
@@ -27,29 +29,31 @@ pub struct Options {
   pub app_id: String,
   pub app_secret: String,
   pub sku: String,
-  /// The SQLite file; may be absent when users live in `options.userStore` and tokens in Redis.
-  pub db_path: Option<String>,
-  pub redis_pass: Option<String>,
   pub ttl: Option<f64>,
+  pub sliding_ttl: Option<bool>,
+  #[napi(ts_type = "'redis' | 'sqlite'")]
+  pub token_store: Option<String>,
   pub redis_url: Option<String>,
   pub redis_cluster_nodes: Option<Vec<String>>,
-  pub wechat_api_base: Option<String>,
-  pub http_timeout_ms: Option<f64>,
-  pub token_store: Option<String>,
-  pub validation_cache_size: Option<f64>,
-  pub redis_tls: Option<RedisTlsOptions>,
   pub redis_sentinel: Option<RedisSentinelOptions>,
-  pub sliding_ttl: Option<bool>,
+  pub redis_pass: Option<String>,
+  pub redis_tls: Option<RedisTlsOptions>,
+  pub validation_cache_size: Option<f64>,
+  /// Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token.
+  pub registration_ttl: Option<f64>,
+  /// How long `revokeUser`'s `SCAN` of the user's keys may take in all.
+  pub revoke_user_scan_ms: Option<f64>,
+  /// The SQLite file; may be absent when users live in `options.userStore` and tokens in Redis.
+  pub db_path: Option<String>,
   /// Whether `options.userStore` was given (its methods reach the constructor as a function
   /// of their own).
   pub user_store: Option<bool>,
   pub user_store_timeout_ms: Option<f64>,
   /// `'insert'` (default), `'always'` or `'never'`: see [`ProfileWrites`].
+  #[napi(ts_type = "'insert' | 'always' | 'never'")]
   pub profile_writes: Option<String>,
-  /// Seconds Redis remembers a registered user (`mpauthx|user|…`) after its last token.
-  pub registration_ttl: Option<f64>,
-  /// How long `revokeUser`'s `SCAN` of the user's keys may take in all.
-  pub revoke_user_scan_ms: Option<f64>,
+  pub wechat_api_base: Option<String>,
+  pub http_timeout_ms: Option<f64>,
   /// Whether calls report their steps (the napi layer's concern; settings ignore it).
   pub diagnostics: Option<bool>,
 }
@@ -178,58 +182,19 @@ impl std::fmt::Debug for Settings {
   }
 }
 
-/// Which JavaScript error class a rejected setting is thrown as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigErrorKind {
-  /// Missing or empty where a value is required: thrown as `TypeError`.
-  Type,
-  /// A value of the right type outside what is allowed: thrown as `RangeError`.
-  Range,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-  pub kind: ConfigErrorKind,
-  pub message: String,
-}
-
-impl ConfigError {
-  fn type_error(message: impl Into<String>) -> Self {
-    Self {
-      kind: ConfigErrorKind::Type,
-      message: message.into(),
-    }
-  }
-
-  fn range_error(message: impl Into<String>) -> Self {
-    Self {
-      kind: ConfigErrorKind::Range,
-      message: message.into(),
-    }
-  }
-}
-
-impl std::fmt::Display for ConfigError {
-  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.write_str(&self.message)
-  }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl Settings {
   /// Validates `options`, filling what is unset from `env` and then the defaults.
-  pub fn new(options: Options, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+  pub fn new(options: Options, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
     let app_id = non_empty("appId", options.app_id)?;
     let app_secret = non_empty("appSecret", options.app_secret)?;
     if options.sku.contains('|') {
-      return Err(ConfigError::range_error("sku must not contain '|'"));
+      return Err(Error::option_range("sku must not contain '|'"));
     }
     let token_store = match options.token_store.as_deref() {
       None | Some("redis") => Backend::Redis,
       Some("sqlite") => Backend::Sqlite,
       Some(other) => {
-        return Err(ConfigError::range_error(format!(
+        return Err(Error::option_range(format!(
           "options.tokenStore must be 'redis' or 'sqlite', got {other:?}"
         )))
       }
@@ -239,7 +204,7 @@ impl Settings {
       Some("always") => ProfileWrites::Always,
       Some("never") => ProfileWrites::Never,
       Some(other) => {
-        return Err(ConfigError::range_error(format!(
+        return Err(Error::option_range(format!(
           "options.profileWrites must be 'insert', 'always' or 'never', got {other:?}"
         )))
       }
@@ -249,14 +214,14 @@ impl Settings {
       Some(path) => Some(path),
       None if user_store && token_store != Backend::Sqlite => None,
       None if user_store => {
-        return Err(ConfigError::type_error(
+        return Err(Error::option_type(
           "db must be a SQLite file path with tokenStore: 'sqlite' (userStore holds the users, not the tokens)",
         ))
       }
-      None => return Err(ConfigError::type_error("db must be a non-empty string")),
+      None => return Err(Error::option_type("db must be a non-empty string")),
     };
     if db_path.as_deref().is_some_and(is_in_memory) {
-      return Err(ConfigError::range_error(
+      return Err(Error::option_range(
         "db must be a SQLite file such as './users.db': an in-memory database (':memory:', \
          'file::memory:…', 'file:…?mode=memory') vanishes with its last connection and cannot \
          be shared with mpauthx",
@@ -294,14 +259,14 @@ impl Settings {
       .validation_cache_size
       .unwrap_or(DEFAULT_VALIDATION_CACHE_SIZE);
     if !(validation_cache_size.fract() == 0.0 && (0.0..=1e9).contains(&validation_cache_size)) {
-      return Err(ConfigError::range_error(format!(
+      return Err(Error::option_range(format!(
         "options.validationCacheSize must be a whole number from 0 to 1e9, got {validation_cache_size}"
       )));
     }
     let redis = match options.redis_sentinel {
       None => redis_target(options.redis_url, options.redis_cluster_nodes, &env)?,
       Some(_) if options.redis_url.is_some() || options.redis_cluster_nodes.is_some() => {
-        return Err(ConfigError::range_error(
+        return Err(Error::option_range(
           "give one of options.redisUrl, options.redisClusterNodes and options.redisSentinel",
         ))
       }
@@ -317,7 +282,7 @@ impl Settings {
       Ok(url) if matches!(url.scheme(), "http" | "https") => {}
       _ => {
         // Not echoed: a URL may carry credentials.
-        return Err(ConfigError::range_error(
+        return Err(Error::option_range(
           "options.wechatApiBase must be an http(s) URL such as https://api.weixin.qq.com",
         ));
       }
@@ -350,10 +315,10 @@ impl Settings {
 /// giving both a URL and cluster nodes explicitly is a mistake worth an error.
 fn redis_target(
   url: Option<String>, cluster_nodes: Option<Vec<String>>, env: &impl Fn(&str) -> Option<String>,
-) -> Result<RedisTarget, ConfigError> {
+) -> Result<RedisTarget> {
   let target = match (url, cluster_nodes) {
     (Some(_), Some(_)) => {
-      return Err(ConfigError::range_error(
+      return Err(Error::option_range(
         "give options.redisUrl or options.redisClusterNodes, not both",
       ))
     }
@@ -372,7 +337,7 @@ fn redis_target(
     },
   };
   match &target {
-    RedisTarget::Single(url) if !valid_url(url) => Err(ConfigError::range_error(
+    RedisTarget::Single(url) if !valid_url(url) => Err(Error::option_range(
       "options.redisUrl is not a valid redis:// or rediss:// URL",
     )),
     RedisTarget::Cluster(nodes) => check_urls("options.redisClusterNodes", nodes).map(|()| target),
@@ -386,14 +351,14 @@ fn valid_url(url: &str) -> bool {
 }
 
 /// The URLs of `name` (cluster nodes, sentinels): at least one, each valid.
-fn check_urls(name: &str, urls: &[String]) -> Result<(), ConfigError> {
+fn check_urls(name: &str, urls: &[String]) -> Result<()> {
   if urls.is_empty() {
-    return Err(ConfigError::range_error(format!(
+    return Err(Error::option_range(format!(
       "{name} must list at least one redis:// or rediss:// URL"
     )));
   }
   match urls.iter().position(|url| !valid_url(url)) {
-    Some(index) => Err(ConfigError::range_error(format!(
+    Some(index) => Err(Error::option_range(format!(
       "{name}[{index}] is not a valid redis:// or rediss:// URL"
     ))),
     None => Ok(()),
@@ -401,10 +366,10 @@ fn check_urls(name: &str, urls: &[String]) -> Result<(), ConfigError> {
 }
 
 /// Sentinels are `redis://` (or, all of them, `rediss://`) URLs, and the master has a name.
-fn sentinel_target(sentinel: RedisSentinelOptions) -> Result<RedisTarget, ConfigError> {
+fn sentinel_target(sentinel: RedisSentinelOptions) -> Result<RedisTarget> {
   check_urls("options.redisSentinel.nodes", &sentinel.nodes)?;
   if sentinel.master_name.is_empty() {
-    return Err(ConfigError::type_error(
+    return Err(Error::option_type(
       "options.redisSentinel.masterName must be a non-empty string",
     ));
   }
@@ -417,9 +382,7 @@ fn sentinel_target(sentinel: RedisSentinelOptions) -> Result<RedisTarget, Config
 
 /// TLS settings go with `rediss://` URLs only (given with `redis://`, the connection would
 /// silently be plain text), and every node of a cluster speaks the same.
-fn redis_tls(
-  options: Option<RedisTlsOptions>, target: &RedisTarget,
-) -> Result<RedisTls, ConfigError> {
+fn redis_tls(options: Option<RedisTlsOptions>, target: &RedisTarget) -> Result<RedisTls> {
   let secure = |url: &str| url.starts_with("rediss://");
   let (uses_tls, name) = match target {
     RedisTarget::Single(url) => (secure(url), "options.redisUrl"),
@@ -430,7 +393,7 @@ fn redis_tls(
       };
       let count = nodes.iter().filter(|node| secure(node)).count();
       if count != 0 && count != nodes.len() {
-        return Err(ConfigError::range_error(format!(
+        return Err(Error::option_range(format!(
           "{name} mixes redis:// and rediss:// URLs; they all speak TLS or none does"
         )));
       }
@@ -441,12 +404,12 @@ fn redis_tls(
     return Ok(RedisTls::default());
   };
   if !uses_tls {
-    return Err(ConfigError::range_error(format!(
+    return Err(Error::option_range(format!(
       "options.redisTls applies to rediss:// URLs, and {name} is redis:// (plain text)"
     )));
   }
   let pem = |name: &str, value: Option<String>, label: &str| match value {
-    Some(text) if !text.contains(&format!("-----BEGIN {label}")) => Err(ConfigError::range_error(
+    Some(text) if !text.contains(&format!("-----BEGIN {label}")) => Err(Error::option_range(
       format!("options.redisTls.{name} must be PEM text (-----BEGIN {label}…)"),
     )),
     other => Ok(other),
@@ -458,7 +421,7 @@ fn redis_tls(
     (Some(cert), Some(key)) => Some((cert, key)),
     (None, None) => None,
     _ => {
-      return Err(ConfigError::type_error(
+      return Err(Error::option_type(
         "options.redisTls.cert and options.redisTls.key must be given together",
       ))
     }
@@ -487,20 +450,20 @@ fn is_in_memory(db_path: &str) -> bool {
       .any(|pair| pair.eq_ignore_ascii_case("mode=memory"))
 }
 
-fn non_empty(name: &str, value: String) -> Result<String, ConfigError> {
+fn non_empty(name: &str, value: String) -> Result<String> {
   if value.is_empty() {
-    return Err(ConfigError::type_error(format!(
+    return Err(Error::option_type(format!(
       "{name} must be a non-empty string"
     )));
   }
   Ok(value)
 }
 
-fn positive_integer(name: &str, value: f64) -> Result<u64, ConfigError> {
+fn positive_integer(name: &str, value: f64) -> Result<u64> {
   if value.is_finite() && value.fract() == 0.0 && value >= 1.0 && value <= u32::MAX as f64 {
     Ok(value as u64)
   } else {
-    Err(ConfigError::range_error(format!(
+    Err(Error::option_range(format!(
       "{name} must be a positive integer no larger than {}, got {value}",
       u32::MAX
     )))
@@ -510,6 +473,7 @@ fn positive_integer(name: &str, value: f64) -> Result<u64, ConfigError> {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::error::OptionProblem;
 
   fn options() -> Options {
     Options {
@@ -603,112 +567,112 @@ mod tests {
           app_id: String::new(),
           ..options()
         },
-        ConfigErrorKind::Type,
+        OptionProblem::Type,
       ),
       (
         Options {
           app_secret: String::new(),
           ..options()
         },
-        ConfigErrorKind::Type,
+        OptionProblem::Type,
       ),
       (
         Options {
           db_path: Some(String::new()),
           ..options()
         },
-        ConfigErrorKind::Type,
+        OptionProblem::Type,
       ),
       (
         Options {
           sku: "a|b".into(),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           db_path: Some(":memory:".into()),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           ttl: Some(0.0),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           ttl: Some(1.5),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           ttl: Some(-3.0),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           ttl: Some(f64::NAN),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           ttl: Some(1e12),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           http_timeout_ms: Some(0.0),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           revoke_user_scan_ms: Some(0.0),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           revoke_user_scan_ms: Some(2.5),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           redis_url: Some("nope".into()),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           redis_cluster_nodes: Some(vec![]),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           redis_cluster_nodes: Some(vec!["redis://127.0.0.1:7000".into(), "nope".into()]),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
@@ -716,19 +680,23 @@ mod tests {
           redis_cluster_nodes: Some(vec!["redis://127.0.0.1:7000".into()]),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
       (
         Options {
           wechat_api_base: Some("ftp://x".into()),
           ..options()
         },
-        ConfigErrorKind::Range,
+        OptionProblem::Range,
       ),
     ];
     for (opts, kind) in cases {
       let err = Settings::new(opts.clone(), no_env).unwrap_err();
-      assert_eq!(err.kind, kind, "{err}");
+      let problem = match err {
+        Error::InvalidOption { problem, .. } => Some(problem),
+        _ => None,
+      };
+      assert_eq!(problem, Some(kind), "{err}");
     }
   }
 

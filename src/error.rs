@@ -10,6 +10,7 @@ pub mod status {
   pub const SUCCESS: u32 = 1;
   pub const DATABASE_RELATED_ERROR: u32 = 6000;
   pub const REQUIRED_PARAMS_MISSING_ERROR: u32 = 6001;
+  /// A token (the user's) that is not live; `invalidAccessToken` is 1.3.2's name, kept.
   pub const INVALID_ACCESS_TOKEN: u32 = 6007;
   pub const SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR: u32 = 6008;
   pub const OPEN_ID_OR_UNION_ID_NOT_MATCH: u32 = 6009;
@@ -17,11 +18,26 @@ pub mod status {
   pub const USER_INFO_DECRYPTION_ERROR: u32 = 6011;
 }
 
-/// Everything that can go wrong in a call. Messages never carry secrets
-/// (app secret, session key, encrypted or decrypted user data).
+/// Which JavaScript error class a rejected option is thrown as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionProblem {
+  /// Missing or empty where a value is required: thrown as `TypeError`.
+  Type,
+  /// A value of the right type outside what is allowed: thrown as `RangeError`.
+  Range,
+}
+
+/// Everything that can go wrong in a call or in setting an instance up. Messages never carry
+/// secrets (app secret, session key, encrypted or decrypted user data, a URL's password).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
+  /// An option of the factory is refused (`message` says which and why): the constructor
+  /// throws it as a `TypeError` or a `RangeError`, as `problem` says; no call ever fails so.
+  InvalidOption {
+    problem: OptionProblem,
+    message: String,
+  },
   /// A required parameter is missing, empty or not a string; names the parameter.
   MissingParameter(&'static str),
   /// A parameter is a string but not an acceptable value (for example a user id containing `|`).
@@ -62,7 +78,7 @@ impl Error {
   /// The mpauthx status code that JavaScript sees as the error's `code`.
   pub fn status_code(&self) -> u32 {
     match self {
-      Error::MissingParameter(_) | Error::InvalidParameter(_) => {
+      Error::MissingParameter(_) | Error::InvalidParameter(_) | Error::InvalidOption { .. } => {
         status::REQUIRED_PARAMS_MISSING_ERROR
       }
       Error::WeChat { .. } => status::SESSION_KEY_AND_OPEN_ID_REQUEST_ERROR,
@@ -103,9 +119,11 @@ impl Error {
         Some(code) => format!("user store error: userStore.{call} failed ({code})"),
         None => format!("user store error: userStore.{call} failed"),
       },
-      Error::InvalidParameter(_) | Error::WeChat { .. } | Error::InvalidToken | Error::Closed => {
-        self.to_string()
-      }
+      Error::InvalidOption { .. }
+      | Error::InvalidParameter(_)
+      | Error::WeChat { .. }
+      | Error::InvalidToken
+      | Error::Closed => self.to_string(),
     }
   }
 
@@ -138,6 +156,22 @@ impl Error {
     )
   }
 
+  /// An option of the wrong type, or missing: thrown as `TypeError`.
+  pub fn option_type(message: impl Into<String>) -> Self {
+    Error::InvalidOption {
+      problem: OptionProblem::Type,
+      message: message.into(),
+    }
+  }
+
+  /// An option outside what is allowed: thrown as `RangeError`.
+  pub fn option_range(message: impl Into<String>) -> Self {
+    Error::InvalidOption {
+      problem: OptionProblem::Range,
+      message: message.into(),
+    }
+  }
+
   /// A SQLite failure while `doing` something named (opening the file, reading a table).
   pub fn sqlite(doing: impl Into<String>, source: rusqlite::Error) -> Self {
     Error::Sqlite {
@@ -150,6 +184,7 @@ impl Error {
 impl fmt::Display for Error {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match self {
+      Error::InvalidOption { message, .. } => f.write_str(message),
       Error::MissingParameter(name) => {
         write!(f, "missing parameter: {name} must be a non-empty string")
       }
@@ -189,7 +224,7 @@ impl std::error::Error for Error {
 
 impl From<redis::RedisError> for Error {
   /// Worded as `Redis: <what went wrong>`; the store that knows which server it was talking
-  /// to names it (see `store::redis::at_server`).
+  /// to names it (see `store::redis::Redis::within_deadline`).
   fn from(err: redis::RedisError) -> Self {
     Error::Redis {
       server: "Redis".to_owned(),

@@ -5,28 +5,36 @@
 //!
 //! # Layout
 //!
-//! - `service`: one instance; the login flow and the token calls, orchestrating the rest.
+//! By concern, each over the infrastructure of `store/`, which knows no domain rules:
+//!
+//! - `service`: one instance; the login flow and the token calls, orchestrating the rest, and
+//!   the glue where concerns meet.
 //! - `config`: settings, their defaults, environment fallbacks and validation.
-//! - `error`: the one error type and the mpauthx status codes.
+//! - `error`: the one error type (option problems included) and the mpauthx status codes.
 //! - `wechat`: the WeChat API client (`jscode2session`, `stable_token`, phone numbers).
 //! - `crypto`: decrypting user data, its watermark, and `checkSignature`.
-//! - `token`: the shape of a token and its random part.
-//! - `access_token`: the app's WeChat access token, shared through the token store.
-//! - `store`: where tokens live, the `TokenStore` enum over its backends:
-//!   - `store/redis`: the connection, tokens and their index, the tracking connection of the
-//!     validation cache, the access-token cache and lock, the record of registered users;
-//!   - `store/sqlite`: the application's file (`database`, its OFD `locks`), the tokens
-//!     without Redis, and the `user` table (`users`).
-//! - `users`: where registered users live: the SQLite `user` table, or the application's
-//!   store (`options.userStore`) called through JavaScript.
-//! - `validation_cache`: live tokens remembered in memory, answered without a round trip.
+//! - `token`: the shape of a token (`<userId>|<sku>|<64 hex>`) and its random part.
+//! - `sessions/`: the tokens users hold and their rules (issue, reuse of the live token,
+//!   refresh, slide, revoke, `revokeUser`): `redis.rs` with its index, `sqlite.rs`.
+//! - `validation_cache.rs`: live tokens remembered in memory, answered without a round trip;
+//!   `validation_cache/tracking.rs`: the connection whose client-side tracking keeps it exact.
+//! - `app_token/`: WeChat's app token (`access_token`), cached and refreshed by one caller at
+//!   a time (`mod.rs`), its cache and lock in `redis.rs` or `sqlite.rs`.
+//! - `users/`: registered users: the SQLite `user` table (`user_table.rs`), the application's
+//!   `options.userStore` called through JavaScript (`application.rs`), the records in Redis
+//!   that a user registered (`registrations.rs`).
+//! - `store/`: the infrastructure. `redis/`: the connection (`connection.rs`: one server, a
+//!   Cluster, sentinels, TLS), the deadline and retry (`mod.rs`), every key (`keys.rs`), the
+//!   Lua scripts (`scripts.rs` over `scripts/*.lua`). `sqlite/`: the file (`database.rs`), its
+//!   OFD locks (`locks.rs`), every table (`schema.rs`). `opened.rs`: open once, close once.
 //! - `trace`: the opt-in diagnostics steps of a call.
 
-mod access_token;
+mod app_token;
 mod config;
 mod crypto;
 mod error;
 mod service;
+mod sessions;
 mod store;
 mod token;
 mod trace;
@@ -40,8 +48,8 @@ use napi::bindgen_prelude::{ArrayBuffer, Function, Promise};
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::config::{ConfigErrorKind, Options, Settings};
-use crate::error::status;
+use crate::config::{Options, Settings};
+use crate::error::{status, Error, OptionProblem};
 use crate::service::Service;
 use crate::trace::Trace;
 use crate::users::StoreCallArgs;
@@ -50,6 +58,19 @@ use crate::validation_cache::Validity;
 /// The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2.
 #[napi]
 pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 259_200;
+
+/// Where the validation cache's memory (`Mpauthx#validity`) holds the lease, an `f64`.
+#[napi]
+pub const VALIDITY_LEASE_OFFSET: u32 = validation_cache::LEASE_OFFSET as u32;
+
+/// Where the validation cache's memory holds the counters, `u32`s: the generation, then one
+/// stamp per shard.
+#[napi]
+pub const VALIDITY_COUNTERS_OFFSET: u32 = validation_cache::COUNTERS_OFFSET as u32;
+
+/// How many shards have a stamp in the validation cache's memory, after the generation.
+#[napi]
+pub const VALIDITY_SHARDS: u32 = validation_cache::SHARDS as u32;
 
 /// The reply types of the calls, one per kind of success: `status_code`, `message`, the
 /// call's `response` when it succeeded, and its `steps` when diagnostics are on. Failures
@@ -108,6 +129,7 @@ replies! {
 /// What a live token stands for, as `verifyToken` resolves it.
 #[napi(object)]
 pub struct NativeTokenInfo {
+  /// The user id (the openId, or the unionId when WeChat gives one); `openId` as in 1.3.2.
   pub open_id: String,
   pub sku: String,
   /// Issue time, ms since the epoch.
@@ -116,8 +138,8 @@ pub struct NativeTokenInfo {
   pub expires_in: Option<f64>,
 }
 
-impl From<store::TokenInfo> for NativeTokenInfo {
-  fn from(info: store::TokenInfo) -> Self {
+impl From<sessions::TokenInfo> for NativeTokenInfo {
+  fn from(info: sessions::TokenInfo) -> Self {
     NativeTokenInfo {
       open_id: info.user_id,
       sku: info.sku,
@@ -250,13 +272,14 @@ impl Mpauthx {
     let diagnostics = options.diagnostics.unwrap_or(false);
     let settings = match Settings::new(options, |name| std::env::var(name).ok()) {
       Ok(settings) => settings,
-      Err(err) => {
-        match err.kind {
-          ConfigErrorKind::Type => env.throw_type_error(&err.message, None)?,
-          ConfigErrorKind::Range => env.throw_range_error(&err.message, None)?,
+      Err(Error::InvalidOption { problem, message }) => {
+        match problem {
+          OptionProblem::Type => env.throw_type_error(&message, None)?,
+          OptionProblem::Range => env.throw_range_error(&message, None)?,
         }
-        return Err(napi::Error::new(Status::PendingException, err.message));
+        return Err(napi::Error::new(Status::PendingException, message));
       }
+      Err(err) => return Err(napi::Error::new(Status::GenericFailure, err.to_string())),
     };
     let validation_cache_size = settings.validation_cache_size as u32;
     let sliding_window_ms = match settings.sliding_ttl {
@@ -342,7 +365,7 @@ impl Mpauthx {
     traced!(self.ready() => BooleanReply)
   }
 
-  /// `getAccessToken()`: the app's access token, shared through the token store.
+  /// `getAccessToken()`: WeChat's app token, shared through Redis or the SQLite file.
   #[napi]
   pub async fn get_access_token(&self) -> napi::Result<AccessTokenReply> {
     traced!(self.access_token() => AccessTokenReply)

@@ -1,22 +1,25 @@
 //! One mpauthx instance: the login flow and the token calls, orchestrating the WeChat
-//! client, the decryption, the `user` table and the token store.
+//! client, the decryption, the registered users, the sessions, the validation cache and the
+//! app token.
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, OnceCell};
 
-use crate::access_token;
+use crate::app_token::{self, AppTokenStore, RedisAppToken, SqliteAppToken};
 use crate::config::{Backend, Settings};
 use crate::crypto::{self, ProfileValue, Sealed};
 use crate::error::{Error, Result};
-use crate::store::{
-  locks_refused, now_us, Database, Issue, RedisTokens, SqliteTokens, TokenInfo, TokenStore, Users,
-};
+use crate::sessions::{Issue, RedisSessions, SessionStore, SqliteSessions, TokenInfo};
+use crate::store::now_us;
+use crate::store::redis::Redis;
+use crate::store::sqlite::{locks_refused, Database};
 use crate::token;
 use crate::trace::Trace;
-use crate::users::{Adapter, StoreCall, UserStore};
-use crate::validation_cache::{CachedToken, Validity, Vouched};
+use crate::users::{ApplicationStore, Registrations, StoreCall, UserStore, UserTable};
+use crate::validation_cache::{CachedToken, Tracking, Validity, Vouched};
 use crate::wechat::{PhoneInfo, Refusal, WeChatClient};
 
 /// Longest login code accepted; WeChat's are 32 characters.
@@ -27,9 +30,18 @@ pub struct Service {
   /// The instance's sku, checked where its tokens are issued.
   sku: String,
   wechat: WeChatClient,
-  /// The instance's tokens: the store knows the sku.
-  tokens: TokenStore,
+  /// The tokens users hold: the store knows the sku.
+  sessions: SessionStore,
+  /// Live tokens remembered in memory, with Redis and a `validationCacheSize` above 0.
+  validation_cache: Option<Arc<Tracking>>,
+  /// WeChat's app token, cached and locked where the sessions are.
+  app_token: AppTokenStore,
   users: UserStore,
+  /// With Redis: the records that a user registered, for servers that do not share the
+  /// SQLite file (which shares itself).
+  registrations: Option<Registrations>,
+  /// The Redis connection the sessions, the app token and the registrations share.
+  redis: Option<Arc<Redis>>,
   /// The SQLite file, unless users live in `options.userStore` and tokens in Redis.
   database: Option<Database>,
   http_timeout: std::time::Duration,
@@ -60,33 +72,53 @@ impl Service {
   pub fn new(settings: Settings, user_store: Option<StoreCall>) -> Result<Self> {
     let sku = settings.sku.clone();
     let database = settings.db_path.map(Database::new);
-    let tokens = match settings.token_store {
-      Backend::Redis => TokenStore::Redis(Box::new(
-        RedisTokens::new(
+    let (mut redis, mut validation_cache, mut registrations) = (None, None, None);
+    let (sessions, app_token) = match settings.token_store {
+      Backend::Redis => {
+        let (target, pass, tls) = (
           &settings.redis,
           settings.redis_pass.as_deref(),
           &settings.redis_tls,
-          (settings.ttl, settings.registration_ttl),
-          settings.validation_cache_size,
-          settings.sku,
+        );
+        let shared = Arc::new(Redis::new(target, pass, tls, None)?);
+        validation_cache = match NonZeroUsize::new(settings.validation_cache_size) {
+          Some(capacity) => Some(Tracking::new(target, pass, tls, capacity)?),
+          None => None,
+        };
+        let ttls = (settings.ttl, settings.registration_ttl);
+        let sessions = RedisSessions::new(
+          shared.clone(),
+          validation_cache.clone(),
+          ttls,
+          settings.sku.clone(),
           settings.sliding_ttl,
-        )?
-        .with_revoke_user_scan(settings.revoke_user_scan),
-      )),
+        )
+        .with_revoke_user_scan(settings.revoke_user_scan);
+        registrations = Some(Registrations::new(
+          shared.clone(),
+          settings.sku,
+          settings.registration_ttl.max(settings.ttl),
+        ));
+        let app_token = AppTokenStore::Redis(RedisAppToken::new(shared.clone()));
+        redis = Some(shared);
+        (SessionStore::Redis(Box::new(sessions)), app_token)
+      }
       Backend::Sqlite => {
         // Settings refuse `tokenStore: 'sqlite'` without a file.
         let file = database.clone().ok_or(Error::MissingParameter("db"))?;
         let (sku, sliding) = (settings.sku, settings.sliding_ttl);
-        TokenStore::Sqlite(SqliteTokens::new(file, settings.ttl, sku, sliding))
+        let sessions = SqliteSessions::new(file.clone(), settings.ttl, sku, sliding);
+        let app_token = AppTokenStore::Sqlite(SqliteAppToken::new(file));
+        (SessionStore::Sqlite(sessions), app_token)
       }
     };
     let users = match (user_store, &database) {
-      (Some(call), _) => UserStore::Adapter(Adapter::new(
+      (Some(call), _) => UserStore::Application(ApplicationStore::new(
         call,
         settings.user_store_timeout,
         settings.profile_writes,
       )),
-      (None, Some(file)) => UserStore::Sqlite(Users::new(file.clone(), settings.profile_writes)),
+      (None, Some(file)) => UserStore::Table(UserTable::new(file.clone(), settings.profile_writes)),
       (None, None) => return Err(Error::MissingParameter("db")),
     };
     Ok(Self {
@@ -96,8 +128,12 @@ impl Service {
         &settings.app_secret,
         settings.http_timeout,
       )?,
-      tokens,
+      sessions,
+      validation_cache,
+      app_token,
       users,
+      registrations,
+      redis,
       database,
       http_timeout: settings.http_timeout,
       app_id: settings.app_id,
@@ -187,7 +223,7 @@ impl Service {
   /// Both stores' checks; reports SQLite refusing the OFD locks that keep the application's
   /// SQLite and this one apart.
   async fn check_stores(&self, trace: &mut Trace) -> Result<()> {
-    tokio::try_join!(self.tokens.ready(), self.users.ready())?;
+    tokio::try_join!(self.sessions.ready(), self.users.ready())?;
     if let Some(why) = locks_refused() {
       trace.record("sqlite.locks", || why.into());
     }
@@ -206,7 +242,7 @@ impl Service {
     token::check_user_id(user_id)?;
     token::check_sku(&self.sku)?;
     let (live, registered) = tokio::try_join!(
-      self.tokens.live_token(user_id, session_key),
+      self.sessions.live_token(user_id, session_key),
       self.users.ensure(user_id, profile)
     )?;
     trace.record("user.registered", || {
@@ -226,9 +262,11 @@ impl Service {
       trace.record("token.reused", || "live token found".into());
       return Ok(live);
     }
-    self.tokens.remember_user(user_id).await?;
+    if let Some(registrations) = &self.registrations {
+      registrations.remember(user_id).await?;
+    }
     let token = self
-      .tokens
+      .sessions
       .issue(user_id, Issue::ReuseLive { session_key })
       .await?;
     trace.record("token.issued", || "token stored with its ttl".into());
@@ -304,8 +342,8 @@ impl Service {
   async fn shared_access_token(
     &self, refused: Option<&str>, trace: &mut Trace,
   ) -> Result<(String, u64)> {
-    access_token::shared_access_token(
-      &self.tokens,
+    app_token::shared_access_token(
+      &self.app_token,
       &self.wechat,
       &self.app_id,
       refused,
@@ -320,7 +358,7 @@ impl Service {
     let token = required("token", token)?;
     let _call = self.enter()?;
     self
-      .tokens
+      .sessions
       .session_key(&token)
       .await?
       .ok_or(Error::InvalidToken)
@@ -330,7 +368,7 @@ impl Service {
   pub async fn revoke_token(&self, token: Option<String>, trace: &mut Trace) -> Result<bool> {
     let token = required("token", token)?;
     let _call = self.enter()?;
-    let revoked = self.tokens.revoke(&token).await?;
+    let revoked = self.sessions.revoke(&token).await?;
     trace.record("token.revoked", || {
       if revoked {
         "token deleted"
@@ -350,7 +388,7 @@ impl Service {
     let user_id = required("userId", user_id)?;
     token::check_user_id(&user_id)?;
     let _call = self.enter()?;
-    let revoked = self.tokens.revoke_user(&user_id, all_skus).await?;
+    let revoked = self.sessions.revoke_user(&user_id, all_skus).await?;
     trace.record("token.revoked", || {
       let skus = if all_skus { "every sku" } else { "this sku" };
       format!("{revoked} tokens deleted, {skus}")
@@ -362,7 +400,7 @@ impl Service {
   pub async fn verify_token(&self, token: Option<String>, trace: &mut Trace) -> Result<TokenInfo> {
     let token = required("token", token)?;
     let _call = self.enter()?;
-    let info = self.tokens.describe(&token).await;
+    let info = self.sessions.describe(&token).await;
     self.report_cache_off(trace);
     let info = info?;
     trace.record("token.checked", || {
@@ -380,12 +418,16 @@ impl Service {
     token::check_sku(&self.sku)?;
     let _call = self.enter()?;
     // Known to this server's SQLite file or, registered on another server, to Redis.
-    if !self.tokens.knows_user(&user_id).await? && !self.users.exists(&user_id).await? {
+    let recorded = match &self.registrations {
+      Some(registrations) => registrations.knows(&user_id).await?,
+      None => false,
+    };
+    if !recorded && !self.users.exists(&user_id).await? {
       return Err(Error::UserNotFound);
     }
     trace.record("user.found", || "user is registered".into());
     let mode = Issue::Replace { requested_at_us };
-    let token = self.tokens.issue(&user_id, mode).await?;
+    let token = self.sessions.issue(&user_id, mode).await?;
     trace.record("token.issued", || "token replaced".into());
     Ok(token)
   }
@@ -394,12 +436,12 @@ impl Service {
   /// when the store must be asked (unknown token, or the cache may not answer now).
   pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
     self.check_open().ok()?;
-    self.tokens.cached(token)
+    self.validation_cache.as_ref()?.cached(token)
   }
 
   /// The validation cache's counters and lease, for JavaScript to read.
   pub fn validity(&self) -> Option<Arc<Validity>> {
-    self.tokens.validity()
+    Some(self.validation_cache.as_ref()?.validity())
   }
 
   /// Checks many tokens at once, in one Redis round trip; each gets the outcome that
@@ -412,7 +454,7 @@ impl Service {
       .collect();
     let live = match self.enter() {
       Ok(_call) if present.is_empty() => Ok(Vec::new()),
-      Ok(_call) => self.tokens.are_live(&present).await,
+      Ok(_call) => self.sessions.are_live(&present).await,
       Err(err) => Err(err),
     };
     self.report_cache_off(trace);
@@ -446,7 +488,11 @@ impl Service {
     if !trace.is_enabled() {
       return;
     }
-    if let Some(why) = self.tokens.cache_off_notice() {
+    if let Some(why) = self
+      .validation_cache
+      .as_ref()
+      .and_then(|cache| cache.off_notice())
+    {
       trace.record("cache.off", || why);
     }
   }
@@ -463,7 +509,9 @@ impl Service {
   /// returned slips in before it.
   pub fn stop_accepting(&self) {
     self.closed.store(true, Ordering::SeqCst);
-    self.tokens.forget_all();
+    if let Some(cache) = &self.validation_cache {
+      cache.forget_all();
+    }
   }
 
   /// Closes both stores once the calls already started finished (each bounded by its own
@@ -477,7 +525,12 @@ impl Service {
       }
       drained.await;
     }
-    self.tokens.close();
+    if let Some(redis) = &self.redis {
+      redis.close();
+    }
+    if let Some(cache) = &self.validation_cache {
+      cache.close();
+    }
     if let Some(database) = &self.database {
       database.close().await;
     }

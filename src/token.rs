@@ -56,6 +56,21 @@ pub fn is_well_formed(token: &str) -> bool {
   token.len() <= MAX_TOKEN_LEN && sku(token).is_some() && !user_id(token).is_empty()
 }
 
+/// The indexes of the tokens that have a token's shape: only those are sent to the store.
+pub fn well_formed(tokens: &[&str]) -> Vec<usize> {
+  (0..tokens.len())
+    .filter(|&i| is_well_formed(tokens[i]))
+    .collect()
+}
+
+/// Whether `key` (found by a scan of the user's keys) has the shape of a token of `user_id`,
+/// and of `sku` when given.
+pub fn is_token_of(key: &str, user_id: &str, sku: Option<&str>) -> bool {
+  is_well_formed(key)
+    && self::user_id(key) == user_id
+    && sku.is_none_or(|sku| self::sku(key) == Some(sku))
+}
+
 /// A user id must be non-empty and free of the separator, or tokens could not be parsed back.
 pub fn check_user_id(user_id: &str) -> Result<()> {
   if user_id.is_empty() {

@@ -18,6 +18,10 @@
 //! directly: `index.js` remembers each token this cache vouched for together with the
 //! counters it was vouched under, and answers from its own memory only while they are
 //! unchanged and the lease holds, so that most checks cost no call into the binding at all.
+//!
+//! [`tracking`] holds the connection that fills the cache and carries the invalidations.
+
+mod tracking;
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::num::NonZeroUsize;
@@ -27,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+pub use tracking::{read_untracked, Tracking};
+
 /// How long a heartbeat reply lets the cache answer, counted from when the PING was sent.
 pub const LEASE: Duration = Duration::from_millis(500);
 
@@ -34,9 +40,18 @@ pub const LEASE: Duration = Duration::from_millis(500);
 /// tokens changing all the time) rarely voids an unrelated fill.
 pub const SHARDS: usize = 256;
 
+/// Where JavaScript reads the lease (an `f64`) in [`Validity`]; lib.rs exports it.
+pub const LEASE_OFFSET: usize = std::mem::offset_of!(Validity, lease_until);
+
+/// Where JavaScript reads the counters (`u32`s: the generation, then a stamp per shard) in
+/// [`Validity`]; lib.rs exports it.
+pub const COUNTERS_OFFSET: usize = std::mem::offset_of!(Validity, generation);
+const _: () = assert!(std::mem::offset_of!(Validity, stamps) == COUNTERS_OFFSET + 4);
+
 /// The cache's counters and lease, laid out for JavaScript to read without a call:
-/// `new Float64Array(buffer, 0, 1)` is the lease (on `performance.now()`'s clock) and
-/// `new Uint32Array(buffer, 8, 1 + SHARDS)` the generation followed by the shard stamps.
+/// `new Float64Array(buffer, LEASE_OFFSET, 1)` is the lease (on `performance.now()`'s clock)
+/// and `new Uint32Array(buffer, COUNTERS_OFFSET, 1 + SHARDS)` the generation followed by the
+/// shard stamps (validation-cache.js reads these constants from the binding).
 /// Written only under the cache's lock; read by JavaScript at any time.
 #[repr(C)]
 pub struct Validity {

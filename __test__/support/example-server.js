@@ -50,7 +50,6 @@ function killExample(server) {
   if (server && server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL')
 }
 
-
 /**
  * An example server started before the enclosing suite's tests and killed after them, pointed
  * at harness `h`'s Redis, WeChat stand-in and SQLite file; `env` adds to (or overrides) that.

@@ -34,9 +34,7 @@ async function startHarness({ password, appId = APP_ID, appSecret = APP_SECRET, 
   const redis = await startRedis({ password, args: redisArgs })
   const cluster = clusterOptions ? await startRedisCluster({ password, ...clusterOptions }) : null
   /** Where instances keep their sessions unless told otherwise. */
-  const storeOptions = cluster
-    ? { redisUrl: undefined, redisClusterNodes: cluster.urls.slice(0, 2) }
-    : { redisUrl: redis.url }
+  const storeOptions = cluster ? { redisUrl: undefined, redisClusterNodes: cluster.urls.slice(0, 2) } : { redisUrl: redis.url }
   const wechat = await startWeChat({ appId, appSecret })
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-test-'))
   const dbFile = path.join(dir, 'users.db')
@@ -49,13 +47,7 @@ async function startHarness({ password, appId = APP_ID, appSecret = APP_SECRET, 
   )
 
   /** An instance with the harness defaults; any factory argument can be overridden. */
-  function create({
-    sku = SKU,
-    db = dbFile,
-    redisPass = password ?? null,
-    ttl = 3600,
-    options = {},
-  } = {}) {
+  function create({ sku = SKU, db = dbFile, redisPass = password ?? null, ttl = 3600, options = {} } = {}) {
     const instance = mpauthx(appId, appSecret, sku, db, redisPass, ttl, {
       ...storeOptions,
       wechatApiBase: wechat.base,

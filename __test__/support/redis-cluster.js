@@ -49,11 +49,7 @@ async function startRedisCluster({ masters = 3, password, certificates } = {}) {
     ...overTls,
   ])
   const alive = () => nodes.filter((node) => !node.killed)
-  await waitUntil(
-    () => nodes.every((node) => /cluster_state:ok/.test(node.cli('CLUSTER', 'INFO'))),
-    'the cluster to be ok',
-    20000,
-  )
+  await waitUntil(() => nodes.every((node) => /cluster_state:ok/.test(node.cli('CLUSTER', 'INFO'))), 'the cluster to be ok', 20000)
 
   /** The node of `port`, as `CLUSTER NODES` of a live node lists it: { id, port, master, replicaOf, slots }. */
   function topology() {
@@ -119,7 +115,7 @@ async function startRedisCluster({ masters = 3, password, certificates } = {}) {
 
   /** For each of the 16384 slots, the live master node serving it. */
   function slotOwners() {
-    const owners = new Array(16384)
+    const owners = Array.from({ length: 16384 })
     for (const entry of topology().filter((node) => node.master)) {
       const node = nodes.find((candidate) => candidate.port === entry.port)
       for (const range of entry.slots) {

@@ -18,7 +18,11 @@ async function main() {
   const auth = mpauthx(APP_ID, APP_SECRET, 'probe', dbFile, null, 60, { redisUrl, wechatApiBase: wechat.base })
   const secrets = [APP_SECRET]
   const messages = []
-  const record = (promise) => promise.then(() => {}, (err) => messages.push(err.message))
+  const record = (promise) =>
+    promise.then(
+      () => {},
+      (err) => messages.push(err.message),
+    )
   const profile = { nickName: 'ProbeNick-91ac', city: 'ProbeCity-5e2d' }
   secrets.push(profile.nickName, profile.city)
 
@@ -40,7 +44,13 @@ async function main() {
   const bad = wechat.login({ openId: 'oProbe', ...profile })
   await record(auth.authorize(bad.code, ok.encryptedData, bad.iv))
   await record(auth.authorize('unknown-code', ok.encryptedData, ok.iv))
-  await record(auth.authorize(wechat.reply((req, res) => res.writeHead(500).end()), ok.encryptedData, ok.iv))
+  await record(
+    auth.authorize(
+      wechat.reply((req, res) => res.writeHead(500).end()),
+      ok.encryptedData,
+      ok.iv,
+    ),
+  )
   await record(auth.authorize(ok.code, `${ok.encryptedData}!`, ok.iv))
   await record(auth.refreshToken('oNobody'))
   await record(auth.isTokenValid('oProbe|probe|0'))

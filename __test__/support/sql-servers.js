@@ -112,9 +112,13 @@ async function startMariadb() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-mariadb-'))
   const data = path.join(dir, 'data')
   const user = os.userInfo().username
-  execFileSync(installDb, ['--no-defaults', `--datadir=${data}`, `--user=${user}`, '--skip-test-db', '--auth-root-authentication-method=normal'], {
-    stdio: 'pipe',
-  })
+  execFileSync(
+    installDb,
+    ['--no-defaults', `--datadir=${data}`, `--user=${user}`, '--skip-test-db', '--auth-root-authentication-method=normal'],
+    {
+      stdio: 'pipe',
+    },
+  )
   const port = await freePort()
   const child = spawn(
     server,
@@ -145,13 +149,21 @@ async function startMariadb() {
       })
       socket.once('error', () => resolve(false))
     })
-  await waitUntil(async () => {
-    if (exited !== null) throw new Error(`mariadbd exited (${exited}):\n${readLog(dir)}`)
-    return accepts()
-  }, 'mariadbd to accept connections', 60_000)
-  execFileSync(findProgram(['mariadb', 'mysql']), ['--protocol=TCP', '-h', '127.0.0.1', '-P', String(port), '-e', 'CREATE DATABASE mpauthx_test'], {
-    stdio: 'pipe',
-  })
+  await waitUntil(
+    async () => {
+      if (exited !== null) throw new Error(`mariadbd exited (${exited}):\n${readLog(dir)}`)
+      return accepts()
+    },
+    'mariadbd to accept connections',
+    60_000,
+  )
+  execFileSync(
+    findProgram(['mariadb', 'mysql']),
+    ['--protocol=TCP', '-h', '127.0.0.1', '-P', String(port), '-e', 'CREATE DATABASE mpauthx_test'],
+    {
+      stdio: 'pipe',
+    },
+  )
   return {
     port,
     connection: { host: '127.0.0.1', port, user: 'root', database: 'mpauthx_test' },

@@ -15,14 +15,41 @@ function makeCertificates() {
   const file = (name) => path.join(dir, name)
   const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
   const ca = (name) =>
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`,
-      '-keyout', file(`${name}.key`), '-out', file(`${name}.crt`))
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-keyout',
+      file(`${name}.key`),
+      '-out',
+      file(`${name}.crt`),
+    )
   const signed = (name, extensions) => {
     fs.writeFileSync(file(`${name}.ext`), extensions)
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', file(`${name}.key`),
-      '-out', file(`${name}.csr`))
-    openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('test-ca.crt'), '-CAkey', file('test-ca.key'),
-      '-CAcreateserial', '-days', '2', '-extfile', file(`${name}.ext`), '-out', file(`${name}.crt`))
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`))
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      file(`${name}.csr`),
+      '-CA',
+      file('test-ca.crt'),
+      '-CAkey',
+      file('test-ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      file(`${name}.ext`),
+      '-out',
+      file(`${name}.crt`),
+    )
   }
   ca('test-ca')
   ca('other-ca')
@@ -42,8 +69,18 @@ function makeCertificates() {
 /** redis-server arguments for a TLS port beside the plain one the test's redis-cli uses. */
 function tlsArgs(certificates, tlsPort, { authClients = false } = {}) {
   const { files } = certificates
-  return ['--tls-port', String(tlsPort), '--tls-cert-file', files.cert, '--tls-key-file', files.key,
-    '--tls-ca-cert-file', files.ca, '--tls-auth-clients', authClients ? 'yes' : 'no']
+  return [
+    '--tls-port',
+    String(tlsPort),
+    '--tls-cert-file',
+    files.cert,
+    '--tls-key-file',
+    files.key,
+    '--tls-ca-cert-file',
+    files.ca,
+    '--tls-auth-clients',
+    authClients ? 'yes' : 'no',
+  ]
 }
 
 module.exports = { makeCertificates, tlsArgs }

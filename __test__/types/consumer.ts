@@ -17,7 +17,7 @@ const withEverything = defaultImport('wx0123456789abcdef', 'secret', 'myapp', { 
   logger: (event: mpauthx.DiagnosticEvent) => {
     const line: string = `${event.method} ${event.step} +${event.elapsedMs.toFixed(1)}ms ${event.detail}`
     const status: mpauthx.StatusCode | undefined = event.statusCode
-    void line, status
+    ;(void line, status)
   },
 })
 mpauthx.default('a', 'b', 'c', { name: 'users.db' })
@@ -41,14 +41,14 @@ const invalid: 6007 = mpauthx.constants.statusCode.invalidAccessToken
 const success: 1 = auth.constants.statusCode.success
 // @ts-expect-error constants are read-only
 mpauthx.constants.statusCode.success = 2
-void invalid, success
+;(void invalid, success)
 
 async function login(code: string, encryptedData: string, iv: string): Promise<string> {
   try {
     const reply: mpauthx.Success<string> = await auth.authorize(code, encryptedData, iv)
     const status: 1 = reply.status_code
     const message: 'OK' = reply.status_message
-    void status, message
+    ;(void status, message)
     const refreshed = await auth.refreshToken(auth.extractOpenId(reply.response))
     await auth.isTokenValid(refreshed.response)
     const sku: string | null = auth.extractSku(refreshed.response)
@@ -57,7 +57,7 @@ async function login(code: string, encryptedData: string, iv: string): Promise<s
     const revoked: boolean = (await auth.revokeToken(refreshed.response)).response
     const loggedOut: number = (await auth.revokeUser(auth.extractOpenId(refreshed.response))).response
     const everywhere: mpauthx.RevokeUserOptions = { allSkus: true }
-    void loggedOut, (await auth.revokeUser('oUser', everywhere)).response
+    ;(void loggedOut, (await auth.revokeUser('oUser', everywhere)).response)
     // @ts-expect-error allSkus is a boolean
     void auth.revokeUser('oUser', { allSkus: 'yes' })
     const codeOnly: string = (await auth.login(code)).response
@@ -65,7 +65,7 @@ async function login(code: string, encryptedData: string, iv: string): Promise<s
     const signed: boolean = (await auth.checkSignature(refreshed.response, '{}', 'ab')).response
     const access: mpauthx.AccessToken = (await auth.getAccessToken()).response
     const phone: mpauthx.PhoneNumber = (await auth.getPhoneNumber(code)).response
-    void expiresIn, revoked, codeOnly, data, signed, access.accessToken, phone.purePhoneNumber
+    ;(void expiresIn, revoked, codeOnly, data, signed, access.accessToken, phone.purePhoneNumber)
     return `${sku}`
   } catch (err) {
     if (err instanceof mpauthx.MpauthxError) {
@@ -74,7 +74,7 @@ async function login(code: string, encryptedData: string, iv: string): Promise<s
       const status: mpauthx.HttpStatus = err.status
       const expose: boolean = err.expose
       const detail: string = err.detail
-      void status, expose, detail
+      ;(void status, expose, detail)
       // @ts-expect-error the status is one of the HTTP statuses of the codes
       const teapot: 418 = err.status
       void teapot
@@ -165,7 +165,7 @@ async function fastifyApp(): Promise<void> {
   const publicRoute: Fastify.FastifyContextConfig = { mpauthx: false }
   // @ts-expect-error config.mpauthx is false or { optional }
   const badRoute: Fastify.FastifyContextConfig = { mpauthx: true }
-  void publicRoute, badRoute
+  ;(void publicRoute, badRoute)
   await app.register(auth.fastifyPlugin({ match: [], ignore: undefined }))
 }
 void fastifyApp

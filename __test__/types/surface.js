@@ -70,6 +70,7 @@ const koaMiddlewareOptionKeys = { ...middlewareOptionKeys, enable: true, core: t
 const errorKeys = { code: true, status: true, expose: true, detail: true }
 
 // The HTTP status of every code, as values: a status the typings do not allow fails the compile.
+// prettier-ignore
 /** @type {{ [K in import('../..').ErrorCode]: import('../..').HttpStatus }} */
 const httpStatuses = {
   6000: 503, 6001: 400, 6002: 502, 6003: 502, 6004: 502, 6005: 502, 6006: 502,
@@ -80,6 +81,7 @@ const httpStatuses = {
 const tokenFromKeys = { bearer: true, header: true, cookie: true, query: true }
 
 // The literal types of the codes, as values: a wrong number fails the compile.
+// prettier-ignore
 /** @type {import('../..').StatusCodes} */
 const statusCodes = {
   success: 1, databaseRelatedError: 6000, requiredParamsMissingError: 6001, httpError: 6002,

@@ -73,8 +73,7 @@ function createAuth(config) {
     return call('request', Object.assign({}, options, { url: url(options.url), header }))
   }
 
-  const tokenRefused = (res) =>
-    res.statusCode === 401 && !!res.data && res.data.status_code === INVALID_ACCESS_TOKEN
+  const tokenRefused = (res) => res.statusCode === 401 && !!res.data && res.data.status_code === INVALID_ACCESS_TOKEN
 
   /**
    * wx.request's options (url, method, data, header, …) without success/fail; resolves with

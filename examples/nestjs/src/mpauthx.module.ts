@@ -25,8 +25,7 @@ export class MpauthxModule implements OnApplicationShutdown {
   static forRoot(config: MpauthxConfig): DynamicModule {
     const instance = {
       provide: MPAUTHX,
-      useFactory: () =>
-        mpauthx(config.appId, config.appSecret, config.sku, config.db, config.redisPass, config.tokenTTL, config.options),
+      useFactory: () => mpauthx(config.appId, config.appSecret, config.sku, config.db, config.redisPass, config.tokenTTL, config.options),
     }
     return { module: MpauthxModule, providers: [instance], exports: [MPAUTHX] }
   }

@@ -2,37 +2,26 @@
 //! (RESP3), so Redis tells this instance when a token it remembers changes, and a heartbeat
 //! proves the connection alive; writes go over the store's other connection.
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
 use redis::{PushInfo, PushKind, Value};
 
-use super::connection::{Connector, RedisConnection};
-use super::{per_token, well_formed, RedisTokens};
+use super::{CachedToken, ValidationCache, Validity, Vouched, LEASE};
 use crate::config::{RedisTarget, RedisTls};
 use crate::error::{Error, Result};
-use crate::validation_cache::{ValidationCache, LEASE};
-
-/// The issue time and TTL in ms of a token, or nothing for a key that is not one. Read over
-/// the tracking connection, it also makes Redis track the key for this client.
-pub(super) const READ: &str = r"
-local ctime = redis.pcall('HGET', KEYS[1], 'ctime')
-if type(ctime) == 'table' then
-  if string.find(ctime.err, '^WRONGTYPE') then return false end
-  return ctime
-end
-if type(ctime) ~= 'string' then return false end
-return {ctime, redis.call('PTTL', KEYS[1])}
-";
+use crate::store::redis::{per_key, scripts, Redis, RedisConnection};
+use crate::token;
 
 /// How often the tracking connection is proven alive (and its invalidations delivered).
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// The connection that carries invalidations, and the cache it keeps exact.
-pub(super) struct Tracking {
-  pub(super) redis: Connector,
-  pub(super) cache: Arc<ValidationCache>,
+pub struct Tracking {
+  redis: Redis,
+  cache: Arc<ValidationCache>,
   heartbeat: Once,
   /// Tracked reads in a row that the server refused in words (see [`MAX_REFUSALS`]).
   refusals: AtomicU32,
@@ -55,8 +44,11 @@ const MAX_REFUSALS: u32 = 3;
 const BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// A token's issue time (ms since the epoch) and `PTTL`, as a read of a live token finds them.
+pub type LiveRead = (u64, i64);
+
 /// What a tracked read of a token found.
-pub(super) enum Read {
+enum Read {
   /// A live token: issue time (ms since the epoch) and `PTTL`.
   Live(u64, i64),
   NotLive,
@@ -68,49 +60,97 @@ pub(super) enum Read {
   Untracked,
 }
 
-impl RedisTokens {
-  /// Reads `tokens` over the tracking connection (see [`RedisTokens::read_tracked`]);
-  /// `None` when there is no cache, or the tracked read failed where an untracked one may
-  /// not: the caller then reads without tracking, and after [`MAX_REFUSALS`] such failures
-  /// in a row the cache is turned off for good.
-  pub(super) async fn try_tracked(
-    &self, tokens: &[&str],
-  ) -> Result<Option<Vec<Option<(u64, i64)>>>> {
-    let Some(tracking) = self.tracking.as_ref().filter(|tracking| tracking.usable()) else {
+impl Tracking {
+  /// The tracking connection to `target`, keeping a cache of `capacity` tokens exact;
+  /// connected on first use.
+  pub fn new(
+    target: &RedisTarget, redis_pass: Option<&str>, redis_tls: &RedisTls, capacity: NonZeroUsize,
+  ) -> Result<Arc<Self>> {
+    let cache = Arc::new(ValidationCache::new(capacity));
+    let handler = Arc::clone(&cache);
+    let push = Arc::new(move |push: PushInfo| on_push(&handler, push));
+    Ok(Arc::new(Tracking {
+      redis: Redis::new(target, redis_pass, redis_tls, Some(push))?,
+      cache,
+      heartbeat: Once::new(),
+      refusals: AtomicU32::new(0),
+      failures: AtomicU32::new(0),
+      retry_at_ms: AtomicU64::new(0),
+      started: Instant::now(),
+      off_notice: Mutex::new(None),
+    }))
+  }
+
+  /// What the cache may answer for `token` now, without a round trip.
+  pub fn cached(&self, token: &str) -> Option<(CachedToken, Vouched)> {
+    self.cache.get(token, Instant::now())
+  }
+
+  /// The cache's counters and lease, for JavaScript to read.
+  pub fn validity(&self) -> Arc<Validity> {
+    self.cache.validity()
+  }
+
+  /// Drops a token this instance deleted, replaced or extended, before the call resolves (the
+  /// invalidation Redis sends may arrive just after).
+  pub fn forget(&self, token: &str) {
+    self.cache.invalidate([token.as_bytes()]);
+  }
+
+  /// Stops answering anything from memory, while the connection stays open for the calls
+  /// still in flight.
+  pub fn forget_all(&self) {
+    self.cache.clear();
+  }
+
+  /// Drops the connection and forgets every cached token.
+  pub fn close(&self) {
+    self.redis.close();
+    self.cache.clear();
+  }
+
+  /// Why the validation cache was just turned off for good, once: for the diagnostics of the
+  /// call that finds out.
+  pub fn off_notice(&self) -> Option<String> {
+    self.off_notice.lock().ok()?.take()
+  }
+
+  /// Reads `tokens` over the tracking connection (see [`Tracking::read`]), `store` being the
+  /// store's own connection; `None` when the tracked read failed where an untracked one may
+  /// not, or is not tried now: the caller then reads without tracking, and after
+  /// [`MAX_REFUSALS`] such failures in a row the cache is turned off for good.
+  pub async fn try_read(
+    self: &Arc<Self>, store: &Redis, tokens: &[&str],
+  ) -> Result<Option<Vec<Option<LiveRead>>>> {
+    if !self.usable() {
       return Ok(None);
-    };
-    match self.read_tracked(tracking, tokens).await {
+    }
+    match self.read(store, tokens).await {
       Ok((reads, refused)) => {
         match refused {
-          true => tracking.refused("Redis refused CLIENT TRACKING or CLIENT CACHING"),
-          false => tracking.answered(),
+          true => self.refused("Redis refused CLIENT TRACKING or CLIENT CACHING"),
+          false => self.answered(),
         }
         Ok(Some(reads))
       }
       Err(err) if err.is_disconnected() => {
-        tracking.forget_master();
-        tracking.failed();
+        self.forget_master();
+        self.failed();
         Err(err)
       }
       Err(err) if err.is_refusal() => {
         // Counted only once the other connection answers: the store itself works.
         let _: Value = redis::cmd("PING")
-          .query_async(&mut self.redis.get().await?)
+          .query_async(&mut store.get().await?)
           .await?;
-        tracking.refused("Redis refused the tracking connection (RESP3 or CLIENT)");
+        self.refused("Redis refused the tracking connection (RESP3 or CLIENT)");
         Ok(None)
       }
       Err(_) => {
-        tracking.failed();
+        self.failed();
         Ok(None)
       }
     }
-  }
-
-  /// Why the validation cache was just turned off for good, once: for the diagnostics of the
-  /// call that finds out.
-  pub fn cache_off_notice(&self) -> Option<String> {
-    self.tracking.as_ref()?.off_notice.lock().ok()?.take()
   }
 
   /// Reads each token, and remembers the live ones: for each, its issue time (ms since the
@@ -120,20 +160,18 @@ impl RedisTokens {
   /// changes or expires). Only the live ones are read again over the tracking connection,
   /// tracked, and that second answer is the one given and remembered.
   /// Says too whether Redis refused tracking in words.
-  async fn read_tracked(
-    &self, tracking: &Arc<Tracking>, tokens: &[&str],
-  ) -> Result<(Vec<Option<(u64, i64)>>, bool)> {
+  async fn read(
+    self: &Arc<Self>, store: &Redis, tokens: &[&str],
+  ) -> Result<(Vec<Option<LiveRead>>, bool)> {
     let mut reads = vec![None; tokens.len()];
-    let candidates = well_formed(tokens);
+    let candidates = token::well_formed(tokens);
     if candidates.is_empty() {
       return Ok((reads, false));
     }
     let checked: Vec<&str> = candidates.iter().map(|&i| tokens[i]).collect();
     let first: Vec<redis::RedisResult<Value>> =
-      per_token(&mut self.redis.get().await?, &checked, |token| {
-        let mut read = redis::cmd("EVAL");
-        read.arg(READ).arg(1).arg(token);
-        read
+      per_key(&mut store.get().await?, &checked, |token| {
+        scripts::READ_TOKEN.eval(&[token])
       })
       .await?;
     let mut live = Vec::new();
@@ -152,11 +190,8 @@ impl RedisTokens {
     if live.is_empty() {
       return Ok((reads, false));
     }
-    let mut redis = tracking.connection().await?;
-    let tickets: Vec<_> = live
-      .iter()
-      .map(|&i| tracking.cache.ticket(tokens[i]))
-      .collect();
+    let mut redis = self.connection().await?;
+    let tickets: Vec<_> = live.iter().map(|&i| self.cache.ticket(tokens[i])).collect();
     // Each read is preceded by `CLIENT CACHING YES`, and the pipeline by `CLIENT TRACKING ON
     // OPTIN`, so that a connection the client re-made is tracked again before it reads.
     let tracked_pipe = |tokens: &mut dyn Iterator<Item = &str>| {
@@ -164,7 +199,7 @@ impl RedisTokens {
       pipe.cmd("CLIENT").arg("TRACKING").arg("ON").arg("OPTIN");
       for token in tokens {
         pipe.cmd("CLIENT").arg("CACHING").arg("YES");
-        pipe.cmd("EVAL").arg(READ).arg(1).arg(token);
+        pipe.add_command(scripts::READ_TOKEN.eval(&[token]));
       }
       pipe
     };
@@ -198,7 +233,7 @@ impl RedisTokens {
     for ((&i, ticket), read) in live.iter().zip(tickets).zip(found) {
       reads[i] = match read {
         Read::Live(ctime, pttl) => {
-          tracking.cache.fill(ticket, tokens[i], ctime, pttl);
+          self.cache.fill(ticket, tokens[i], ctime, pttl);
           Some((ctime, pttl))
         }
         Read::NotLive => None,
@@ -206,38 +241,16 @@ impl RedisTokens {
         // teaches a cluster connection where the slot went); the answer is not remembered.
         Read::Refused | Read::Untracked => {
           refused |= matches!(read, Read::Refused);
-          let found: Value = self.read.key(tokens[i]).invoke_async(&mut redis).await?;
-          parse_read(&found).and_then(Read::live)
+          read_untracked(&mut redis, tokens[i]).await?
         }
       };
     }
     Ok((reads, refused))
   }
-}
-
-impl Tracking {
-  /// The tracking connection to `target`, keeping `cache` exact; connected on first use.
-  pub(super) fn new(
-    target: &RedisTarget, redis_pass: Option<&str>, redis_tls: &RedisTls, cache: ValidationCache,
-  ) -> Result<Arc<Self>> {
-    let cache = Arc::new(cache);
-    let handler = Arc::clone(&cache);
-    let push = Arc::new(move |push: PushInfo| on_push(&handler, push));
-    Ok(Arc::new(Tracking {
-      redis: Connector::new(target, redis_pass, redis_tls, Some(push))?,
-      cache,
-      heartbeat: Once::new(),
-      refusals: AtomicU32::new(0),
-      failures: AtomicU32::new(0),
-      retry_at_ms: AtomicU64::new(0),
-      started: Instant::now(),
-      off_notice: Mutex::new(None),
-    }))
-  }
 
   /// After a lost connection, with Sentinel: the next read asks the sentinels for the master
   /// again, and nothing remembered over the old connection is answered any more.
-  pub(super) fn forget_master(&self) {
+  fn forget_master(&self) {
     if self.redis.forget_master() {
       self.cache.clear();
     }
@@ -296,6 +309,13 @@ impl Tracking {
   }
 }
 
+/// Reads a token without tracking (`read_token.lua`), as one command: its issue time and
+/// `PTTL` when it is live.
+pub async fn read_untracked(redis: &mut RedisConnection, token: &str) -> Result<Option<LiveRead>> {
+  let found: Value = scripts::READ_TOKEN.key(token).invoke_async(redis).await?;
+  Ok(parse_read(&found).and_then(Read::live))
+}
+
 /// Proves the tracking connection alive every [`HEARTBEAT`]: a PING's reply comes after every
 /// invalidation Redis sent before it, so answers from memory stay allowed for a [`LEASE`]
 /// from when it was sent. Ends when the store is closed or dropped.
@@ -341,7 +361,7 @@ fn on_push(cache: &ValidationCache, push: PushInfo) {
   }
 }
 
-/// Reads the replies of one tracked read: `CLIENT TRACKING`, `CLIENT CACHING`, then `READ`.
+/// Reads the replies of one tracked read: `CLIENT TRACKING`, `CLIENT CACHING`, then the read.
 fn tracked_read(tracking: &Value, caching: &Value, read: &Value) -> Read {
   let refused = |value: &Value| matches!(value, Value::ServerError(_));
   if refused(tracking) || refused(caching) {
@@ -352,16 +372,17 @@ fn tracked_read(tracking: &Value, caching: &Value, read: &Value) -> Read {
 
 impl Read {
   /// Issue time and `PTTL` of a live token.
-  pub(super) fn live(self) -> Option<(u64, i64)> {
+  fn live(self) -> Option<LiveRead> {
     match self {
       Read::Live(ctime, pttl) => Some((ctime, pttl)),
       Read::NotLive | Read::Refused | Read::Untracked => None,
     }
   }
 }
-/// Reads the reply of the `READ` script (RESP2's nil or RESP3's false for a key that is not
-/// a token); `None` for an error reply.
-pub(super) fn parse_read(read: &Value) -> Option<Read> {
+
+/// Reads the reply of `read_token.lua` (RESP2's nil or RESP3's false for a key that is not a
+/// token); `None` for an error reply.
+fn parse_read(read: &Value) -> Option<Read> {
   match read {
     Value::Array(found) => match found.as_slice() {
       [ctime, Value::Int(pttl)] => {

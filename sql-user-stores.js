@@ -1,13 +1,13 @@
 'use strict'
 
-// User-store adapters over the application's own pool: `postgres(pool, options)` for a `pg`
-// Pool and `mysql(pool, options)` for a `mysql2/promise` pool. Each is plain JavaScript on the
-// pool it is given (its connection settings, TLS, pooling and `sql_mode` stay the
-// application's), and neither `pg` nor `mysql2` is a dependency of mpauthx. The contract any
-// other store follows is `UserStore` in index.d.ts: `hasUser`, `addUser` (insert when absent,
-// in one statement, so that concurrent logins of a new user add one row) and, optionally,
-// `updateProfile` (write over), `fillProfile` (write where empty) and `ready` (check the table
-// without a login).
+// The SQL user stores of `mpauthx.userStores`, adapters over the application's own pool:
+// `postgres(pool, options)` for a `pg` Pool and `mysql(pool, options)` for a `mysql2/promise`
+// pool. Each is plain JavaScript on the pool it is given (its connection settings, TLS,
+// pooling and `sql_mode` stay the application's), and neither `pg` nor `mysql2` is a
+// dependency of mpauthx. The contract any other store follows is `UserStore` in index.d.ts:
+// `hasUser`, `addUser` (insert when absent, in one statement, so that concurrent logins of a
+// new user add one row) and, optionally, `updateProfile` (write over), `fillProfile` (write
+// where empty) and `ready` (check the table without a login).
 //
 // Every value is a bound parameter the server receives apart from the SQL text: `pg` sends
 // them with the extended protocol, and the MySQL adapter uses `execute()` (server-side
@@ -24,6 +24,8 @@
 // code and SQLSTATE, PostgreSQL's SQLSTATE), never the server's text, which can quote a value
 // (MySQL's "Duplicate entry 'Bob' for key …"); that text is kept as the error's `cause`.
 
+const { readOptions, sqlUserStoreOptions } = require('./options.js')
+
 /** The profile fields a login may carry, as the SQLite store names them (src/crypto.rs). */
 const PROFILE_FIELDS = ['nickName', 'gender', 'language', 'city', 'province', 'country', 'avatarUrl']
 
@@ -31,7 +33,7 @@ const PROFILE_FIELDS = ['nickName', 'gender', 'language', 'city', 'province', 'c
  * Where a shipped adapter's `addUser`, `updateProfile` and `fillProfile` keep the variant that
  * also says whether the table refused the profile: `method[OUTCOMES](userId, profile)`
  * resolves with `{ added, refused }` (`addUser`) or `{ refused }`, `refused` naming the
- * statement and code. `userStoreCall` in index.js uses it when the store's method is the
+ * statement and code. `userStoreCall` (user-store-call.js) uses it when the store's method is the
  * adapter's own; the public methods keep the `UserStore` contract.
  */
 const OUTCOMES = Symbol('mpauthx.userStore.outcomes')
@@ -77,8 +79,7 @@ const dialects = {
     quote: (name) => `"${name.replace(/"/g, '""')}"`,
     placeholder: (i) => `$${i + 1}`,
     differs: (column, value) => `${column} IS DISTINCT FROM ${value}`,
-    columns:
-      'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
+    columns: 'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
     poolHas: ['query'],
     // `pg` binds `values` with the extended protocol. `{ rows, rowCount }`.
     async read(pool, statement, text, values) {
@@ -238,21 +239,11 @@ function serialized(connection) {
  * (in any case, as SQLite matches them), read once.
  */
 function sqlUserStore(kind, pool, options) {
-  const { table = 'user', idColumn = 'openId', profileColumns, ...unknown } = options ?? {}
-  const extra = Object.keys(unknown)
-  if (extra.length > 0) {
-    throw new TypeError(`userStores.${kind} options have an unknown key '${extra[0]}'; known keys: table, idColumn, profileColumns`)
-  }
+  const { table, idColumn, profileColumns } = readOptions(`userStores.${kind} options`, options, sqlUserStoreOptions)
   const dialect = dialects[kind]
   const methods = dialect.poolHas
   if (pool === null || typeof pool !== 'object' || methods.some((method) => typeof pool[method] !== 'function')) {
     throw new TypeError(`userStores.${kind}(pool) needs a pool with ${methods.map((m) => `a ${m}()`).join(' and ')} method`)
-  }
-  for (const [name, value] of [['table', table], ['idColumn', idColumn]]) {
-    if (typeof value !== 'string' || value === '') throw new TypeError(`userStores.${kind} option ${name} must be a non-empty string`)
-  }
-  if (profileColumns !== undefined && !(Array.isArray(profileColumns) && profileColumns.every((c) => typeof c === 'string'))) {
-    throw new TypeError(`userStores.${kind} option profileColumns must be an array of column names`)
   }
   const { quote, placeholder } = dialect
   const read = (statement, text, values) => dialect.read(pool, statement, text, values)
@@ -286,17 +277,17 @@ function sqlUserStore(kind, pool, options) {
   let columns
   // `{ field: column }` for the profile fields the table has columns for.
   const profileMap = () =>
-    (columns ??= Promise.resolve(profileColumns ?? read('SELECT', dialect.columns, [table]).then((rows) => rows.map((row) => row.name))).then(
-      (names) => {
-        const byLowerName = new Map(names.map((name) => [name.toLowerCase(), name]))
-        const map = {}
-        for (const field of PROFILE_FIELDS) {
-          const column = byLowerName.get(field.toLowerCase())
-          if (column !== undefined && column.toLowerCase() !== idColumn.toLowerCase()) map[field] = column
-        }
-        return map
-      },
-    )).catch((err) => {
+    (columns ??= Promise.resolve(
+      profileColumns ?? read('SELECT', dialect.columns, [table]).then((rows) => rows.map((row) => row.name)),
+    ).then((names) => {
+      const byLowerName = new Map(names.map((name) => [name.toLowerCase(), name]))
+      const map = {}
+      for (const field of PROFILE_FIELDS) {
+        const column = byLowerName.get(field.toLowerCase())
+        if (column !== undefined && column.toLowerCase() !== idColumn.toLowerCase()) map[field] = column
+      }
+      return map
+    })).catch((err) => {
       columns = undefined
       throw err
     })
@@ -354,7 +345,10 @@ function sqlUserStore(kind, pool, options) {
     const n = columns.length
     const set = columns.map((column, i) => `${column} = COALESCE(${column}, ${placeholder(i)})`)
     const empty = columns.map((column) => `${column} IS NULL`)
-    return update(`UPDATE ${quotedTable} SET ${set.join(', ')} WHERE ${id} = ${placeholder(n)} AND (${empty.join(' OR ')})`, [...values, userId])
+    return update(`UPDATE ${quotedTable} SET ${set.join(', ')} WHERE ${id} = ${placeholder(n)} AND (${empty.join(' OR ')})`, [
+      ...values,
+      userId,
+    ])
   }
 
   const store = {

@@ -1,28 +1,23 @@
-//! Tokens in Redis, laid out as mpauthx 1.3.2 kept them:
-//!
-//! - Token: a hash at key = the token, field `ctime` (issue time, ms since the epoch),
-//!   created together with its TTL by one script, so no token ever lacks a TTL.
-//! - Index: `mpauthx|index|<sku>|<userId>` holds the user's current token for that sku, with
-//!   the same TTL. It has four `|`-separated parts, so it is never a valid token.
+//! Sessions in Redis, laid out as mpauthx 1.3.2 kept them, plus an index for O(1) look-ups
+//! (see `store::redis::keys`): issuing, reusing, checking, sliding and revoking tokens.
 //!
 //! The index is only ever replaced by compare-and-set, and a token that loses a race is
-//! deleted before anyone sees it.
+//! deleted before anyone sees it. Checks read through the validation cache's tracking
+//! connection when there is one, and drop from it what this instance changes.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands, Value};
 
-use super::connection::{RedisConnection, Scan};
-use super::tracking::{parse_read, Read};
-use super::users::user_key;
-use super::{per_token, well_formed, within_deadline, RedisTokens};
+use super::{Issue, TokenInfo};
+use crate::config::DEFAULT_REVOKE_USER_SCAN_MS;
 use crate::error::{Error, Result};
-use crate::store::{Issue, TokenInfo};
+use crate::store::redis::keys::{self, CTIME_FIELD};
+use crate::store::redis::{per_key, scripts, Redis, RedisConnection, Scan};
 use crate::token;
-
-/// The hash field that marks a key as a token.
-const CTIME_FIELD: &str = "ctime";
+use crate::validation_cache::{read_untracked, Tracking};
 
 /// How many times `revokeUser` deletes the token an index names and then the index, when the
 /// index named another token by then (a concurrent refresh or login), before it gives up.
@@ -32,151 +27,92 @@ const MAX_REVOKE_ROUNDS: usize = 5;
 /// Each loss means another caller succeeded, so a few rounds always settle.
 const MAX_ATTEMPTS: usize = 8;
 
-/// Replaces the index only when it still holds what the caller read (`""` for nothing), and
-/// then deletes `KEYS[2]`, the token it named, when given and a token (a hash with `ctime`):
-/// a stray or tampered index never makes the library delete a key of the application's.
-/// With `KEYS[3]`, the new token (a refresh), the old token's session key moves to it first,
-/// in the same step. In a Cluster the keys live in different slots: `KEYS[2]` and `KEYS[3]`
-/// are left out, the session key is read beforehand, and the old token goes through
-/// [`REVOKE`], which makes the same check.
-pub(super) const COMPARE_AND_SET: &str = r"
-local current = redis.call('GET', KEYS[1]) or ''
-if current ~= ARGV[1] then return 0 end
-local old_is_token = false
-if KEYS[2] then
-  local live = redis.pcall('HEXISTS', KEYS[2], 'ctime')
-  if type(live) == 'table' then
-    if not string.find(live.err, '^WRONGTYPE') then return live end
-  else
-    old_is_token = live == 1
-  end
-end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-if old_is_token then
-  local sk = KEYS[3] and redis.call('HGET', KEYS[2], 'sk')
-  if sk and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HSET', KEYS[3], 'sk', sk) end
-  redis.call('DEL', KEYS[2])
-end
-return 1
-";
-
-/// Writes a token with its TTL in one command, so that no token ever exists without a TTL
-/// and a cluster client can retry it after a failover like any single-key command. Where
-/// Redis can tell (7.0 and later), a user not allowed to set the TTL writes nothing at all.
-pub(super) const CREATE: &str = r"
-if redis.acl_check_cmd and not redis.acl_check_cmd('expire', KEYS[1], ARGV[2]) then
-  return redis.error_reply('NOPERM this user may not set a TTL (EXPIRE)')
-end
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'ctime', ARGV[1], 'sk', ARGV[3])
-else
-  redis.call('HSET', KEYS[1], 'ctime', ARGV[1])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-";
-
-// In the scripts below, a key of another type is not a token (`WRONGTYPE`, read with
-// `pcall`); any other refusal (an ACL that denies a command, say) is returned as the error it
-// is, never taken to mean "no such token", which would issue a new one.
-
-/// The start of a script that acts on `KEYS[1]` only if it is a token (a hash with `ctime`),
-/// and returns 0 otherwise.
-macro_rules! unless_a_token_return_0 {
-  () => {
-    r"
-local live = redis.pcall('HEXISTS', KEYS[1], 'ctime')
-if type(live) == 'table' then
-  if string.find(live.err, '^WRONGTYPE') then return 0 end
-  return live
-end
-if live ~= 1 then return 0 end
-"
-  };
+/// The sessions in Redis, with the validation cache when there is one.
+pub struct RedisSessions {
+  redis: Arc<Redis>,
+  tracking: Option<Arc<Tracking>>,
+  ttl: Duration,
+  /// How long the record of a registered user lives after its latest token was issued or
+  /// slid; never less than `ttl`.
+  registration_ttl: Duration,
+  /// The instance's sku: the tokens it issues and looks up.
+  sku: String,
+  /// `slidingTtl`: checks give this sku's tokens, in the second half of their TTL, the whole
+  /// TTL back; other skus' tokens keep the TTL their own instances gave them.
+  sliding: bool,
+  /// How long `revokeUser`'s pass over the keyspace may take (`revokeUserScanMs`).
+  revoke_user_scan: Duration,
 }
 
-/// Keeps the latest session key with a live token; says whether the token is live.
-pub(super) const KEEP_SESSION_KEY: &str = concat!(
-  unless_a_token_return_0!(),
-  r"redis.call('HSET', KEYS[1], 'sk', ARGV[1])
-return 1
-"
-);
+impl RedisSessions {
+  /// Sessions over `redis`, checked through `tracking`'s cache when given. Tokens live `ttl`,
+  /// the record of a registered user `registration_ttl` after its latest token; with
+  /// `sliding`, checks extend `sku`'s tokens in the second half of their TTL.
+  pub fn new(
+    redis: Arc<Redis>, tracking: Option<Arc<Tracking>>,
+    (ttl, registration_ttl): (Duration, Duration), sku: String, sliding: bool,
+  ) -> Self {
+    Self {
+      redis,
+      tracking,
+      ttl,
+      registration_ttl: registration_ttl.max(ttl),
+      sku,
+      sliding,
+      revoke_user_scan: Duration::from_millis(DEFAULT_REVOKE_USER_SCAN_MS as u64),
+    }
+  }
 
-/// The session key kept with a live token, or nothing.
-pub(super) const SESSION_KEY: &str = r"
-local fields = redis.pcall('HMGET', KEYS[1], 'ctime', 'sk')
-if fields.err then
-  if string.find(fields.err, '^WRONGTYPE') then return false end
-  return fields
-end
-if not fields[1] then return false end
-return fields[2]
-";
+  /// Bounds `revokeUser`'s pass over the keyspace by `budget` in all (each `SCAN` step by
+  /// the call deadline); 10 s unless set.
+  pub fn with_revoke_user_scan(mut self, budget: Duration) -> Self {
+    self.revoke_user_scan = budget;
+    self
+  }
 
-/// For `slidingTtl`: whether `KEYS[1]` is a live token (0 when not, 1 when live), and when
-/// less than `ARGV[2]` ms of its TTL remain (half of it), gives it its whole TTL of `ARGV[1]`
-/// seconds back and returns 2; its index `KEYS[2]` too, when given and still naming it, and
-/// the record of its user `KEYS[3]`, when there is one, `ARGV[3]` seconds (so the record never
-/// expires before the token). The condition is checked here, in Redis, so concurrent checks
-/// extend a token once per half-TTL. In a Cluster the index and the record live in other
-/// slots: `KEYS[2]` and `KEYS[3]` are left out, and they go through [`SLIDE_INDEX`] and
-/// `EXPIRE`.
-const LIVE_AND_SLIDE: &str = concat!(
-  unless_a_token_return_0!(),
-  r"local pttl = redis.call('PTTL', KEYS[1])
-if pttl < 0 or pttl >= tonumber(ARGV[2]) then return 1 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-if KEYS[2] then
-  local indexed = redis.pcall('GET', KEYS[2])
-  if indexed == KEYS[1] then
-    redis.call('EXPIRE', KEYS[2], ARGV[1])
-  elseif type(indexed) == 'table' and not string.find(indexed.err, '^WRONGTYPE') then
-    return indexed
-  end
-end
-if KEYS[3] then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
-return 2
-"
-);
+  /// Whether Redis answers (`PING`), with the password and TLS settings given.
+  pub async fn ready(&self) -> Result<()> {
+    self.redis.ping().await
+  }
 
-/// Gives an index its whole TTL of `ARGV[2]` seconds back if it still names the token
-/// `ARGV[1]`, which [`LIVE_AND_SLIDE`] just extended.
-pub(super) const SLIDE_INDEX: &str = r"
-local indexed = redis.pcall('GET', KEYS[1])
-if indexed == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if type(indexed) == 'table' and not string.find(indexed.err, '^WRONGTYPE') then return indexed end
-return 0
-";
-
-/// Deletes a token only if it is one (a hash with `ctime`); other keys are left alone.
-pub(super) const REVOKE: &str = concat!(
-  unless_a_token_return_0!(),
-  r"return redis.call('DEL', KEYS[1])
-"
-);
-
-impl RedisTokens {
   /// For each token, whether it is live; all are checked in one pipelined round trip
   /// (on a cluster, in one round trip per node).
   /// With `slidingTtl`, the live tokens in the second half of their TTL get it whole back.
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
-    within_deadline(&self.redis, || async {
-      if let Some(reads) = self.try_tracked(tokens).await? {
-        let due: Vec<&str> = tokens
-          .iter()
-          .zip(&reads)
-          .filter(|&(&token, read)| read.is_some_and(|(_, pttl)| self.due(token, pttl)))
-          .map(|(&token, _)| token)
-          .collect();
-        if !due.is_empty() {
-          self.slide(&mut self.redis.get().await?, &due).await?;
+    self
+      .redis
+      .within_deadline(|| async {
+        if let Some(reads) = self.try_tracked(tokens).await? {
+          let due: Vec<&str> = tokens
+            .iter()
+            .zip(&reads)
+            .filter(|&(&token, read)| read.is_some_and(|(_, pttl)| self.due(token, pttl)))
+            .map(|(&token, _)| token)
+            .collect();
+          if !due.is_empty() {
+            self.slide(&mut self.redis.get().await?, &due).await?;
+          }
+          return Ok(reads.into_iter().map(|read| read.is_some()).collect());
         }
-        return Ok(reads.into_iter().map(|read| read.is_some()).collect());
-      }
-      self.check_all_live(tokens).await
-    })
-    .await
+        self.check_all_live(tokens).await
+      })
+      .await
+  }
+
+  /// Reads `tokens` through the validation cache's tracking connection; `None` when there is
+  /// no cache or it cannot read now (see [`Tracking::try_read`]).
+  async fn try_tracked(&self, tokens: &[&str]) -> Result<Option<Vec<Option<(u64, i64)>>>> {
+    match &self.tracking {
+      Some(tracking) => tracking.try_read(&self.redis, tokens).await,
+      None => Ok(None),
+    }
+  }
+
+  /// Drops a token this instance deleted, replaced or extended from the validation cache.
+  fn forget(&self, token: &str) {
+    if let Some(tracking) = &self.tracking {
+      tracking.forget(token);
+    }
   }
 
   /// Whether a live token with `pttl` ms left is due to slide: of the sliding sku, with less
@@ -190,19 +126,19 @@ impl RedisTokens {
     self.sliding && token::sku(token) == Some(self.sku.as_str())
   }
 
-  /// Runs [`LIVE_AND_SLIDE`] on each token: which are live. Only tokens due to slide are
-  /// written, and on a cluster their index after them.
+  /// Runs `live_and_slide.lua` on each token: which are live. Only tokens due to slide are
+  /// written, and on a cluster their index and the record of their user after them.
   async fn slide(&self, redis: &mut RedisConnection, tokens: &[&str]) -> Result<Vec<bool>> {
     let cluster = redis.is_cluster();
     let ttl = self.ttl.as_secs();
     let half_ms = (self.ttl.as_millis() / 2) as u64;
     let registration_ttl = self.registration_ttl.as_secs();
-    let replies: Vec<redis::RedisResult<i64>> = per_token(redis, tokens, |token| {
-      let mut slide = redis::cmd("EVAL");
-      slide.arg(LIVE_AND_SLIDE);
-      match index_of(token).filter(|_| !cluster) {
-        Some(index) => slide.arg(3).arg(token).arg(index).arg(user_key_of(token)),
-        None => slide.arg(1).arg(token),
+    let replies: Vec<redis::RedisResult<i64>> = per_key(redis, tokens, |token| {
+      let mut slide = match keys::index_of(token).filter(|_| !cluster) {
+        Some(index) => {
+          scripts::LIVE_AND_SLIDE.eval(&[token, &index, &keys::registration_of(token)])
+        }
+        None => scripts::LIVE_AND_SLIDE.eval(&[token]),
       };
       // A window of 0 only checks: other skus' tokens are never extended.
       slide
@@ -216,13 +152,13 @@ impl RedisTokens {
     for (&token, reply) in tokens.iter().zip(replies) {
       let outcome = reply?;
       if outcome == 2 {
-        if let (true, Some(index)) = (cluster, index_of(token)) {
+        if let (true, Some(index)) = (cluster, keys::index_of(token)) {
           let mut record = redis.clone();
-          let mut slide_index = self.slide_index.key(index);
+          let mut slide_index = scripts::SLIDE_INDEX.key(&index);
           slide_index.arg(token).arg(ttl);
           let (slid, renewed) = tokio::join!(
             slide_index.invoke_async::<i64>(redis),
-            record.expire::<_, i64>(user_key_of(token), registration_ttl as i64)
+            record.expire::<_, i64>(keys::registration_of(token), registration_ttl as i64)
           );
           slid?;
           renewed?;
@@ -243,8 +179,12 @@ impl RedisTokens {
       return Ok(false);
     }
     self
-      .on_connection(|mut redis| async move {
-        let deleted: i64 = self.revoke.key(token).invoke_async(&mut redis).await?;
+      .redis
+      .run(|mut redis| async move {
+        let deleted: i64 = scripts::REVOKE_TOKEN
+          .key(token)
+          .invoke_async(&mut redis)
+          .await?;
         self.forget(token);
         Ok(deleted == 1)
       })
@@ -264,33 +204,31 @@ impl RedisTokens {
   pub async fn revoke_user(&self, user_id: &str, all_skus: bool) -> Result<u64> {
     let mut revoked = self.revoke_indexed(user_id, &self.sku).await?;
     let own_sku = (!all_skus).then_some(self.sku.as_str());
-    let pattern = match own_sku {
-      Some(sku) => format!("{}|{}|*", glob_escape(user_id), glob_escape(sku)),
-      None => format!("{}|*", glob_escape(user_id)),
-    };
     let mut skus = BTreeSet::from([self.sku.clone()]);
     let budget = tokio::time::Instant::now() + self.revoke_user_scan;
-    let mut scan = Scan::new(pattern);
+    let mut scan = Scan::new(keys::tokens_of(user_id, own_sku));
     while !scan.is_done() {
       let step = async {
-        let (keys, next) = within_deadline(&self.redis, || async {
-          Ok(scan.step(&mut self.redis.get().await?).await?)
-        })
-        .await?;
+        let (keys, next) = self
+          .redis
+          .within_deadline(|| async { Ok(scan.step(&mut self.redis.get().await?).await?) })
+          .await?;
         let mut tokens: Vec<&str> = keys
           .iter()
           .map(String::as_str)
-          .filter(|key| is_token_of(key, user_id, own_sku))
+          .filter(|key| token::is_token_of(key, user_id, own_sku))
           .collect();
         tokens.sort_unstable();
         tokens.dedup();
         let deleted = match tokens.is_empty() {
           true => 0,
           false => {
-            within_deadline(&self.redis, || async {
-              self.revoke_all(&mut self.redis.get().await?, &tokens).await
-            })
-            .await?
+            self
+              .redis
+              .within_deadline(|| async {
+                self.revoke_all(&mut self.redis.get().await?, &tokens).await
+              })
+              .await?
           }
         };
         skus.extend(
@@ -330,9 +268,10 @@ impl RedisTokens {
   /// refresh or a login replaced it), does so again with the token it names now, at most
   /// [`MAX_REVOKE_ROUNDS`] times. Says how many tokens were deleted.
   async fn revoke_indexed(&self, user_id: &str, sku: &str) -> Result<u64> {
-    let index = index_key(user_id, sku);
+    let index = keys::index(user_id, sku);
     self
-      .on_connection(|mut redis| {
+      .redis
+      .run(|mut redis| {
         let index = &index;
         async move {
           let mut revoked = 0;
@@ -345,13 +284,16 @@ impl RedisTokens {
             let Some(token) = indexed else {
               return Ok(revoked);
             };
-            // Only a token of this user and of the index's sku; REVOKE deletes only tokens.
-            if index_of(&token).as_ref() == Some(index) {
-              let deleted: i64 = self.revoke.key(&token).invoke_async(&mut redis).await?;
+            // Only a token of this user and of the index's sku; the script deletes only tokens.
+            if keys::index_of(&token).as_ref() == Some(index) {
+              let deleted: i64 = scripts::REVOKE_TOKEN
+                .key(&token)
+                .invoke_async(&mut redis)
+                .await?;
               self.forget(&token);
               revoked += deleted as u64;
             }
-            let mut script = self.compare_and_delete.key(index);
+            let mut script = scripts::COMPARE_AND_DELETE.key(index);
             let emptied: i64 = script.arg(&token).invoke_async(&mut redis).await?;
             if emptied == 1 {
               return Ok(revoked);
@@ -370,15 +312,11 @@ impl RedisTokens {
       .await
   }
 
-  /// Runs [`REVOKE`] on each token, in one round trip (one per node on a cluster); says how
-  /// many were tokens and are deleted now.
+  /// Runs `revoke_token.lua` on each token, in one round trip (one per node on a cluster);
+  /// says how many were tokens and are deleted now.
   async fn revoke_all(&self, redis: &mut RedisConnection, tokens: &[&str]) -> Result<u64> {
-    let replies: Vec<redis::RedisResult<i64>> = per_token(redis, tokens, |token| {
-      let mut revoke = redis::cmd("EVAL");
-      revoke.arg(REVOKE).arg(1).arg(token);
-      revoke
-    })
-    .await?;
+    let replies: Vec<redis::RedisResult<i64>> =
+      per_key(redis, tokens, |token| scripts::REVOKE_TOKEN.eval(&[token])).await?;
     let mut revoked = 0;
     for (&token, reply) in tokens.iter().zip(replies) {
       let deleted = reply?;
@@ -393,41 +331,37 @@ impl RedisTokens {
     if !token::is_well_formed(token) {
       return Ok(None);
     }
-    within_deadline(&self.redis, || async {
-      let found = match self.try_tracked(&[token]).await? {
-        Some(mut reads) => reads.pop().flatten(),
-        None => {
-          let found: Value = self
-            .read
-            .key(token)
-            .invoke_async(&mut self.redis.get().await?)
-            .await?;
-          parse_read(&found).and_then(Read::live)
+    self
+      .redis
+      .within_deadline(|| async {
+        let found = match self.try_tracked(&[token]).await? {
+          Some(mut reads) => reads.pop().flatten(),
+          None => read_untracked(&mut self.redis.get().await?, token).await?,
+        };
+        let Some((ctime, mut pttl)) = found else {
+          return Ok(None);
+        };
+        if self.due(token, pttl)
+          && self.slide(&mut self.redis.get().await?, &[token]).await? == [true]
+        {
+          pttl = self.ttl.as_millis() as i64;
         }
-      };
-      let Some((ctime, mut pttl)) = found else {
-        return Ok(None);
-      };
-      if self.due(token, pttl)
-        && self.slide(&mut self.redis.get().await?, &[token]).await? == [true]
-      {
-        pttl = self.ttl.as_millis() as i64;
-      }
-      Ok(token::sku(token).map(|sku| TokenInfo {
-        user_id: token::user_id(token).to_owned(),
-        sku: sku.to_owned(),
-        ctime_ms: ctime,
-        // Rounded as Redis's own `TTL` rounds.
-        expires_in: u64::try_from(pttl).ok().map(|ms| (ms + 500) / 1000),
-      }))
-    })
-    .await
+        Ok(token::sku(token).map(|sku| TokenInfo {
+          user_id: token::user_id(token).to_owned(),
+          sku: sku.to_owned(),
+          ctime_ms: ctime,
+          // Rounded as Redis's own `TTL` rounds.
+          expires_in: u64::try_from(pttl).ok().map(|ms| (ms + 500) / 1000),
+        }))
+      })
+      .await
   }
 
   /// The user's live token, if any, keeping `session_key` with it.
   pub async fn live_token(&self, user_id: &str, session_key: &str) -> Result<Option<String>> {
     self
-      .on_connection(|redis| self.find_live_token(redis, user_id, session_key))
+      .redis
+      .run(|redis| self.find_live_token(redis, user_id, session_key))
       .await
   }
 
@@ -437,8 +371,14 @@ impl RedisTokens {
       return Ok(None);
     }
     self
-      .on_connection(|mut redis| async move {
-        Ok(self.session_key.key(token).invoke_async(&mut redis).await?)
+      .redis
+      .run(|mut redis| async move {
+        Ok(
+          scripts::SESSION_KEY
+            .key(token)
+            .invoke_async(&mut redis)
+            .await?,
+        )
       })
       .await
   }
@@ -447,7 +387,8 @@ impl RedisTokens {
   /// [`Issue::ReuseLive`], returns the live token another caller indexed first.
   pub async fn issue(&self, user_id: &str, mode: Issue<'_>) -> Result<String> {
     self
-      .on_connection(|redis| self.issue_token(redis, user_id, mode))
+      .redis
+      .run(|redis| self.issue_token(redis, user_id, mode))
       .await
   }
 
@@ -458,8 +399,7 @@ impl RedisTokens {
     match session_key {
       None => check_live(redis, token).await,
       Some(key) => {
-        let live: i64 = self
-          .keep_session_key
+        let live: i64 = scripts::KEEP_SESSION_KEY
           .key(token)
           .arg(key)
           .invoke_async(redis)
@@ -471,7 +411,7 @@ impl RedisTokens {
 
   async fn check_all_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     let mut live = vec![false; tokens.len()];
-    let candidates = well_formed(tokens);
+    let candidates = token::well_formed(tokens);
     if candidates.is_empty() {
       return Ok(live);
     }
@@ -480,7 +420,7 @@ impl RedisTokens {
     let found = if self.sliding {
       self.slide(&mut redis, &checked).await?
     } else {
-      let replies = per_token(&mut redis, &checked, |token| {
+      let replies = per_key(&mut redis, &checked, |token| {
         let mut hexists = redis::cmd("HEXISTS");
         hexists.arg(token).arg(CTIME_FIELD);
         hexists
@@ -497,7 +437,7 @@ impl RedisTokens {
   async fn find_live_token(
     &self, mut redis: RedisConnection, user_id: &str, session_key: &str,
   ) -> Result<Option<String>> {
-    let indexed: Option<String> = redis.get(index_key(user_id, &self.sku)).await?;
+    let indexed: Option<String> = redis.get(keys::index(user_id, &self.sku)).await?;
     match indexed {
       Some(token) if self.keep(&mut redis, &token, Some(session_key)).await? => Ok(Some(token)),
       _ => Ok(None),
@@ -508,7 +448,7 @@ impl RedisTokens {
     &self, mut redis: RedisConnection, user_id: &str, mode: Issue<'_>,
   ) -> Result<String> {
     let session_key = mode.session_key();
-    let index = index_key(user_id, &self.sku);
+    let index = keys::index(user_id, &self.sku);
     // What the index held when this caller last lost a compare-and-set.
     let mut lost_to: Option<Option<String>> = None;
     for _ in 0..MAX_ATTEMPTS {
@@ -528,14 +468,19 @@ impl RedisTokens {
       // moves it, in a Cluster (the tokens live in other slots) it is read here.
       let cluster = redis.is_cluster();
       let carried: Option<String> = match (session_key, indexed.as_deref(), cluster) {
-        (None, Some(old), true) => self.session_key.key(old).invoke_async(&mut redis).await?,
+        (None, Some(old), true) => {
+          scripts::SESSION_KEY
+            .key(old)
+            .invoke_async(&mut redis)
+            .await?
+        }
         _ => None,
       };
       let token = token::generate(user_id, &self.sku)?;
       let key = session_key.or(carried.as_deref()).unwrap_or("");
       self.create(&mut redis, &token, key).await?;
       let expected = indexed.as_deref().unwrap_or("");
-      let mut swap = self.compare_and_set.key(&index);
+      let mut swap = scripts::COMPARE_AND_SET_INDEX.key(&index);
       if let (Some(old), false) = (&indexed, cluster) {
         swap.key(old);
         if session_key.is_none() {
@@ -551,7 +496,10 @@ impl RedisTokens {
       if swapped {
         if let Some(old) = indexed {
           if cluster {
-            let _: Value = self.revoke.key(&old).invoke_async(&mut redis).await?;
+            let _: Value = scripts::REVOKE_TOKEN
+              .key(&old)
+              .invoke_async(&mut redis)
+              .await?;
           }
           self.forget(&old);
         }
@@ -572,8 +520,7 @@ impl RedisTokens {
   async fn create(
     &self, redis: &mut RedisConnection, token: &str, session_key: &str,
   ) -> Result<()> {
-    let _: i64 = self
-      .create
+    let _: i64 = scripts::CREATE_TOKEN
       .key(token)
       .arg(now_ms())
       .arg(self.ttl.as_secs())
@@ -582,37 +529,6 @@ impl RedisTokens {
       .await?;
     Ok(())
   }
-}
-
-/// The index that names a well-formed token when it is the current one.
-fn index_of(token: &str) -> Option<String> {
-  Some(index_key(token::user_id(token), token::sku(token)?))
-    .filter(|_| token::is_well_formed(token))
-}
-
-/// The record of the registered user a token was issued to (see `users`).
-fn user_key_of(token: &str) -> String {
-  user_key(token::user_id(token), token::sku(token).unwrap_or_default())
-}
-
-/// Whether `key`, found by a scan of the user's keys, has the shape of a token of `user_id`,
-/// and of `sku` when given (whether it is a token, a hash with `ctime`, [`REVOKE`] checks).
-fn is_token_of(key: &str, user_id: &str, sku: Option<&str>) -> bool {
-  token::is_well_formed(key)
-    && token::user_id(key) == user_id
-    && sku.is_none_or(|sku| token::sku(key) == Some(sku))
-}
-
-/// `text` matched literally by a Redis glob pattern.
-fn glob_escape(text: &str) -> String {
-  let mut escaped = String::with_capacity(text.len());
-  for c in text.chars() {
-    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-      escaped.push('\\');
-    }
-    escaped.push(c);
-  }
-  escaped
 }
 
 /// Whether `token` is live (a hash with `ctime`), on the caller's connection.
@@ -632,10 +548,6 @@ fn is_token(reply: redis::RedisResult<bool>) -> Result<bool> {
     Err(err) => Err(err.into()),
   }
 }
-/// The index key of a user and sku; neither may contain `|`.
-pub fn index_key(user_id: &str, sku: &str) -> String {
-  format!("mpauthx|index|{sku}|{user_id}")
-}
 
 /// Milliseconds since the epoch: a token's `ctime`, as mpauthx 1.3.2 writes it.
 fn now_ms() -> u64 {
@@ -648,7 +560,8 @@ fn now_ms() -> u64 {
 mod tests {
   use super::*;
   use crate::config::{RedisTarget, RedisTls};
-  use std::time::Duration;
+  use crate::store::redis::keys::{glob_escape, index_of};
+  use crate::token::is_token_of;
 
   #[test]
   fn only_the_users_tokens_are_revoked_and_no_other_key() {
@@ -678,16 +591,14 @@ mod tests {
     let target = RedisTarget::Single("redis://127.0.0.1:6379".into());
     let store = |sliding: bool| {
       let tls = RedisTls::default();
-      RedisTokens::new(
-        &target,
+      let redis = Arc::new(Redis::new(&target, None, &tls, None).unwrap());
+      RedisSessions::new(
+        redis,
         None,
-        &tls,
         (Duration::from_secs(4), Duration::from_secs(4)),
-        0,
         "shop".into(),
         sliding,
       )
-      .unwrap()
     };
     let (sliding, fixed) = (store(true), store(false));
     let (own, other) = (

@@ -1,4 +1,5 @@
-//! Registered users in the application's SQLite `user` table (the schema of mpauthx 1.3.2).
+//! Registered users in the application's SQLite `user` table (the schema of mpauthx 1.3.2,
+//! whose `openId` column holds the user id: the openId, or the unionId when WeChat gives one).
 //! Every statement binds its parameters and matches user ids exactly.
 
 use std::sync::Arc;
@@ -6,19 +7,15 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::OnceCell;
 
-use super::Database;
+use super::Registered;
 use crate::config::ProfileWrites;
 use crate::crypto::{is_placeholder, ProfileValue, PROFILE_FIELDS};
 use crate::error::{Error, Result};
-
-/// The table mpauthx 1.3.2's README asks for, created when the file has no `user` table.
-const CREATE_USER_TABLE: &str =
-  "CREATE TABLE IF NOT EXISTS user(openId text primary key not null, \
-     city text, country text, gender integer, language text, nickName text, province text)";
+use crate::store::sqlite::{schema, Database};
 
 /// The `user` table of one instance's file.
 #[derive(Clone)]
-pub struct Users {
+pub struct UserTable {
   database: Database,
   /// What a login writes of the profile (`options.profileWrites`).
   writes: ProfileWrites,
@@ -27,27 +24,7 @@ pub struct Users {
   profile_columns: Arc<OnceCell<Arc<Vec<&'static str>>>>,
 }
 
-/// What registering a user did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registered {
-  /// Whether the row was added (else it was there).
-  pub added: bool,
-  /// Why the table refused the profile values (a CHECK, a trigger, a STRICT column's type),
-  /// when it did: the user is registered without them, and the login goes on.
-  pub profile_refused: Option<String>,
-}
-
-impl Registered {
-  /// What registering did when the table took the profile (or none was written).
-  pub fn without_refusal(added: bool) -> Self {
-    Self {
-      added,
-      profile_refused: None,
-    }
-  }
-}
-
-impl Users {
+impl UserTable {
   pub fn new(database: Database, writes: ProfileWrites) -> Self {
     Self {
       database,
@@ -106,7 +83,7 @@ impl Users {
       .get_or_try_init(|| async {
         database
           .run(|db| {
-            create_user_table(db)?;
+            schema::create_user_table(db)?;
             let columns = profile_columns(db)
               .map_err(|err| Error::sqlite("cannot read the user table", err))?;
             Ok(Arc::new(columns))
@@ -116,18 +93,6 @@ impl Users {
       .await
       .cloned()
   }
-}
-
-fn create_user_table(db: &Connection) -> rusqlite::Result<()> {
-  let has_user_table: bool = db.query_row(
-    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user')",
-    [],
-    |row| row.get(0),
-  )?;
-  if !has_user_table {
-    db.execute(CREATE_USER_TABLE, [])?;
-  }
-  Ok(())
 }
 
 /// How a login writes one profile field into the row.
@@ -169,20 +134,17 @@ fn register(
     return Ok(Registered::without_refusal(added));
   }
   // Only rows where a write changes something are written: a returning user costs no write.
-  let assignments: Vec<String> = fields
+  // Each field's assignment, and the condition under which it changes the row.
+  let (assignments, changes): (Vec<String>, Vec<String>) = fields
     .iter()
     .map(|(f, _, write)| match write {
-      Write::Over => format!("\"{f}\" = ?"),
-      Write::IntoEmpty => format!("\"{f}\" = coalesce(\"{f}\", ?)"),
+      Write::Over => (format!("\"{f}\" = ?"), format!("\"{f}\" IS NOT ?")),
+      Write::IntoEmpty => (
+        format!("\"{f}\" = coalesce(\"{f}\", ?)"),
+        format!("\"{f}\" IS NULL"),
+      ),
     })
-    .collect();
-  let changes: Vec<String> = fields
-    .iter()
-    .map(|(f, _, write)| match write {
-      Write::Over => format!("\"{f}\" IS NOT ?"),
-      Write::IntoEmpty => format!("\"{f}\" IS NULL"),
-    })
-    .collect();
+    .unzip();
   let sql = format!(
     "UPDATE user SET {} WHERE openId = ? AND ({})",
     assignments.join(", "),
@@ -259,7 +221,7 @@ mod tests {
   use super::*;
 
   /// A new database file, with the tables `schema` creates when given, and its users.
-  fn users_in(schema: Option<&str>) -> (tempfile::TempDir, std::path::PathBuf, Users) {
+  fn users_in(schema: Option<&str>) -> (tempfile::TempDir, std::path::PathBuf, UserTable) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users.db");
     if let Some(schema) = schema {
@@ -268,7 +230,7 @@ mod tests {
         .execute_batch(schema)
         .unwrap();
     }
-    let users = Users::new(Database::new(path.clone()), ProfileWrites::Insert);
+    let users = UserTable::new(Database::new(path.clone()), ProfileWrites::Insert);
     (dir, path, users)
   }
 
@@ -357,7 +319,7 @@ mod tests {
     ] {
       let dir = tempfile::tempdir().unwrap();
       let path = dir.path().join("users.db");
-      let users = Users::new(Database::new(path.clone()), writes);
+      let users = UserTable::new(Database::new(path.clone()), writes);
       let row = || -> String {
         Connection::open(&path)
           .unwrap()

@@ -1,34 +1,49 @@
-//! The token store in the application's SQLite file, for a single server without Redis: one
-//! row per user and sku holds the current token, its issue time and its expiry (the app's
-//! WeChat access token is in `access_token`). Every change is one `BEGIN IMMEDIATE`
-//! transaction, so concurrent calls, in this process or others, serialize.
+//! Sessions in the application's SQLite file, for a single server without Redis
+//! (`tokenStore: 'sqlite'`): one row of `mpauthx_session` per user and sku holds the current
+//! token, its issue time, its expiry and its session key. Every change is one `BEGIN
+//! IMMEDIATE` transaction, so concurrent calls, in this process or others, serialize.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::SqliteTokens;
+use super::{Issue, TokenInfo};
 use crate::error::Result;
-use crate::store::{now_us, Issue, TokenInfo};
+use crate::store::now_us;
+use crate::store::sqlite::{schema, Database, Schema};
 use crate::token;
-
-const SCHEMA: &str = "
-  CREATE TABLE IF NOT EXISTS mpauthx_session(
-    token TEXT PRIMARY KEY NOT NULL,
-    user_id TEXT NOT NULL,
-    sku TEXT NOT NULL,
-    ctime_us INTEGER NOT NULL,
-    expires_at_us INTEGER NOT NULL,
-    session_key TEXT
-  );
-  CREATE UNIQUE INDEX IF NOT EXISTS mpauthx_session_user ON mpauthx_session(user_id, sku);
-  CREATE INDEX IF NOT EXISTS mpauthx_session_expiry ON mpauthx_session(expires_at_us);
-";
 
 /// How many expired rows of other users each issue clears, so the table never grows without bound.
 const SWEEP: usize = 64;
 
-impl SqliteTokens {
+/// The sessions in the SQLite file.
+pub struct SqliteSessions {
+  database: Database,
+  ttl: Duration,
+  /// The instance's sku: the tokens it issues and looks up.
+  sku: String,
+  /// `slidingTtl`: the sku (this instance's) whose tokens, checked in the second half of
+  /// their TTL, get it whole back, and that TTL in µs; `None` when off.
+  sliding: Option<Arc<(String, i64)>>,
+  /// `mpauthx_session`, created on first use.
+  schema: Schema,
+}
+
+impl SqliteSessions {
+  /// Sessions in the same file as the users, through the same connection; with `sliding`,
+  /// checks extend `sku`'s tokens in the second half of their TTL.
+  pub fn new(database: Database, ttl: Duration, sku: String, sliding: bool) -> Self {
+    let ttl_us = ttl.as_micros() as i64;
+    Self {
+      database,
+      ttl,
+      sliding: sliding.then(|| Arc::new((sku.clone(), ttl_us))),
+      sku,
+      schema: Schema::new(schema::create_sessions),
+    }
+  }
+
   pub async fn are_live(&self, tokens: &[&str]) -> Result<Vec<bool>> {
     let tokens: Vec<String> = tokens.iter().map(|&token| token.to_owned()).collect();
     let sliding = self.sliding.clone();
@@ -212,11 +227,6 @@ impl SqliteTokens {
   ) -> Result<T> {
     self.database.run_in(&self.schema, work).await
   }
-}
-
-/// Creates the table of tokens.
-pub(super) fn create_schema(db: &mut Connection) -> rusqlite::Result<()> {
-  db.execute_batch(SCHEMA)
 }
 
 struct Row {

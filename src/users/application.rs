@@ -1,6 +1,5 @@
-//! Where registered users live: the `user` table of the SQLite file (mpauthx 1.3.2's), or
-//! the application's own store, `options.userStore`, whose JavaScript methods are called from
-//! here through one thread-safe function that `index.js` builds over them.
+//! The application's own user store, `options.userStore`, whose JavaScript methods are called
+//! from here through one thread-safe function that `userStoreCall` (user-store-call.js) builds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,57 +11,21 @@ use napi::bindgen_prelude::{FnArgs, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 
+use super::Registered;
 use crate::config::ProfileWrites;
 use crate::crypto::{is_placeholder, ProfileValue};
 use crate::error::{Error, Result, NO_ANSWER};
-use crate::store::{Registered, Users};
 
 /// `(call, userId, profile as JSON)` → the call's outcome as JSON (an [`Outcome`]); `call`
 /// is `hasUser`, `addUser`, `updateProfile`, `fillProfile` or `ready` (see `userStoreCall`
-/// in index.js). Weak: it does not keep Node's event loop alive.
+/// in user-store-call.js). Weak: it does not keep Node's event loop alive.
 pub type StoreCall =
   ThreadsafeFunction<StoreCallArgs, Promise<String>, StoreCallArgs, Status, false, true>;
 
 /// The arguments of a [`StoreCall`], spread into three JavaScript arguments.
 pub type StoreCallArgs = FnArgs<(String, String, Option<String>)>;
 
-/// The user registry of an instance.
-pub enum UserStore {
-  Sqlite(Users),
-  Adapter(Adapter),
-}
-
-impl UserStore {
-  /// Opens what must be open before a login spends the user's one-time code: the SQLite
-  /// file and its `user` table, or the application store's `ready()` when it has one (the
-  /// shipped adapters read zero rows of their table).
-  pub async fn ready(&self) -> Result<()> {
-    match self {
-      UserStore::Sqlite(users) => users.ready().await,
-      UserStore::Adapter(adapter) => adapter.call_once("ready", "", None).await.map(drop),
-    }
-  }
-
-  /// Adds the user when absent and writes the profile; says whether it added the user.
-  pub async fn ensure(
-    &self, user_id: &str, profile: &[(&'static str, ProfileValue)],
-  ) -> Result<Registered> {
-    match self {
-      UserStore::Sqlite(users) => users.ensure(user_id, profile).await,
-      UserStore::Adapter(adapter) => adapter.ensure(user_id, profile).await,
-    }
-  }
-
-  /// Whether the user is registered.
-  pub async fn exists(&self, user_id: &str) -> Result<bool> {
-    match self {
-      UserStore::Sqlite(users) => users.exists(user_id).await,
-      UserStore::Adapter(adapter) => Ok(adapter.call_once("hasUser", user_id, None).await?.answer),
-    }
-  }
-}
-
-/// What a call of the store came to, as `userStoreCall` in index.js reports it.
+/// What a call of the store came to, as `userStoreCall` in user-store-call.js reports it.
 #[derive(Debug, Default, Deserialize)]
 struct Outcome {
   /// What `hasUser` or `addUser` resolved with; true for the other methods.
@@ -78,7 +41,7 @@ struct Outcome {
 }
 
 /// The application's store, reached through JavaScript.
-pub struct Adapter {
+pub struct ApplicationStore {
   call: Arc<StoreCall>,
   /// How long a login's calls may take in all, or another call, before it fails with 6000
   /// (`userStoreTimeoutMs`).
@@ -87,7 +50,7 @@ pub struct Adapter {
   writes: ProfileWrites,
 }
 
-impl Adapter {
+impl ApplicationStore {
   pub fn new(call: StoreCall, timeout: Duration, writes: ProfileWrites) -> Self {
     Self {
       call: Arc::new(call),
@@ -96,12 +59,23 @@ impl Adapter {
     }
   }
 
+  /// The store's `ready()`, when it has one (the shipped adapters read zero rows of their
+  /// table).
+  pub async fn ready(&self) -> Result<()> {
+    self.call_once("ready", "", None).await.map(drop)
+  }
+
+  /// Whether the store holds the user (`hasUser`).
+  pub async fn exists(&self, user_id: &str) -> Result<bool> {
+    Ok(self.call_once("hasUser", user_id, None).await?.answer)
+  }
+
   /// `addUser` with the profile (none with `'never'`); for a user who was there already, the
   /// real values of the profile (no placeholders) go to `updateProfile` with `'always'`, to
   /// `fillProfile` (write only where empty) with `'insert'`. An `addUser` that answers false
   /// must leave the user registered: `hasUser` is asked, and a login the store did not register
   /// fails. All of it within one `userStoreTimeoutMs`.
-  async fn ensure(
+  pub(super) async fn ensure(
     &self, user_id: &str, profile: &[(&'static str, ProfileValue)],
   ) -> Result<Registered> {
     let deadline = Instant::now() + self.timeout;
