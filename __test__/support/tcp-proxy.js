@@ -6,8 +6,13 @@
 
 const net = require('node:net')
 
-/** Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(), resetMidReply(), requests, resetAll(), stop() }. */
-function startTcpProxy(targetPort) {
+/**
+ * Proxies a free loopback port to `targetPort`; resolves with { port, freeze(), thaw(),
+ * resetMidReply(), requests, resetAll(), stop() }. `beforeRequest(text)`, when given, runs
+ * (synchronously) before each chunk a client sent is passed on: a change another client
+ * makes exactly between two commands of this one.
+ */
+function startTcpProxy(targetPort, { beforeRequest } = {}) {
   const sockets = new Set()
   const held = [] // [socket, chunk] written while frozen
   const requests = [] // { frozen, text } of every chunk a client sent
@@ -16,7 +21,10 @@ function startTcpProxy(targetPort) {
   let midReplyResets = 0
   const forward = (from, to, isReply) =>
     from.on('data', (chunk) => {
-      if (!isReply) requests.push({ frozen, text: chunk.toString('latin1') })
+      if (!isReply) {
+        requests.push({ frozen, text: chunk.toString('latin1') })
+        beforeRequest?.(chunk.toString('latin1'))
+      }
       if (isReply && resetOnReply) {
         // Half the reply, then a reset: a connection lost mid-reply.
         resetOnReply = false
