@@ -248,9 +248,21 @@ const ADMITTED_BY = Symbol('mpauthx.admittedBy')
  * `request.routeConfig`.
  */
 function routeSetting(request) {
-  // Fastify 5 always has `routeOptions.config`; `routeConfig`, deprecated there, is never read.
-  const config = request.routeOptions?.config ?? request.routeConfig
+  const config = routeContextOf(request)?.config ?? request.routeOptions?.config ?? request.routeConfig
   return config == null ? undefined : config.mpauthx
+}
+
+// The route's context that Fastify keeps on each request, under a symbol of its own
+// (`Symbol('fastify.context')`), found once. `request.routeOptions` gives the same `config`,
+// but its getter builds and freezes a new object of a dozen fields on every call, which cost
+// the plugin's check about 2,000 instructions per request (bench/README.md); where the
+// symbol is not found (another Fastify), the public getter is read instead.
+let routeContextSymbol
+function routeContextOf(request) {
+  if (routeContextSymbol === undefined) {
+    routeContextSymbol = Object.getOwnPropertySymbols(request).find((symbol) => symbol.description === 'fastify.context') ?? null
+  }
+  return routeContextSymbol === null ? undefined : request[routeContextSymbol]
 }
 
 /** Refuses, when a route is added, a `config.mpauthx` that is not `false` or `{ optional?: boolean }`. */
