@@ -254,9 +254,9 @@ function routeSetting(request) {
 
 // The route's context that Fastify keeps on each request, under a symbol of its own
 // (`Symbol('fastify.context')`), found once. `request.routeOptions` gives the same `config`,
-// but its getter builds and freezes a new object of a dozen fields on every call, which cost
-// the plugin's check about 2,000 instructions per request (bench/README.md); where the
-// symbol is not found (another Fastify), the public getter is read instead.
+// but its getter builds and freezes a new object of a dozen fields on every call, about a
+// thousand instructions per request under the bench's callgrind count; where the symbol is
+// not found (another Fastify), the public getter is read instead.
 let routeContextSymbol
 function routeContextOf(request) {
   if (routeContextSymbol === undefined) {
