@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
 use crate::app_token::{self, AppTokenStore, RedisAppToken, SqliteAppToken};
 use crate::config::{Backend, Settings};
@@ -48,7 +48,7 @@ pub struct Service {
   closed: AtomicBool,
   /// Set once [`Service::ready`]'s checks passed: they run before a login spends its code
   /// until then.
-  checked: OnceCell<()>,
+  checked: AtomicBool,
   /// Calls started and not yet finished; `close()` waits for them.
   in_flight: AtomicUsize,
   drained: Notify,
@@ -139,7 +139,7 @@ impl Service {
       app_id: settings.app_id,
       sku,
       closed: AtomicBool::new(false),
-      checked: OnceCell::new(),
+      checked: AtomicBool::new(false),
       in_flight: AtomicUsize::new(0),
       drained: Notify::new(),
     })
@@ -206,24 +206,22 @@ impl Service {
   pub async fn ready(&self, trace: &mut Trace) -> Result<bool> {
     let _call = self.enter()?;
     self.check_stores(trace).await?;
-    let _ = self.checked.set(());
     Ok(true)
   }
 
   /// [`Service::ready`]'s checks, until they pass once.
   async fn ready_for_login(&self, trace: &mut Trace) -> Result<()> {
-    if self.checked.initialized() {
+    if self.checked.load(Ordering::Acquire) {
       return Ok(());
     }
-    self.check_stores(trace).await?;
-    let _ = self.checked.set(());
-    Ok(())
+    self.check_stores(trace).await
   }
 
-  /// Both stores' checks; reports SQLite refusing the OFD locks that keep the application's
-  /// SQLite and this one apart.
+  /// Both stores' checks, remembered once they passed; reports SQLite refusing the OFD locks
+  /// that keep the application's SQLite and this one apart.
   async fn check_stores(&self, trace: &mut Trace) -> Result<()> {
     tokio::try_join!(self.sessions.ready(), self.users.ready())?;
+    self.checked.store(true, Ordering::Release);
     if let Some(why) = locks_refused() {
       trace.record("sqlite.locks", || why.into());
     }
