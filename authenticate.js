@@ -104,16 +104,22 @@ function queryValue(url, name) {
  * `integration(what, options, types)`, the options an adapter of middleware.js takes.
  * `verify` and `verifyInStore` are the instance's token checks (token-checks.js).
  */
-function createAuthentication(validationCache, log, sku, { verify, verifyInStore }) {
+function createAuthentication(validationCache, observer, sku, { verify, verifyInStore }) {
+  const { log, telemetry } = observer
   // What `authenticate` resolves with and the integrations put on the request, returned at
   // once when the validation cache answers for `Bearer <token>` (no promise, so the request
   // goes on in the same callback), else a promise; `null` when `optional` and no token was
   // sent. It rejects like `isTokenValid`, with 6007 for a missing token and, unless `anySku`,
-  // for a token of another sku.
+  // for a token of another sku. Traced as `authenticate`, once: the check it makes is part
+  // of it, not a call of its own.
   const authenticator = ({ anySku, optional, tokenFrom }) => {
     const sources = tokenSources(tokenFrom)
     const missing = `token is missing: send ${sources.described}`
-    return (request) => {
+    const refuse = (ctx, error) => {
+      telemetry.settled('authenticate', ctx, error.code, error)
+      return Promise.reject(error)
+    }
+    const check = (request, ctx) => {
       const headers = request.headers
       // The token the validation cache was asked about, and did not answer for.
       let missed
@@ -122,9 +128,13 @@ function createAuthentication(validationCache, log, sku, { verify, verifyInStore
       if (sources.bearerFirst) {
         const authorization = headers.authorization
         if (typeof authorization === 'string' && authorization.startsWith('Bearer ')) {
+          const voided = validationCache.counts.voided
           const cached = validationCache.lookupBearer(authorization)
+          telemetry.cacheLookup(ctx, cached !== undefined, voided)
           if (cached !== undefined && (anySku || cached.sku === sku)) {
             if (log) reportCall(log, 'authenticate', performance.now(), CACHED)
+            if (ctx !== undefined) ctx.sku = cached.sku
+            telemetry.settledSync('authenticate', ctx)
             return { token: cached.token, openId: cached.userId, sku: cached.sku, expiresIn: validationCache.secondsLeft(cached) }
           }
           missed = authorization.slice(7)
@@ -132,17 +142,27 @@ function createAuthentication(validationCache, log, sku, { verify, verifyInStore
       }
       const token = sources.read(request)
       if (token === undefined) {
-        if (optional) return null
-        return Promise.reject(new MpauthxError(constants.statusCode.invalidAccessToken, missing))
+        if (optional) {
+          telemetry.settledSync('authenticate', ctx)
+          return null
+        }
+        return refuse(ctx, new MpauthxError(constants.statusCode.invalidAccessToken, missing))
       }
-      if (!anySku && extractSku(token) !== sku) return Promise.reject(notThisSku())
-      const verified = token === missed ? verifyInStore('authenticate', token) : verify('authenticate', token)
+      if (!anySku && extractSku(token) !== sku) return refuse(ctx, notThisSku())
+      const verified = token === missed ? verifyInStore('authenticate', token, ctx) : verify('authenticate', token, ctx)
       return verified.then(({ response }) => ({
         token,
         openId: response.openId,
         sku: response.sku,
         expiresIn: response.expiresIn,
       }))
+    }
+    return (request) => {
+      const ctx = telemetry.context('authenticate')
+      if (ctx === undefined) return check(request, undefined)
+      const checked = telemetry.enter(ctx, () => check(request, ctx))
+      telemetry.left(ctx)
+      return checked
     }
   }
 

@@ -71,6 +71,15 @@ export declare class Mpauthx {
   /** Panics inside an async call; only the test suite reaches it. */
   panicForTesting(): Promise<TokenReply>
   /**
+   * Whether calls collect their events for the diagnostics channels: JavaScript says so
+   * when their subscribers come or go.
+   */
+  observe(observed: boolean): void
+  /** The native half of `stats()`: counters, and the validation cache's numbers. */
+  stats(): NativeStats
+  /** The native half of `health()`: each connection as last observed, without I/O. */
+  health(): NativeHealth
+  /**
    * The synchronous first step of `close()`: new calls are refused, and nothing more is
    * answered from memory, before `close()` returns its promise.
    */
@@ -96,6 +105,8 @@ export interface AccessTokenReply {
   response?: AccessToken
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the call did, for the diagnostics channels, while JavaScript listens. */
+  events?: Array<NativeEvent>
 }
 
 /** `revokeToken`: whether a live token was deleted; `checkSignature`: whether it matches; `ready`: true. */
@@ -109,6 +120,15 @@ export interface BooleanReply {
   response?: boolean
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the call did, for the diagnostics channels, while JavaScript listens. */
+  events?: Array<NativeEvent>
+}
+
+/** The validation cache's numbers. */
+export interface CacheCounts {
+  entries: number
+  invalidations: number
+  on: boolean
 }
 
 /** The outcomes of a batch of token checks, in the order of the tokens. */
@@ -119,6 +139,8 @@ export interface CheckReply {
   details: Array<string>
   /** The steps of the batch, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the batch did, while JavaScript listens. */
+  events?: Array<NativeEvent>
 }
 
 /** `revokeUser`: how many live tokens were deleted. */
@@ -132,6 +154,8 @@ export interface CountReply {
   response?: number
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the call did, for the diagnostics channels, while JavaScript listens. */
+  events?: Array<NativeEvent>
 }
 
 /** `decryptData`: the decrypted object as JSON text. */
@@ -145,10 +169,82 @@ export interface DataReply {
   response?: string
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the call did, for the diagnostics channels, while JavaScript listens. */
+  events?: Array<NativeEvent>
 }
 
 /** The token TTL when the factory is given none: 3 days, as in mpauthx 1.3.2. */
 export declare const DEFAULT_TOKEN_TTL_SECONDS: number
+
+/** A count by name. */
+export interface NamedCount {
+  name: string
+  count: number
+}
+
+/**
+ * Something a call did or found, for the `mpauthx:wechat`, `mpauthx:store` and
+ * `mpauthx:cache` channels (telemetry.js publishes it with the call's context).
+ */
+export interface NativeEvent {
+  /** `wechat`, `store` or `cache`. */
+  channel: string
+  /** The WeChat endpoint's path, or the store operation (`GET`, `pipeline`, `addUser`). */
+  name?: string
+  /** `redis`, `sqlite` or `userStore`, for a store round trip or a link's change. */
+  backend?: string
+  /** How a WeChat request ended (`ok`, `errcode`, …); `ok` or `failed` for a round trip. */
+  outcome?: string
+  httpStatus?: number
+  errcode?: number
+  /** From the start of the native call. */
+  startMs?: number
+  durationMs?: number
+  /** A change of state: `up` or `down` for a link, `off` for the validation cache. */
+  state?: string
+  /** Why a link is down: `timeout`, `disconnected`, `unreachable`, `busy`, `failed`, … */
+  error?: string
+}
+
+/** The last failure of any connection. */
+export interface NativeFailure {
+  connection: string
+  kind: string
+  /** ms since the epoch. */
+  at: number
+}
+
+/** The native half of `health()`. */
+export interface NativeHealth {
+  connections: Array<NativeLink>
+  cacheOn?: boolean
+}
+
+/** A connection as last observed. */
+export interface NativeLink {
+  connection: string
+  /** `unknown`, `up` or `down`. */
+  state: string
+  /** When it became so, ms since the epoch. */
+  since?: number
+  lastError?: string
+}
+
+/** The native counters; telemetry.js shapes them into `stats()`. */
+export interface NativeStats {
+  wechatRequests: Array<NamedCount>
+  latencyBoundsMs: Array<number>
+  /** Cumulative, one per bound. */
+  latencyCounts: Array<number>
+  latencyCount: number
+  latencySumMs: number
+  stores: Array<StoreCounts>
+  reconnects: number
+  lastFailure?: NativeFailure
+  accessTokenFetches: number
+  lockWaits: number
+  cache?: CacheCounts
+}
 
 /** One step of a call for diagnostics. */
 export interface NativeStep {
@@ -224,6 +320,8 @@ export interface PhoneReply {
   response?: Phone
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the call did, for the diagnostics channels, while JavaScript listens. */
+  events?: Array<NativeEvent>
 }
 
 /** `options.redisSentinel`: the sentinels that know which server is the master. */
@@ -241,6 +339,14 @@ export interface RedisTlsOptions {
   rejectUnauthorized?: boolean
 }
 
+/** Round trips to one backend. */
+export interface StoreCounts {
+  backend: string
+  roundTrips: number
+  retries: number
+  failures: number
+}
+
 /** `verifyToken`: what the token stands for. */
 export interface TokenInfoReply {
   statusCode: number
@@ -252,6 +358,8 @@ export interface TokenInfoReply {
   response?: NativeTokenInfo
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the call did, for the diagnostics channels, while JavaScript listens. */
+  events?: Array<NativeEvent>
 }
 
 /** `authorize`, `login`, `refreshToken`: the token. */
@@ -265,6 +373,8 @@ export interface TokenReply {
   response?: string
   /** The steps of the call, when diagnostics are on. */
   steps?: Array<NativeStep>
+  /** What the call did, for the diagnostics channels, while JavaScript listens. */
+  events?: Array<NativeEvent>
 }
 
 /**

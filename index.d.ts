@@ -17,6 +17,17 @@ declare namespace mpauthx {
     readonly MpauthxError: MpauthxErrorConstructor
     /** User-store adapters over the application's own pool, for `options.userStore`. */
     readonly userStores: UserStores
+    /** The names of the `node:diagnostics_channel` channels every instance publishes on. */
+    readonly channels: Channels
+  }
+
+  /** The names of the diagnostics channels (docs/operating.md). */
+  interface Channels {
+    /** The TracingChannel of each traced call, such as `mpauthx:authorize`. */
+    readonly calls: { readonly [M in TracedMethod]: `mpauthx:${M}` }
+    readonly wechat: 'mpauthx:wechat'
+    readonly store: 'mpauthx:store'
+    readonly cache: 'mpauthx:cache'
   }
 
   /** Profile fields a login may carry, as the `user` table's columns name them. */
@@ -334,6 +345,152 @@ declare namespace mpauthx {
     statusCode?: StatusCode
   }
 
+  /** A call traced on the `node:diagnostics_channel` TracingChannel `mpauthx:<method>`. */
+  type TracedMethod =
+    | 'authorize'
+    | 'login'
+    | 'refreshToken'
+    | 'isTokenValid'
+    | 'verifyToken'
+    | 'revokeToken'
+    | 'revokeUser'
+    | 'getAccessToken'
+    | 'getPhoneNumber'
+    | 'decryptData'
+    | 'checkSignature'
+    | 'authenticate'
+
+  /**
+   * The context object of a traced call, given to every event of its TracingChannel and, as
+   * `context`, to the events of `mpauthx:wechat`, `mpauthx:store` and `mpauthx:cache`. It
+   * never carries a secret, a login code, a session key, user data, a user id or a token.
+   */
+  interface CallContext {
+    method: TracedMethod
+    /** The instance's sku; for a check that admits any sku, the live token's once found live. */
+    sku: string
+    /** The outcome's status code, set before `asyncStart` (or `end` for a synchronous answer). */
+    code?: StatusCode
+    /** The rejection, set before `error`. */
+    error?: MpauthxError
+  }
+
+  /** How a WeChat request ended. */
+  type WechatOutcome = 'ok' | 'errcode' | 'httpStatus' | 'timeout' | 'network' | 'badReply'
+
+  /** Where a store round trip went. */
+  type StoreBackend = 'redis' | 'sqlite' | 'userStore'
+
+  /** What an instance talks to, as `health()` and `stats().connections` name it. */
+  type ConnectionName = StoreBackend | 'wechat'
+
+  /** Start and end in ms since the epoch (fractional), published when the call ends. */
+  interface Timed {
+    start: number
+    end: number
+    durationMs: number
+  }
+
+  /** `mpauthx:wechat`: one WeChat request of a call. */
+  interface WechatEvent extends Timed {
+    context: CallContext
+    /** The path, such as `/sns/jscode2session`; never the query, which carries secrets. */
+    endpoint: string
+    outcome: WechatOutcome
+    httpStatus: number | null
+    errcode: number | null
+  }
+
+  /** `mpauthx:wechat` and `mpauthx:store`: a connection found up or down by a call. */
+  interface ConnectionChange {
+    context: CallContext
+    /** On `mpauthx:store` only. */
+    backend?: StoreBackend
+    state: 'up' | 'down'
+    /** Why it is down: `timeout`, `disconnected`, `unreachable`, `network`, `busy`, `failed`, … */
+    error: string | null
+  }
+
+  /** `mpauthx:store`: one round trip to Redis, SQLite or the user store. */
+  interface StoreEvent extends Timed {
+    context: CallContext
+    backend: StoreBackend
+    /** The Redis command (`GET`, `EVALSHA`, `pipeline`), `statements`/`commit` for SQLite, the `userStore` method. */
+    operation: string
+    outcome: 'ok' | 'failed'
+  }
+
+  /** `mpauthx:cache`: how the validation cache answered a check, or that it was turned off. */
+  type CacheEvent = { context: CallContext; outcome: 'hit' | 'miss' | 'invalidated' } | { context: CallContext; state: 'off' }
+
+  /** Cumulative histogram: `counts[i]` requests took at most `le[i]` ms; `count` is all of them. */
+  interface Histogram {
+    le: number[]
+    counts: number[]
+    count: number
+    sum: number
+  }
+
+  /** Calls of one method (counters). */
+  interface MethodStats {
+    calls: number
+    /** Failed calls by status code. */
+    failures: { [code: number]: number }
+  }
+
+  /** Round trips to one backend (counters). */
+  interface StoreStats {
+    roundTrips: number
+    /** Operations run again after a dead connection. */
+    retries: number
+    failures: number
+  }
+
+  /** What `stats()` gives: counters only grow; `on` and `entries` are gauges. */
+  interface Stats {
+    /** Labels. */
+    appId: string
+    sku: string
+    calls: Record<TracedMethod, MethodStats>
+    wechat: { requests: Record<WechatOutcome, number>; latencyMs: Histogram }
+    store: Record<StoreBackend, StoreStats>
+    validationCache: ValidationCacheStats
+    connections: { reconnects: number; lastFailure: ConnectionFailure | null }
+    appToken: { fetches: number; lockWaits: number }
+  }
+
+  interface ValidationCacheStats {
+    /** Gauge: the cache answers checks. */
+    on: boolean
+    /** Gauge: live tokens the native cache holds. */
+    entries: number
+    hits: number
+    misses: number
+    /** Keys Redis said changed. */
+    invalidations: number
+  }
+
+  interface ConnectionFailure {
+    connection: ConnectionName
+    kind: string
+    /** ms since the epoch. */
+    at: number
+  }
+
+  /** A connection as last observed: `unknown` before its first use. */
+  interface ConnectionHealth {
+    state: 'unknown' | 'up' | 'down'
+    /** When it became so, ms since the epoch. */
+    since: number | null
+    lastError: string | null
+  }
+
+  /** What `health()` gives: the connections this instance uses, and the validation cache when it has one. */
+  interface Health {
+    connections: Partial<Record<ConnectionName, ConnectionHealth>>
+    validationCache: { on: boolean } | null
+  }
+
   /** The SQLite database: a file path, a node-sqlite3 `Database` or a better-sqlite3 `Database`; `null` only with `options.userStore`. */
   type Database = string | { readonly filename: string } | { readonly name: string } | null
 
@@ -637,6 +794,16 @@ declare namespace mpauthx {
     koaMiddleware(options?: KoaMiddlewareOptions): KoaMiddleware
     /** A Fastify plugin that admits requests with a live token of this sku. */
     fastifyPlugin(options?: MiddlewareOptions): FastifyPlugin
+    /**
+     * A synchronous snapshot of the instance's numbers, without I/O: cheap enough for every
+     * scrape (docs/operating.md lists each field as a counter or a gauge).
+     */
+    stats(): Stats
+    /**
+     * Each connection as last observed and whether the validation cache is on, without I/O.
+     * No single verdict: use it (and `ready()`) for readiness, not liveness.
+     */
+    health(): Health
     /** Closes the Redis connection and the SQLite file; later calls reject with 6000. */
     close(): Promise<void>
     /** The status codes, as on the module. */

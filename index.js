@@ -14,11 +14,13 @@
 //   user-store-call.js  the application's userStore as the native side calls it
 //   sql-user-stores.js  the PostgreSQL and MySQL user stores of `mpauthx.userStores`
 //   constants.js        the status codes and MpauthxError; diagnostics.js, the logger
+//   telemetry.js        the diagnostics channels, stats() and health()
 
 // First, so that a missing binary is the error a user sees.
 const { Mpauthx } = require('./load-binding.js').loadBinding()
 const { constants, MpauthxError } = require('./constants.js')
 const { createLogger } = require('./diagnostics.js')
+const { createTelemetry, CHANNELS } = require('./telemetry.js')
 const { readOptions, stringOrUndefined, expectString, optionalString, expectToken, dbPath, ttlOf } = require('./options.js')
 const { factoryOptions, revokeUserOptions, middlewareOptions, koaMiddlewareOptions } = require('./options.js')
 const { settle } = require('./replies.js')
@@ -53,10 +55,12 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
   )
 
   const validationCache = createValidationCache(native, sku)
-  const { isTokenValid, verify, verifyInStore } = createTokenChecks(native, validationCache, log, sku)
-  const { authenticate, integration } = createAuthentication(validationCache, log, sku, { verify, verifyInStore })
+  // Where calls report: the diagnostics logger (or null) and the telemetry.
+  const observer = { log, telemetry: createTelemetry(native, appId, sku, validationCache) }
+  const { isTokenValid, verify, verifyInStore, verifyToken } = createTokenChecks(native, validationCache, observer, sku)
+  const { authenticate, integration } = createAuthentication(validationCache, observer, sku, { verify, verifyInStore })
   // Runs `call` on the native side and settles its reply as `method`.
-  const run = (method, call, pick) => settle(log, method, call, pick)
+  const run = (method, call, pick) => settle(observer, method, call, pick)
 
   const instance = {
     authorize: (code, encryptedData, iv) =>
@@ -96,7 +100,7 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
       const { allSkus } = readOptions('revokeUser options', options, revokeUserOptions)
       return run('revokeUser', () => native.revokeUser(stringOrUndefined(userId), allSkus))
     },
-    verifyToken: (token) => verify('verifyToken', token),
+    verifyToken,
     isTokenValid,
     authenticate,
     // 1.3.2's name: the part before the first `|`, an openId or a unionId.
@@ -105,6 +109,8 @@ function mpauthx(appId, appSecret, sku, db, redisPass = null, tokenTTL, options 
     middleware: (options) => middleware.connectMiddleware(integration('middlewareOptions', options, middlewareOptions)),
     koaMiddleware: (options) => middleware.koaMiddleware(integration('middlewareOptions', options, koaMiddlewareOptions)),
     fastifyPlugin: (options) => middleware.fastifyPlugin(integration('fastifyPlugin options', options, middlewareOptions)),
+    stats: () => observer.telemetry.stats(),
+    health: () => observer.telemetry.health(),
     close: () => {
       native.stopAccepting()
       return native.close()
@@ -129,3 +135,4 @@ module.exports.default = mpauthx
 module.exports.constants = constants
 module.exports.MpauthxError = MpauthxError
 module.exports.userStores = { postgres: sqlUserStores.postgres, mysql: sqlUserStores.mysql }
+module.exports.channels = CHANNELS

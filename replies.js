@@ -14,22 +14,42 @@ const internalError = (cause) => new MpauthxError(constants.statusCode.unknownEr
 const failure = (statusCode, message, detail) => new MpauthxError(statusCode, message, { detail })
 
 /**
- * Runs a native call and settles its reply. `log` is the instance's diagnostics logger, or
- * null; `call` starts the native call and `pick` takes the result out of a successful reply.
+ * Runs a native call and settles its reply. `observer` is the instance's `{ log, telemetry }`
+ * (`log`, the diagnostics logger, or null); `call` starts the native call and `pick` takes the
+ * result out of a successful reply. The call is traced as `method` unless `ctx` is given: then
+ * the caller traced its start (`authenticate`), and this settles it.
  */
-async function settle(log, method, call, pick = (reply) => reply.response) {
-  const started = log && performance.now()
+async function settle({ log, telemetry }, method, call, pick = (reply) => reply.response, ctx) {
+  const own = ctx === undefined
+  if (own) ctx = telemetry.context(method)
+  // When the native call starts: the origin of the times of its events.
+  let started = performance.now()
+  let pending
+  try {
+    pending = own && ctx !== undefined ? telemetry.enter(ctx, () => ((started = performance.now()), call())) : call()
+  } catch (cause) {
+    pending = Promise.reject(cause)
+  }
+  if (own) telemetry.left(ctx)
   let reply
   try {
-    reply = await call()
+    reply = await pending
   } catch (cause) {
     // Only a panic or a binding failure lands here; the native side reports all else as replies.
     if (log) reportCall(log, method, started, undefined)
-    throw internalError(cause)
+    const error = internalError(cause)
+    telemetry.settled(method, ctx, error.code, error, undefined, started)
+    throw error
   }
   if (log) reportCall(log, method, started, reply)
-  if (reply.statusCode !== constants.statusCode.success) throw failure(reply.statusCode, reply.message, reply.detail)
-  return { status_code: reply.statusCode, status_message: reply.message, response: pick(reply) }
+  if (reply.statusCode !== constants.statusCode.success) {
+    const error = failure(reply.statusCode, reply.message, reply.detail)
+    telemetry.settled(method, ctx, reply.statusCode, error, reply.events, started)
+    throw error
+  }
+  const response = pick(reply)
+  telemetry.settled(method, ctx, reply.statusCode, undefined, reply.events, started)
+  return { status_code: reply.statusCode, status_message: reply.message, response }
 }
 
 /** What `verifyToken` resolves with (`response`), from the binding's `TokenInfo`. */

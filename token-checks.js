@@ -19,24 +19,37 @@ const LIVE = Promise.resolve()
 // `isTokenValid` calls made in the same tick are checked by one native call, which sends
 // their tokens to Redis as one pipeline: one napi crossing and one round trip for many calls,
 // and a lone call waits for no timer (the batch goes at the end of the current tick).
-function batchedTokenCheck(native, validationCache, log) {
+function batchedTokenCheck(native, validationCache, observer) {
+  const { log, telemetry } = observer
   let pending = []
 
   function flush() {
     const batch = pending
     pending = []
-    const started = log && performance.now()
+    const started = performance.now()
     const settled = (reply) => {
       for (let i = 0; i < batch.length; i++) {
+        const { ctx, token, resolve, reject } = batch[i]
         const code = reply.statusCodes[i]
-        if (code === constants.statusCode.success) batch[i].resolve()
-        else batch[i].reject(failure(code, reply.messages[i], reply.details[i]))
+        if (code === constants.statusCode.success) {
+          telemetry.liveToken(ctx, token)
+          telemetry.settled('isTokenValid', ctx, code, undefined, reply.events, started)
+          resolve()
+        } else {
+          const error = failure(code, reply.messages[i], reply.details[i])
+          telemetry.settled('isTokenValid', ctx, code, error, reply.events, started)
+          reject(error)
+        }
       }
       if (log) reportBatch(log, started, reply)
     }
     const failed = (cause) => {
       if (log) reportCall(log, 'isTokenValid', started, undefined)
-      for (const call of batch) call.reject(internalError(cause))
+      for (const { ctx, reject } of batch) {
+        const error = internalError(cause)
+        telemetry.settled('isTokenValid', ctx, error.code, error, undefined, started)
+        reject(error)
+      }
     }
     try {
       native.checkTokens(batch.map((call) => call.token)).then(settled, failed)
@@ -45,61 +58,107 @@ function batchedTokenCheck(native, validationCache, log) {
     }
   }
 
-  return (token) => {
-    // Most checks are answered here, from the validation cache, with no round trip.
-    if (typeof token === 'string' && validationCache.lookup(token) !== undefined) {
-      if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
-      return LIVE
+  // One check: answered from the validation cache, or added to this tick's batch.
+  function check(token, ctx) {
+    if (typeof token === 'string') {
+      const voided = validationCache.counts.voided
+      const cached = validationCache.lookup(token)
+      telemetry.cacheLookup(ctx, cached !== undefined, voided)
+      // Most checks are answered here, from the validation cache, with no round trip.
+      if (cached !== undefined) {
+        if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
+        telemetry.liveToken(ctx, token)
+        telemetry.settled('isTokenValid', ctx, constants.statusCode.success)
+        return LIVE
+      }
     }
     return new Promise((resolve, reject) => {
       if (pending.length === 0) process.nextTick(flush)
       // Non-strings reach the native side as empty, which rejects with 6001.
-      pending.push({ token: typeof token === 'string' ? token : '', resolve, reject })
+      pending.push({ token: typeof token === 'string' ? token : '', ctx, resolve, reject })
       if (pending.length === MAX_BATCH) flush()
     })
+  }
+
+  return (token, ctx) => {
+    if (ctx === undefined) return check(token, undefined)
+    const checked = telemetry.enter(ctx, () => check(token, ctx))
+    telemetry.left(ctx)
+    return checked
   }
 }
 
 /**
  * The token checks of an instance of `sku`: `isTokenValid(token, options)`, `verify(method,
- * token)` (`verifyToken`, reported to diagnostics as `method`) and `verifyInStore`, the same
- * past the validation cache, for a token it has just not answered for.
+ * token, ctx)` (`verifyToken`, traced as `method`, or settling the context `ctx` of a caller
+ * that traced it) and `verifyInStore`, the same past the validation cache, for a token it has
+ * just not answered for. `observer` is the instance's `{ log, telemetry }`.
  */
-function createTokenChecks(native, validationCache, log, sku) {
-  const checkToken = batchedTokenCheck(native, validationCache, log)
+function createTokenChecks(native, validationCache, observer, sku) {
+  const { log, telemetry } = observer
+  const checkToken = batchedTokenCheck(native, validationCache, observer)
 
-  const verifyInStore = (method, token) =>
+  const verifyInStore = (method, token, ctx) =>
     settle(
-      log,
+      observer,
       method,
       () => native.verifyToken(stringOrUndefined(token)),
-      (reply) => tokenInfo(reply.response),
+      (reply) => {
+        telemetry.liveToken(ctx, token)
+        return tokenInfo(reply.response)
+      },
+      ctx,
     )
 
-  const verify = (method, token) => {
-    const cached = typeof token === 'string' ? validationCache.lookup(token) : undefined
-    if (cached === undefined) return verifyInStore(method, token)
+  const verify = (method, token, ctx) => {
+    let cached
+    if (typeof token === 'string') {
+      const voided = validationCache.counts.voided
+      cached = validationCache.lookup(token)
+      telemetry.cacheLookup(ctx, cached !== undefined, voided)
+    }
+    if (cached === undefined) return verifyInStore(method, token, ctx)
     if (log) reportCall(log, method, performance.now(), CACHED)
+    if (ctx !== undefined) ctx.sku = cached.sku
+    telemetry.settled(method, ctx, constants.statusCode.success)
     const response = { openId: cached.userId, sku: cached.sku, ctime: cached.ctime, expiresIn: validationCache.secondsLeft(cached) }
     return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
   }
 
+  // `verifyToken`: traced here, as the integrations' check traces its own.
+  const verifyToken = (token) => {
+    const ctx = telemetry.context('verifyToken')
+    if (ctx === undefined) return verify('verifyToken', token, undefined)
+    const verified = telemetry.enter(ctx, () => verify('verifyToken', token, ctx))
+    telemetry.left(ctx)
+    return verified
+  }
+
+  // A check of a token of another sku where only this one's is admitted: refused at once.
+  const otherSku = (ctx) => {
+    const error = notThisSku()
+    telemetry.enter(ctx, () => undefined)
+    telemetry.left(ctx)
+    telemetry.settled('isTokenValid', ctx, error.code, error)
+    return Promise.reject(error)
+  }
+
   // Without options exactly 1.3.2's check.
   const isTokenValid = (token, options) => {
-    if (options === undefined) return checkToken(token)
+    const ctx = telemetry.context('isTokenValid')
+    if (options === undefined) return checkToken(token, ctx)
     let ownSku
     try {
       ;({ ownSku } = readOptions('isTokenValid options', options, isTokenValidOptions))
     } catch (err) {
+      // Options of the wrong shape are the program's mistake, not a check: not counted.
       return Promise.reject(err)
     }
-    if (ownSku && typeof token === 'string' && token !== '' && extractSku(token) !== sku) {
-      return Promise.reject(notThisSku())
-    }
-    return checkToken(token)
+    if (ownSku && typeof token === 'string' && token !== '' && extractSku(token) !== sku) return otherSku(ctx)
+    return checkToken(token, ctx)
   }
 
-  return { isTokenValid, verify, verifyInStore }
+  return { isTokenValid, verify, verifyInStore, verifyToken }
 }
 
 module.exports = { createTokenChecks }

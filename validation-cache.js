@@ -22,7 +22,10 @@ function createValidationCache(native, ownSku) {
   // Times cross the boundary on `performance.now()`'s clock, monotonic as the native side's
   // is: a step of the wall clock never stretches how long anything is answered from memory.
   const buffer = native.validity(performance.now())
-  if (buffer === null) return { lookup: () => undefined, lookupBearer: () => undefined, secondsLeft: () => null, checkedAt: 0 }
+  // Without a cache nothing is looked up, so nothing is counted.
+  const counts = { hits: 0, misses: 0, voided: 0 }
+  if (buffer === null)
+    return { enabled: false, lookup: () => undefined, lookupBearer: () => undefined, secondsLeft: () => null, checkedAt: 0, counts }
   const capacity = native.validationCacheSize
   // With `slidingTtl`, a token of this sku with less than this left (ms) is not answered from
   // memory, so that its check reaches the store, which gives it its whole TTL back.
@@ -68,6 +71,8 @@ function createValidationCache(native, ownSku) {
   }
 
   const cache = {
+    enabled: true,
+
     /**
      * `{ token, userId, sku, ctime, expiresAt }` of a live token (`expiresAt` on `performance.now()`'s
      * clock, `Infinity` without a TTL), or `undefined` when the store must be asked.
@@ -75,11 +80,11 @@ function createValidationCache(native, ownSku) {
      */
     lookup(token) {
       const now = (cache.checkedAt = performance.now())
-      if (now >= lease[0]) return undefined
+      if (now >= lease[0]) return counted(undefined)
       const key = slot(token, 0)
       const entry = entries.get(key)
-      if (entry === undefined || entry.token !== token) return vouch(token, key, now)
-      return answer(entry, key, now)
+      if (entry === undefined || entry.token !== token) return counted(vouch(token, key, now))
+      return counted(answer(entry, key, now))
     },
 
     /**
@@ -88,15 +93,15 @@ function createValidationCache(native, ownSku) {
      */
     lookupBearer(authorization) {
       const now = (cache.checkedAt = performance.now())
-      if (now >= lease[0]) return undefined
+      if (now >= lease[0]) return counted(undefined)
       const key = slot(authorization, BEARER.length)
       const entry = entries.get(key)
-      if (entry === undefined) return vouch(authorization.slice(BEARER.length), key, now)
+      if (entry === undefined) return counted(vouch(authorization.slice(BEARER.length), key, now))
       if (entry.bearer !== authorization) {
         const token = authorization.slice(BEARER.length)
-        if (entry.token !== token) return vouch(token, key, now)
+        if (entry.token !== token) return counted(vouch(token, key, now))
       }
-      return answer(entry, key, now)
+      return counted(answer(entry, key, now))
     },
 
     /**
@@ -107,6 +112,16 @@ function createValidationCache(native, ownSku) {
 
     /** When the last lookup read the clock (`performance.now()`). */
     checkedAt: 0,
+
+    /** Lookups answered and not, and remembered entries found invalidated, for `stats()`. */
+    counts,
+  }
+
+  // A lookup's answer, counted.
+  function counted(entry) {
+    if (entry === undefined) counts.misses++
+    else counts.hits++
+    return entry
   }
 
   // A remembered entry while it may still be answered for, else what the native cache says.
@@ -115,6 +130,8 @@ function createValidationCache(native, ownSku) {
       return entry
     }
     entries.delete(key)
+    // Redis (or this instance) changed or revoked it since it was remembered.
+    if (counters[0] !== entry.generation || counters[entry.counter] !== entry.stamp) counts.voided++
     return vouch(entry.token, key, now)
   }
 

@@ -123,6 +123,7 @@ describe('package layout', () => {
         'package.json',
         'replies.js',
         'sql-user-stores.js',
+        'telemetry.js',
         'token-checks.js',
         'token.js',
         'user-store-call.js',

@@ -4,6 +4,7 @@
 // and the runtime has exactly the members, options and codes that index.d.ts declares.
 
 const assert = require('node:assert/strict')
+const diagnosticsChannel = require('node:diagnostics_channel')
 const { execFile } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
@@ -89,5 +90,62 @@ describe('runtime against typings', () => {
     assert.deepEqual(Object.keys(accessToken).sort(), accessTokenKeys)
     const { response: phone } = await auth.getPhoneNumber(h.wechat.phoneCode({ phoneNumber: '13800138000' }))
     assert.deepEqual(Object.keys(phone).sort(), phoneNumberKeys)
+  })
+
+  test('stats(), health() and the diagnostics channels carry exactly the typed keys and names', async () => {
+    const { operating: typed } = checkSurface(h.dbFile)
+    const keys = (object) => Object.keys(object).sort()
+    // Everything is seen at least once: a user store, a WeChat refusal, a Redis round trip.
+    const auth = h.create({ options: { userStore: { hasUser: async () => true, addUser: async () => true } } })
+    const seen = { tracing: [], wechat: [], store: [] }
+    const handlers = { start: (c) => seen.tracing.push(c), asyncEnd: (c) => seen.tracing.push(c) }
+    const tracing = diagnosticsChannel.tracingChannel('mpauthx:login')
+    const onWechat = (event) => seen.wechat.push(event)
+    const onStore = (event) => seen.store.push(event)
+    tracing.subscribe(handlers)
+    diagnosticsChannel.subscribe('mpauthx:wechat', onWechat)
+    diagnosticsChannel.subscribe('mpauthx:store', onStore)
+    try {
+      await h.login({ openId: 'oTypedStats' }, auth)
+      await auth.login(h.wechat.replyJson({ errcode: 40029, errmsg: 'invalid code' })).catch(() => {})
+    } finally {
+      tracing.unsubscribe(handlers)
+      diagnosticsChannel.unsubscribe('mpauthx:wechat', onWechat)
+      diagnosticsChannel.unsubscribe('mpauthx:store', onStore)
+    }
+    const stats = auth.stats()
+    assert.deepEqual(keys(stats), typed.statsKeys)
+    assert.deepEqual(keys(stats.calls), typed.tracedMethods)
+    assert.deepEqual(keys(stats.calls.login), typed.methodStatsKeys)
+    assert.deepEqual(keys(stats.wechat), ['latencyMs', 'requests'])
+    assert.deepEqual(keys(stats.wechat.requests), typed.wechatOutcomes)
+    assert.deepEqual(keys(stats.wechat.latencyMs), typed.histogramKeys)
+    assert.deepEqual(keys(stats.store), typed.storeBackends)
+    assert.deepEqual(keys(stats.store.redis), typed.storeStatsKeys)
+    assert.deepEqual(keys(stats.validationCache), typed.validationCacheStatsKeys)
+    assert.deepEqual(keys(stats.connections), typed.connectionsStatsKeys)
+    assert.deepEqual(keys(stats.connections.lastFailure ?? { connection: 0, kind: 0, at: 0 }), typed.connectionFailureKeys)
+    assert.deepEqual(keys(stats.appToken), typed.appTokenStatsKeys)
+    const health = auth.health()
+    assert.deepEqual(keys(health), typed.healthKeys)
+    for (const [name, connection] of Object.entries(health.connections)) {
+      assert.ok(typed.connectionNames.includes(name), name)
+      assert.deepEqual(keys(connection), typed.connectionHealthKeys)
+    }
+    assert.deepEqual(
+      keys(health.connections),
+      ['redis', 'sqlite', 'userStore', 'wechat'].filter((n) => n !== 'sqlite' || h.dbFile),
+    )
+    const ended = seen.tracing.filter((context) => context.code !== undefined)
+    assert.deepEqual(keys(ended.find((context) => context.error)), typed.callContextKeys)
+    assert.ok(seen.wechat.length > 0 && seen.store.length > 0)
+    for (const event of seen.wechat) {
+      const change = typed.connectionChangeKeys.filter((key) => key !== 'backend')
+      assert.deepEqual(keys(event), event.state ? change : typed.wechatEventKeys, JSON.stringify(event))
+    }
+    for (const event of seen.store) {
+      assert.deepEqual(keys(event), event.state ? typed.connectionChangeKeys : typed.storeEventKeys, JSON.stringify(event))
+    }
+    assert.ok(seen.store.some((event) => event.backend === 'userStore'))
   })
 })

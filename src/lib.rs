@@ -28,6 +28,9 @@
 //!   Lua scripts (`scripts.rs` over `scripts/*.lua`). `sqlite/`: the file (`database.rs`), its
 //!   OFD locks (`locks.rs`), every table (`schema.rs`). `opened.rs`: open once, close once.
 //! - `trace`: the opt-in diagnostics steps of a call.
+//! - `telemetry/`: what an operator sees: the counters of `stats()`, the connection states of
+//!   `health()`, and a call's events for the diagnostics channels (`call.rs`, recorded through
+//!   the call in progress).
 
 mod app_token;
 mod config;
@@ -36,6 +39,7 @@ mod error;
 mod service;
 mod sessions;
 mod store;
+mod telemetry;
 mod token;
 mod trace;
 mod users;
@@ -51,6 +55,8 @@ use napi_derive::napi;
 use crate::config::{Options, Settings};
 use crate::error::{status, Error, OptionProblem};
 use crate::service::Service;
+use crate::telemetry::call::{self, Event};
+use crate::telemetry::Link;
 use crate::trace::Trace;
 use crate::users::StoreCallArgs;
 use crate::validation_cache::Validity;
@@ -90,11 +96,16 @@ macro_rules! replies {
       pub response: Option<$payload>,
       /// The steps of the call, when diagnostics are on.
       pub steps: Option<Vec<NativeStep>>,
+      /// What the call did, for the diagnostics channels, while JavaScript listens.
+      pub events: Option<Vec<NativeEvent>>,
     }
 
     impl $name {
-      fn new(result: error::Result<impl Into<$payload>>, trace: Trace) -> Self {
+      fn new(
+        result: error::Result<impl Into<$payload>>, trace: Trace, events: Option<Vec<Event>>,
+      ) -> Self {
         let steps = steps(trace);
+        let events = native_events(events);
         match result {
           Ok(response) => Self {
             status_code: status::SUCCESS,
@@ -102,6 +113,7 @@ macro_rules! replies {
             detail: None,
             response: Some(response.into()),
             steps,
+            events,
           },
           Err(err) => Self {
             status_code: err.status_code(),
@@ -109,6 +121,7 @@ macro_rules! replies {
             detail: Some(err.to_string()),
             response: None,
             steps,
+            events,
           },
         }
       }
@@ -194,6 +207,74 @@ pub struct NativeStep {
   pub detail: String,
 }
 
+/// A count by name.
+#[napi(object)]
+pub struct NamedCount {
+  pub name: String,
+  pub count: f64,
+}
+
+/// Round trips to one backend.
+#[napi(object)]
+pub struct StoreCounts {
+  pub backend: String,
+  pub round_trips: f64,
+  pub retries: f64,
+  pub failures: f64,
+}
+
+/// The last failure of any connection.
+#[napi(object)]
+pub struct NativeFailure {
+  pub connection: String,
+  pub kind: String,
+  /// ms since the epoch.
+  pub at: f64,
+}
+
+/// The validation cache's numbers.
+#[napi(object)]
+pub struct CacheCounts {
+  pub entries: f64,
+  pub invalidations: f64,
+  pub on: bool,
+}
+
+/// The native counters; telemetry.js shapes them into `stats()`.
+#[napi(object)]
+pub struct NativeStats {
+  pub wechat_requests: Vec<NamedCount>,
+  pub latency_bounds_ms: Vec<f64>,
+  /// Cumulative, one per bound.
+  pub latency_counts: Vec<f64>,
+  pub latency_count: f64,
+  pub latency_sum_ms: f64,
+  pub stores: Vec<StoreCounts>,
+  pub reconnects: f64,
+  pub last_failure: Option<NativeFailure>,
+  pub access_token_fetches: f64,
+  pub lock_waits: f64,
+  pub cache: Option<CacheCounts>,
+}
+
+/// A connection as last observed.
+#[napi(object)]
+pub struct NativeLink {
+  pub connection: String,
+  /// `unknown`, `up` or `down`.
+  pub state: String,
+  /// When it became so, ms since the epoch.
+  pub since: Option<f64>,
+  pub last_error: Option<String>,
+}
+
+/// The native half of `health()`.
+#[napi(object)]
+pub struct NativeHealth {
+  pub connections: Vec<NativeLink>,
+  pub cache_on: Option<bool>,
+}
+
 /// A token the validation cache vouches for, and the counters it is vouched under: an answer
 /// from JavaScript's memory holds while they are unchanged (see `Validity`).
 #[napi(object)]
@@ -216,6 +297,94 @@ pub struct CheckReply {
   pub details: Vec<String>,
   /// The steps of the batch, when diagnostics are on.
   pub steps: Option<Vec<NativeStep>>,
+  /// What the batch did, while JavaScript listens.
+  pub events: Option<Vec<NativeEvent>>,
+}
+
+/// Something a call did or found, for the `mpauthx:wechat`, `mpauthx:store` and
+/// `mpauthx:cache` channels (telemetry.js publishes it with the call's context).
+#[napi(object)]
+pub struct NativeEvent {
+  /// `wechat`, `store` or `cache`.
+  pub channel: String,
+  /// The WeChat endpoint's path, or the store operation (`GET`, `pipeline`, `addUser`).
+  pub name: Option<String>,
+  /// `redis`, `sqlite` or `userStore`, for a store round trip or a link's change.
+  pub backend: Option<String>,
+  /// How a WeChat request ended (`ok`, `errcode`, …); `ok` or `failed` for a round trip.
+  pub outcome: Option<String>,
+  pub http_status: Option<u32>,
+  pub errcode: Option<f64>,
+  /// From the start of the native call.
+  pub start_ms: Option<f64>,
+  pub duration_ms: Option<f64>,
+  /// A change of state: `up` or `down` for a link, `off` for the validation cache.
+  pub state: Option<String>,
+  /// Why a link is down: `timeout`, `disconnected`, `unreachable`, `busy`, `failed`, …
+  pub error: Option<String>,
+}
+
+fn native_events(events: Option<Vec<Event>>) -> Option<Vec<NativeEvent>> {
+  let ms = |duration: std::time::Duration| Some(duration.as_secs_f64() * 1000.0);
+  let blank = |channel: &str| NativeEvent {
+    channel: channel.to_owned(),
+    name: None,
+    backend: None,
+    outcome: None,
+    http_status: None,
+    errcode: None,
+    start_ms: None,
+    duration_ms: None,
+    state: None,
+    error: None,
+  };
+  let events = events?.into_iter().map(|event| match event {
+    Event::WeChat {
+      endpoint,
+      outcome,
+      http_status,
+      errcode,
+      start,
+      took,
+    } => NativeEvent {
+      name: Some(endpoint.to_owned()),
+      outcome: Some(outcome.name().to_owned()),
+      http_status: http_status.map(u32::from),
+      errcode: errcode.map(|code| code as f64),
+      start_ms: ms(start),
+      duration_ms: ms(took),
+      ..blank("wechat")
+    },
+    Event::Store {
+      backend,
+      operation,
+      ok,
+      start,
+      took,
+    } => NativeEvent {
+      name: Some(operation),
+      backend: Some(backend.name().to_owned()),
+      outcome: Some(if ok { "ok" } else { "failed" }.to_owned()),
+      start_ms: ms(start),
+      duration_ms: ms(took),
+      ..blank("store")
+    },
+    Event::LinkChanged { link, up, error } => NativeEvent {
+      backend: (link != Link::WeChat).then(|| link.name().to_owned()),
+      state: Some(if up { "up" } else { "down" }.to_owned()),
+      error: error.map(str::to_owned),
+      ..blank(if link == Link::WeChat {
+        "wechat"
+      } else {
+        "store"
+      })
+    },
+    Event::CacheOff => NativeEvent {
+      state: Some("off".to_owned()),
+      ..blank("cache")
+    },
+  });
+  Some(events.collect())
 }
 
 fn steps(trace: Trace) -> Option<Vec<NativeStep>> {
@@ -244,9 +413,10 @@ pub struct Mpauthx {
 macro_rules! traced {
   ($self:ident.$method:ident($($arg:expr),*) $(.map($map:expr))? => $reply:ident) => {{
     let mut trace = $self.trace();
-    let result = $self.service.$method($($arg,)* &mut trace).await;
+    let work = $self.service.$method($($arg,)* &mut trace);
+    let (result, events) = call::scope($self.service.telemetry(), work).await;
     $(let result = result.map($map);)?
-    Ok($reply::new(result, trace))
+    Ok($reply::new(result, trace, events))
   }};
 }
 
@@ -331,8 +501,9 @@ impl Mpauthx {
   pub async fn decrypt_data(
     &self, token: Option<String>, encrypted_data: Option<String>, iv: Option<String>,
   ) -> napi::Result<DataReply> {
-    let result = self.service.decrypt_data(token, encrypted_data, iv).await;
-    Ok(DataReply::new(result, self.trace()))
+    let work = self.service.decrypt_data(token, encrypted_data, iv);
+    let (result, events) = call::scope(self.service.telemetry(), work).await;
+    Ok(DataReply::new(result, self.trace(), events))
   }
 
   /// `checkSignature(token, rawData, signature)`: whether WeChat signed `rawData`.
@@ -340,11 +511,9 @@ impl Mpauthx {
   pub async fn check_signature(
     &self, token: Option<String>, raw_data: Option<String>, signature: Option<String>,
   ) -> napi::Result<BooleanReply> {
-    let result = self
-      .service
-      .check_signature(token, raw_data, signature)
-      .await;
-    Ok(BooleanReply::new(result, self.trace()))
+    let work = self.service.check_signature(token, raw_data, signature);
+    let (result, events) = call::scope(self.service.telemetry(), work).await;
+    Ok(BooleanReply::new(result, self.trace(), events))
   }
 
   /// `verifyToken(token)`: what a live token stands for.
@@ -436,12 +605,14 @@ impl Mpauthx {
   #[napi]
   pub async fn check_tokens(&self, tokens: Vec<String>) -> napi::Result<CheckReply> {
     let mut trace = self.trace();
-    let results = self.service.check_tokens(&tokens, &mut trace).await;
+    let work = self.service.check_tokens(&tokens, &mut trace);
+    let (results, events) = call::scope(self.service.telemetry(), work).await;
     let mut reply = CheckReply {
       status_codes: Vec::with_capacity(results.len()),
       messages: Vec::with_capacity(results.len()),
       details: Vec::with_capacity(results.len()),
       steps: None,
+      events: native_events(events),
     };
     for result in results {
       let (code, message, detail) = match result {
@@ -470,11 +641,84 @@ impl Mpauthx {
     Ok(TokenReply::new(
       self.service.panic_for_testing().await,
       Trace::disabled(),
+      None,
     ))
   }
 
   fn trace(&self) -> Trace {
     Trace::new(self.diagnostics)
+  }
+
+  /// Whether calls collect their events for the diagnostics channels: JavaScript says so
+  /// when their subscribers come or go.
+  #[napi]
+  pub fn observe(&self, observed: bool) {
+    self.service.telemetry().set_observed(observed);
+  }
+
+  /// The native half of `stats()`: counters, and the validation cache's numbers.
+  #[napi]
+  pub fn stats(&self) -> NativeStats {
+    let (snapshot, cache) = self.service.stats();
+    NativeStats {
+      wechat_requests: snapshot
+        .wechat_outcomes
+        .into_iter()
+        .map(|(outcome, count)| NamedCount {
+          name: outcome.to_owned(),
+          count: count as f64,
+        })
+        .collect(),
+      latency_bounds_ms: telemetry::LATENCY_BUCKETS_MS.to_vec(),
+      latency_counts: snapshot
+        .latency_counts
+        .into_iter()
+        .map(|c| c as f64)
+        .collect(),
+      latency_count: snapshot.latency_count as f64,
+      latency_sum_ms: snapshot.latency_sum_ms,
+      stores: snapshot
+        .stores
+        .into_iter()
+        .map(|(backend, round_trips, retries, failures)| StoreCounts {
+          backend: backend.to_owned(),
+          round_trips: round_trips as f64,
+          retries: retries as f64,
+          failures: failures as f64,
+        })
+        .collect(),
+      reconnects: snapshot.reconnects as f64,
+      last_failure: snapshot.last_failure.map(|failure| NativeFailure {
+        connection: failure.link.name().to_owned(),
+        kind: failure.kind.to_owned(),
+        at: failure.at_ms,
+      }),
+      access_token_fetches: snapshot.access_token_fetches as f64,
+      lock_waits: snapshot.lock_waits as f64,
+      cache: cache.map(|(entries, invalidations, on)| CacheCounts {
+        entries: entries as f64,
+        invalidations: invalidations as f64,
+        on,
+      }),
+    }
+  }
+
+  /// The native half of `health()`: each connection as last observed, without I/O.
+  #[napi]
+  pub fn health(&self) -> NativeHealth {
+    let (links, cache_on) = self.service.health();
+    NativeHealth {
+      connections: links
+        .into_iter()
+        .map(|link| NativeLink {
+          connection: link.link.name().to_owned(),
+          state: link.state.to_owned(),
+          since: link.since_ms,
+          last_error: link.last_error.map(str::to_owned),
+        })
+        .collect(),
+      cache_on,
+    }
   }
 
   /// The synchronous first step of `close()`: new calls are refused, and nothing more is

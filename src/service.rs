@@ -16,6 +16,7 @@ use crate::sessions::{Issue, RedisSessions, SessionStore, SqliteSessions, TokenI
 use crate::store::now_us;
 use crate::store::redis::Redis;
 use crate::store::sqlite::{locks_refused, Database};
+use crate::telemetry::{Link, LinkHealth, Snapshot, Telemetry};
 use crate::token;
 use crate::trace::Trace;
 use crate::users::{ApplicationStore, Registrations, StoreCall, UserStore, UserTable};
@@ -52,6 +53,8 @@ pub struct Service {
   /// Calls started and not yet finished; `close()` waits for them.
   in_flight: AtomicUsize,
   drained: Notify,
+  /// The instance's counters and connection states (`stats()`, `health()`).
+  telemetry: Arc<Telemetry>,
 }
 
 /// A call in progress, counted until it is dropped.
@@ -142,6 +145,7 @@ impl Service {
       checked: AtomicBool::new(false),
       in_flight: AtomicUsize::new(0),
       drained: Notify::new(),
+      telemetry: Arc::new(Telemetry::new()),
     })
   }
 
@@ -493,6 +497,35 @@ impl Service {
     {
       trace.record("cache.off", || why);
     }
+  }
+
+  /// The instance's counters and connection states; calls record into them (see
+  /// [`crate::telemetry::call::scope`]).
+  pub fn telemetry(&self) -> &Arc<Telemetry> {
+    &self.telemetry
+  }
+
+  /// The counters, and the validation cache's `(live entries, invalidations, on)` when the
+  /// instance has one.
+  pub fn stats(&self) -> (Snapshot, Option<(usize, u64, bool)>) {
+    let cache = self.validation_cache.as_ref().map(|cache| cache.stats());
+    (self.telemetry.snapshot(), cache)
+  }
+
+  /// Each link this instance uses as last observed, and whether the validation cache is on
+  /// when it has one.
+  pub fn health(&self) -> (Vec<LinkHealth>, Option<bool>) {
+    let links = self.telemetry.health(|link| match link {
+      Link::Redis => self.redis.is_some(),
+      Link::Sqlite => self.database.is_some(),
+      Link::UserStore => matches!(self.users, UserStore::Application(_)),
+      Link::WeChat => true,
+    });
+    let cache_on = self.validation_cache.as_ref().map(|cache| {
+      let (_, _, on) = cache.stats();
+      on && !self.closed.load(Ordering::Relaxed)
+    });
+    (links, cache_on)
   }
 
   /// Panics inside a call, to prove that a panic reaches JavaScript as a rejection.

@@ -146,6 +146,8 @@ pub struct ValidationCache {
   /// Until when answers from memory are allowed, in ms since `origin` (the lease on the
   /// monotonic clock, for the native side).
   confirmed_until_ms: AtomicU64,
+  /// Keys Redis said changed, counted for `stats()`.
+  invalidations: AtomicU64,
 }
 
 impl ValidationCache {
@@ -156,6 +158,7 @@ impl ValidationCache {
       validity: Arc::new(Validity::new()),
       origin: Instant::now(),
       confirmed_until_ms: AtomicU64::new(0),
+      invalidations: AtomicU64::new(0),
     }
   }
 
@@ -222,6 +225,7 @@ impl ValidationCache {
   pub fn invalidate<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
     let mut entries = self.lock();
     for key in keys {
+      self.invalidations.fetch_add(1, Ordering::Relaxed);
       if let Ok(token) = std::str::from_utf8(key) {
         entries.pop(token);
         self.validity.stamps[shard(token)].fetch_add(1, Ordering::AcqRel);
@@ -251,9 +255,13 @@ impl ValidationCache {
   }
 
   /// How many tokens are remembered.
-  #[cfg(test)]
   pub fn len(&self) -> usize {
     self.lock().len()
+  }
+
+  /// How many keys Redis said changed since the cache began.
+  pub fn invalidations(&self) -> u64 {
+    self.invalidations.load(Ordering::Relaxed)
   }
 
   #[cfg(test)]

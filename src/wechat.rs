@@ -2,12 +2,13 @@
 //! an openid and session key (a [`CodeSession`]), the app's access token (`stable_token`) and
 //! a user's phone number (`getuserphonenumber`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::crypto;
 use crate::error::{Error, Result};
+use crate::telemetry::{call, WeChatOutcome};
 use crate::trace::Trace;
 
 /// Replies larger than this are refused rather than buffered; real ones are under 200 bytes.
@@ -238,48 +239,73 @@ impl WeChatClient {
   }
 
   /// Sends a request and reads its body, all bounded by the timeout; the error says why.
+  /// Every request is counted and timed by how it ended (see `telemetry`).
   async fn send(
     &self, request: reqwest::RequestBuilder, what: &'static str, trace: &mut Trace,
   ) -> std::result::Result<Vec<u8>, String> {
-    tokio::time::timeout(self.timeout, self.exchange(request, what, trace))
-      .await
-      .map_err(|_| format!("timed out after {} ms", self.timeout.as_millis()))?
+    let started = Instant::now();
+    let mut http_status = None;
+    let exchanged = tokio::time::timeout(
+      self.timeout,
+      self.exchange(request, what, trace, &mut http_status),
+    )
+    .await;
+    let (outcome, errcode, result) = match exchanged {
+      Err(_) => (
+        WeChatOutcome::Timeout,
+        None,
+        Err(format!("timed out after {} ms", self.timeout.as_millis())),
+      ),
+      Ok(Err((outcome, why))) => (outcome, None, Err(why)),
+      Ok(Ok(body)) => match serde_json::from_slice::<Errcode>(&body) {
+        Ok(Errcode {
+          errcode: Some(code),
+        }) if code != 0 => (WeChatOutcome::Errcode, Some(code), Ok(body)),
+        Ok(_) => (WeChatOutcome::Ok, None, Ok(body)),
+        Err(_) => (WeChatOutcome::BadReply, None, Ok(body)),
+      },
+    };
+    let endpoint = what.split_once(' ').map_or(what, |(_, path)| path);
+    call::wechat_request(endpoint, started, outcome, http_status, errcode);
+    result
   }
 
   async fn exchange(
     &self, request: reqwest::RequestBuilder, what: &'static str, trace: &mut Trace,
-  ) -> std::result::Result<Vec<u8>, String> {
+    http_status: &mut Option<u16>,
+  ) -> std::result::Result<Vec<u8>, (WeChatOutcome, String)> {
     trace.record("wechat.request", || what.into());
+    let network = |err: reqwest::Error| (WeChatOutcome::Network, describe(&err.without_url()));
     // `without_url` everywhere: URLs carry the app secret or an access token.
-    let mut response = request
-      .send()
-      .await
-      .map_err(|err| describe(&err.without_url()))?;
+    let mut response = request.send().await.map_err(network)?;
     let status = response.status();
+    *http_status = Some(status.as_u16());
     trace.record("wechat.response", || format!("HTTP {}", status.as_u16()));
     if !status.is_success() {
-      return Err(format!("HTTP status {status}"));
+      return Err((WeChatOutcome::HttpStatus, format!("HTTP status {status}")));
     }
     if response
       .content_length()
       .is_some_and(|len| len > MAX_REPLY_BYTES as u64)
     {
-      return Err(too_large());
+      return Err((WeChatOutcome::BadReply, too_large()));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-      .chunk()
-      .await
-      .map_err(|err| describe(&err.without_url()))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(network)? {
       if body.len() + chunk.len() > MAX_REPLY_BYTES {
-        return Err(too_large());
+        return Err((WeChatOutcome::BadReply, too_large()));
       }
       body.extend_from_slice(&chunk);
     }
     trace.record("wechat.body", || format!("{} bytes", body.len()));
     Ok(body)
   }
+}
+
+/// The errcode of any reply, read for the counters; the caller reads the reply itself.
+#[derive(Deserialize)]
+struct Errcode {
+  errcode: Option<i64>,
 }
 
 #[derive(Deserialize)]

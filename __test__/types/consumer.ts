@@ -7,6 +7,7 @@ import express = require('express')
 import Fastify = require('fastify')
 import Koa = require('koa')
 import http = require('node:http')
+import diagnosticsChannel = require('node:diagnostics_channel')
 
 const auth: mpauthx.Mpauthx = mpauthx('wx0123456789abcdef', 'secret', 'myapp', 'users.db')
 const withEverything = defaultImport('wx0123456789abcdef', 'secret', 'myapp', { filename: 'users.db' }, null, 3600, {
@@ -204,3 +205,26 @@ mpauthx('a', 'b', 'c', null, null, 60, { userStore: handWritten })
 // @ts-expect-error addUser must resolve with a boolean
 mpauthx('a', 'b', 'c', null, null, 60, { userStore: { hasUser: async () => true, addUser: async () => 1 } })
 void inPostgres
+
+// Operating it: a metrics collector, a readiness probe and a diagnostics_channel subscriber.
+const stats: mpauthx.Stats = auth.stats()
+const loginFailures: number = Object.values(stats.calls.login.failures).reduce((sum, n) => sum + n, 0)
+const p99Bucket: number | undefined = stats.wechat.latencyMs.le.find(
+  (_, i) => stats.wechat.latencyMs.counts[i] >= 0.99 * stats.wechat.latencyMs.count,
+)
+const cacheOn: boolean = stats.validationCache.on
+const redisUp: boolean = auth.health().connections.redis?.state === 'up'
+void [loginFailures, p99Bucket, cacheOn, redisUp]
+diagnosticsChannel.tracingChannel<object, mpauthx.CallContext>(mpauthx.channels.calls.authorize).subscribe({
+  start: (context) => void context.sku,
+  end: () => {},
+  asyncStart: () => {},
+  asyncEnd: (context) => void (context.code === 1),
+  error: (context) => void context.error?.status,
+})
+diagnosticsChannel.subscribe(mpauthx.channels.wechat, (message) => {
+  const event = message as mpauthx.WechatEvent | mpauthx.ConnectionChange
+  if ('endpoint' in event) void [event.durationMs, event.errcode]
+})
+// @ts-expect-error not a traced method
+void mpauthx.channels.calls.ready

@@ -8,7 +8,7 @@ const assert = require('node:assert/strict')
 const mpauthx = require('../..')
 
 /** @type {{ [K in keyof import('../..').Module]-?: true }} */
-const moduleKeys = { default: true, constants: true, MpauthxError: true, userStores: true }
+const moduleKeys = { default: true, constants: true, MpauthxError: true, userStores: true, channels: true }
 
 /** @type {{ [K in keyof import('../..').UserStores]-?: true }} */
 const userStoresKeys = { postgres: true, mysql: true }
@@ -36,6 +36,8 @@ const instanceKeys = {
   middleware: true,
   koaMiddleware: true,
   fastifyPlugin: true,
+  stats: true,
+  health: true,
   close: true,
   constants: true,
 }
@@ -105,6 +107,92 @@ const tokenInfoKeys = { openId: true, sku: true, ctime: true, expiresIn: true }
 /** @type {{ [K in keyof import('../..').RequestAuth]-?: true }} */
 const requestAuthKeys = { token: true, openId: true, sku: true, expiresIn: true }
 
+// What operating it gives (stats(), health(), the diagnostics channels).
+/** @type {{ [K in keyof import('../..').Stats]-?: true }} */
+const statsKeys = {
+  appId: true,
+  sku: true,
+  calls: true,
+  wechat: true,
+  store: true,
+  validationCache: true,
+  connections: true,
+  appToken: true,
+}
+
+/** @type {{ [K in import('../..').TracedMethod]-?: true }} */
+const tracedMethods = {
+  authorize: true,
+  login: true,
+  refreshToken: true,
+  isTokenValid: true,
+  verifyToken: true,
+  revokeToken: true,
+  revokeUser: true,
+  getAccessToken: true,
+  getPhoneNumber: true,
+  decryptData: true,
+  checkSignature: true,
+  authenticate: true,
+}
+
+/** @type {{ [K in keyof import('../..').MethodStats]-?: true }} */
+const methodStatsKeys = { calls: true, failures: true }
+
+/** @type {{ [K in import('../..').WechatOutcome]-?: true }} */
+const wechatOutcomes = { ok: true, errcode: true, httpStatus: true, timeout: true, network: true, badReply: true }
+
+/** @type {{ [K in keyof import('../..').Histogram]-?: true }} */
+const histogramKeys = { le: true, counts: true, count: true, sum: true }
+
+/** @type {{ [K in import('../..').StoreBackend]-?: true }} */
+const storeBackends = { redis: true, sqlite: true, userStore: true }
+
+/** @type {{ [K in keyof import('../..').StoreStats]-?: true }} */
+const storeStatsKeys = { roundTrips: true, retries: true, failures: true }
+
+/** @type {{ [K in keyof import('../..').ValidationCacheStats]-?: true }} */
+const validationCacheStatsKeys = { on: true, entries: true, hits: true, misses: true, invalidations: true }
+
+/** @type {{ [K in keyof import('../..').Stats['connections']]-?: true }} */
+const connectionsStatsKeys = { reconnects: true, lastFailure: true }
+
+/** @type {{ [K in keyof import('../..').ConnectionFailure]-?: true }} */
+const connectionFailureKeys = { connection: true, kind: true, at: true }
+
+/** @type {{ [K in keyof import('../..').Stats['appToken']]-?: true }} */
+const appTokenStatsKeys = { fetches: true, lockWaits: true }
+
+/** @type {{ [K in keyof import('../..').Health]-?: true }} */
+const healthKeys = { connections: true, validationCache: true }
+
+/** @type {{ [K in keyof import('../..').ConnectionHealth]-?: true }} */
+const connectionHealthKeys = { state: true, since: true, lastError: true }
+
+/** @type {{ [K in import('../..').ConnectionName]-?: true }} */
+const connectionNames = { redis: true, sqlite: true, wechat: true, userStore: true }
+
+/** @type {{ [K in keyof import('../..').CallContext]-?: true }} */
+const callContextKeys = { method: true, sku: true, code: true, error: true }
+
+/** @type {{ [K in keyof import('../..').WechatEvent]-?: true }} */
+const wechatEventKeys = {
+  context: true,
+  endpoint: true,
+  outcome: true,
+  httpStatus: true,
+  errcode: true,
+  start: true,
+  end: true,
+  durationMs: true,
+}
+
+/** @type {{ [K in keyof import('../..').StoreEvent]-?: true }} */
+const storeEventKeys = { context: true, backend: true, operation: true, outcome: true, start: true, end: true, durationMs: true }
+
+/** @type {{ [K in keyof import('../..').ConnectionChange]-?: true }} */
+const connectionChangeKeys = { context: true, backend: true, state: true, error: true }
+
 const keys = (/** @type {object} */ object) => Object.keys(object).sort()
 
 /** The unknown-key error of an options object lists the keys the runtime knows. */
@@ -159,6 +247,8 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
       'tokenFrom keys',
     )
     assert.deepEqual(keys(mpauthx.userStores), keys(userStoresKeys), 'userStores')
+    assert.deepEqual(keys(mpauthx.channels.calls), keys(tracedMethods), 'traced methods')
+    for (const [method, name] of Object.entries(mpauthx.channels.calls)) assert.equal(name, `mpauthx:${method}`)
     // The MySQL adapter also needs `execute()` (prepared statements).
     const pool = { query: async () => ({ rows: [], rowCount: 0 }), execute: async () => [[]] }
     assert.deepEqual(keys(mpauthx.userStores.postgres(pool)), keys(userStoreKeys), 'postgres adapter')
@@ -189,5 +279,25 @@ module.exports = function checkSurface(/** @type {string} */ dbFile) {
     tokenInfoKeys: keys(tokenInfoKeys),
     accessTokenKeys: keys(accessTokenKeys),
     phoneNumberKeys: keys(phoneNumberKeys),
+    operating: {
+      statsKeys: keys(statsKeys),
+      tracedMethods: keys(tracedMethods),
+      methodStatsKeys: keys(methodStatsKeys),
+      wechatOutcomes: keys(wechatOutcomes),
+      histogramKeys: keys(histogramKeys),
+      storeBackends: keys(storeBackends),
+      storeStatsKeys: keys(storeStatsKeys),
+      validationCacheStatsKeys: keys(validationCacheStatsKeys),
+      connectionsStatsKeys: keys(connectionsStatsKeys),
+      connectionFailureKeys: keys(connectionFailureKeys),
+      appTokenStatsKeys: keys(appTokenStatsKeys),
+      healthKeys: keys(healthKeys),
+      connectionHealthKeys: keys(connectionHealthKeys),
+      connectionNames: keys(connectionNames),
+      callContextKeys: keys(callContextKeys),
+      wechatEventKeys: keys(wechatEventKeys),
+      storeEventKeys: keys(storeEventKeys),
+      connectionChangeKeys: keys(connectionChangeKeys),
+    },
   }
 }

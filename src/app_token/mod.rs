@@ -12,6 +12,7 @@ pub use self::redis::RedisAppToken;
 pub use self::sqlite::SqliteAppToken;
 use crate::error::{Error, Result};
 use crate::store::delegate;
+use crate::telemetry::call;
 use crate::token;
 use crate::trace::Trace;
 use crate::wechat::WeChatClient;
@@ -88,6 +89,8 @@ pub async fn shared_access_token(
   };
   let usable =
     |cached: Option<(String, u64)>| cached.filter(|(token, _)| Some(token.as_str()) != refused);
+  // Whether this caller waited for another's fetch, counted once.
+  let mut waited = false;
   loop {
     if let Some((token, seconds)) = usable(store.cached(app_id).await?) {
       trace.record("access_token.cached", || format!("{seconds} s left"));
@@ -100,6 +103,7 @@ pub async fn shared_access_token(
         return Ok(cached);
       }
       trace.record("access_token.fetch", || "this caller refreshes it".into());
+      call::access_token_fetch();
       return match wechat.stable_token(refused.is_some(), trace).await {
         Ok((token, expires_in)) => {
           let keep = cache_time(expires_in);
@@ -116,6 +120,10 @@ pub async fn shared_access_token(
     if Instant::now() >= stop_waiting {
       return fetch_without_lock(store, wechat, app_id, refused, trace).await;
     }
+    if !waited {
+      waited = true;
+      call::lock_wait();
+    }
     tokio::time::sleep(POLL).await;
   }
 }
@@ -130,6 +138,7 @@ async fn fetch_without_lock(
   trace.record("access_token.fetch", || {
     "another caller's fetch outlasted this caller's httpTimeoutMs: fetching in normal mode".into()
   });
+  call::access_token_fetch();
   let (token, expires_in) = wechat.stable_token(false, trace).await?;
   if Some(token.as_str()) == refused {
     return Err(Error::WeChat {

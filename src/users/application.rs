@@ -15,6 +15,7 @@ use super::Registered;
 use crate::config::ProfileWrites;
 use crate::crypto::{is_placeholder, ProfileValue};
 use crate::error::{Error, Result, NO_ANSWER};
+use crate::telemetry::{call, Backend, Link};
 
 /// `(call, userId, profile as JSON)` → the call's outcome as JSON (an [`Outcome`]); `call`
 /// is `hasUser`, `addUser`, `updateProfile`, `fillProfile` or `ready` (see `userStoreCall`
@@ -133,6 +134,24 @@ impl ApplicationStore {
   /// Calls the store's method `name`, answered by `deadline`. The error names the call and
   /// carries what the store said, never the arguments.
   async fn call(
+    &self, name: &'static str, user_id: &str, profile: Option<String>, deadline: Instant,
+  ) -> Result<Outcome> {
+    let started = std::time::Instant::now();
+    let outcome = self.call_store(name, user_id, profile, deadline).await;
+    // The store's last outcome: it answered (`false` included), failed, or took too long.
+    let error = match &outcome {
+      Ok(_) => None,
+      Err(Error::UserStore { why, .. }) if why.starts_with(NO_ANSWER) => Some("timeout"),
+      Err(_) => Some("failed"),
+    };
+    call::store_round_trip(Backend::UserStore, started, error.is_none(), || {
+      name.to_owned()
+    });
+    call::link(Link::UserStore, error.is_none(), error);
+    outcome
+  }
+
+  async fn call_store(
     &self, name: &'static str, user_id: &str, profile: Option<String>, deadline: Instant,
   ) -> Result<Outcome> {
     let call = self.call.clone();

@@ -13,6 +13,7 @@ use super::{CachedToken, ValidationCache, Validity, Vouched, LEASE};
 use crate::config::{RedisTarget, RedisTls};
 use crate::error::{Error, Result};
 use crate::store::redis::{per_key, scripts, Redis, RedisConnection};
+use crate::telemetry::call;
 use crate::token;
 
 /// How often the tracking connection is proven alive (and its invalidations delivered).
@@ -107,6 +108,11 @@ impl Tracking {
   pub fn close(&self) {
     self.redis.close();
     self.cache.clear();
+  }
+
+  /// `(live entries, invalidations, on)`, for `stats()` and `health()`.
+  pub fn stats(&self) -> (usize, u64, bool) {
+    (self.cache.len(), self.cache.invalidations(), !self.is_off())
   }
 
   /// Why the validation cache was just turned off for good, once: for the diagnostics of the
@@ -258,7 +264,7 @@ impl Tracking {
 
   /// Whether the server refused tracking often enough for the cache to be off for good
   /// (see [`MAX_REFUSALS`]).
-  fn is_off(&self) -> bool {
+  pub fn is_off(&self) -> bool {
     self.refusals.load(Ordering::Acquire) >= MAX_REFUSALS
   }
 
@@ -282,6 +288,7 @@ impl Tracking {
   fn refused(&self, why: &str) {
     if self.refusals.fetch_add(1, Ordering::AcqRel) + 1 == MAX_REFUSALS {
       self.cache.clear();
+      call::cache_off();
       if let Ok(mut notice) = self.off_notice.lock() {
         *notice = Some(format!(
           "validation cache off: {why} {MAX_REFUSALS} times in a row; every check goes to Redis"

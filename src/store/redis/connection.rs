@@ -4,7 +4,7 @@
 //! push (invalidations, and the client's own notice of a lost connection) to it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -24,6 +24,23 @@ use base64::Engine;
 use crate::config::{RedisTarget, RedisTls};
 use crate::error::Result;
 use crate::store::opened::Opened;
+use crate::telemetry::{call, Backend};
+
+/// What the `mpauthx:store` channel calls a pipeline of commands.
+const PIPELINE: &str = "pipeline";
+
+/// Records a round trip to Redis that began at `started`.
+fn round_trip(started: Instant, ok: bool, operation: impl FnOnce() -> String) {
+  call::store_round_trip(Backend::Redis, started, ok, operation);
+}
+
+/// The name of `cmd`'s command (`GET`, `EVALSHA`), never its keys or values.
+fn command_name(cmd: &Cmd) -> String {
+  match cmd.args_iter().next() {
+    Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+    _ => "command".to_owned(),
+  }
+}
 
 /// Bound on connecting to a server and on each reply, well inside a call's deadline.
 const TIMEOUT: Duration = Duration::from_millis(700);
@@ -53,14 +70,17 @@ impl RedisConnection {
   pub async fn pipeline_to_node_of(
     &mut self, key: &str, pipeline: Pipeline,
   ) -> redis::RedisResult<Vec<Value>> {
-    match self {
+    let started = Instant::now();
+    let replies = match self {
       RedisConnection::Single(connection) => pipeline.query_async(connection).await,
       RedisConnection::Cluster(connection) => {
         let count = pipeline.len();
         let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
         connection.route_pipeline(pipeline, 0, count, route).await
       }
-    }
+    };
+    round_trip(started, replies.is_ok(), || PIPELINE.to_owned());
+    replies
   }
 }
 
@@ -120,6 +140,13 @@ impl Scan {
   /// the keys found and the scan after the step. The scan itself is left as it was, so a
   /// failed step can be taken again.
   pub async fn step(&self, redis: &mut RedisConnection) -> redis::RedisResult<(Vec<String>, Scan)> {
+    let started = Instant::now();
+    let step = self.step_on(redis).await;
+    round_trip(started, step.is_ok(), || "SCAN".to_owned());
+    step
+  }
+
+  async fn step_on(&self, redis: &mut RedisConnection) -> redis::RedisResult<(Vec<String>, Scan)> {
     let mut keys = Vec::new();
     let mut cursors = Vec::new();
     match (redis, &self.cursors) {
@@ -180,25 +207,38 @@ impl Scan {
   }
 }
 
+// Every command and pipeline is a round trip, counted and timed here (see `telemetry`).
 impl ConnectionLike for RedisConnection {
   fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-    match self {
+    let started = Instant::now();
+    let reply = match self {
       RedisConnection::Single(connection) => connection.req_packed_command(cmd),
       RedisConnection::Cluster(connection) => connection.req_packed_command(cmd),
-    }
+    };
+    Box::pin(async move {
+      let reply = reply.await;
+      round_trip(started, reply.is_ok(), || command_name(cmd));
+      reply
+    })
   }
 
   fn req_packed_commands<'a>(
     &'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize,
   ) -> RedisFuture<'a, Vec<Value>> {
-    match self {
+    let started = Instant::now();
+    let replies = match self {
       RedisConnection::Single(connection) => {
         connection.req_packed_commands(pipeline, offset, count)
       }
       RedisConnection::Cluster(connection) => {
         connection.req_packed_commands(pipeline, offset, count)
       }
-    }
+    };
+    Box::pin(async move {
+      let replies = replies.await;
+      round_trip(started, replies.is_ok(), || PIPELINE.to_owned());
+      replies
+    })
   }
 
   fn get_db(&self) -> i64 {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::{RedisTarget, RedisTls};
 use crate::error::{Error, Result};
+use crate::telemetry::{call, Backend, Link};
 
 use connection::Connector;
 pub use connection::{PushHandler, RedisConnection, Scan};
@@ -25,6 +26,8 @@ pub const DEADLINE: Duration = Duration::from_millis(1_500);
 /// once; shared by the concerns that keep their data in Redis.
 pub struct Redis {
   connector: Connector,
+  /// Whether its state is the token store's in `health()` (the tracking connection's is not).
+  reports_link: bool,
 }
 
 impl Redis {
@@ -34,6 +37,7 @@ impl Redis {
     target: &RedisTarget, password: Option<&str>, tls: &RedisTls, push: Option<PushHandler>,
   ) -> Result<Self> {
     Ok(Self {
+      reports_link: push.is_none(),
       connector: Connector::new(target, password, tls, push)?,
     })
   }
@@ -68,6 +72,7 @@ impl Redis {
       match operation().await {
         Err(err) if err.is_disconnected() => {
           self.connector.forget_master();
+          call::store_retry(Backend::Redis);
           operation().await
         }
         outcome => outcome,
@@ -75,11 +80,21 @@ impl Redis {
     };
     let server = self.connector.server();
     match tokio::time::timeout(DEADLINE, attempts).await {
-      Ok(outcome) => outcome.map_err(|err| at_server(err, server)),
-      Err(_) => Err(Error::Store {
-        public: "Redis is unavailable",
-        why: format!("{server} did not answer within {} ms", DEADLINE.as_millis()),
-      }),
+      Ok(outcome) => {
+        if self.reports_link {
+          report_link(&outcome);
+        }
+        outcome.map_err(|err| at_server(err, server))
+      }
+      Err(_) => {
+        if self.reports_link {
+          call::link(Link::Redis, false, Some("timeout"));
+        }
+        Err(Error::Store {
+          public: "Redis is unavailable",
+          why: format!("{server} did not answer within {} ms", DEADLINE.as_millis()),
+        })
+      }
     }
   }
 
@@ -156,6 +171,23 @@ pub async fn per_key<T: redis::FromRedisValue>(
     pipe.add_command(command(key));
   }
   Ok(pipe.query_async(redis).await?)
+}
+
+/// What an operation that ended within the deadline showed of the server: up when it
+/// answered (an error reply included), down when it could not be reached.
+fn report_link<T>(outcome: &Result<T>) {
+  match outcome {
+    Err(err @ Error::Redis { .. }) if !err.is_refusal() => {
+      let kind = if err.is_disconnected() {
+        "disconnected"
+      } else {
+        "unreachable"
+      };
+      call::link(Link::Redis, false, Some(kind))
+    }
+    Err(Error::Closed) => {}
+    _ => call::link(Link::Redis, true, None),
+  }
 }
 
 /// A Redis failure named after the server it came from.

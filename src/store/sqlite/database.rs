@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -16,6 +16,20 @@ use tokio::sync::oneshot;
 use super::locks;
 use crate::error::{Error, Result};
 use crate::store::opened::{lock, Opened};
+use crate::telemetry::{call, Backend, Link};
+
+/// Records a round trip to the file that began at `started`: the file is up unless SQLite
+/// gave up waiting for another writer.
+fn round_trip<T>(started: Instant, outcome: &Result<T>, operation: &'static str) {
+  call::store_round_trip(Backend::Sqlite, started, outcome.is_ok(), || {
+    operation.to_owned()
+  });
+  match outcome {
+    Err(err) if err.is_busy() => call::link(Link::Sqlite, false, Some("busy")),
+    Err(Error::Closed) => {}
+    _ => call::link(Link::Sqlite, true, None),
+  }
+}
 
 /// How long a statement waits for another writer (this process or another) to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,10 +85,13 @@ impl Database {
   pub async fn run<T: Send + 'static>(
     &self, work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
   ) -> Result<T> {
+    let started = Instant::now();
     let file = self.file().await?;
-    tokio::task::spawn_blocking(move || work(&mut lock(&file.connection)))
+    let outcome = tokio::task::spawn_blocking(move || work(&mut lock(&file.connection)))
       .await
-      .map_err(|_| task_failed())?
+      .map_err(|_| task_failed())?;
+    round_trip(started, &outcome, "statements");
+    outcome
   }
 
   /// [`run`](Self::run), once the tables of `schema` exist.
@@ -100,6 +117,7 @@ impl Database {
   pub async fn write_together<T: Send + 'static>(
     &self, write: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
   ) -> Result<T> {
+    let started = Instant::now();
     let file = self.file().await?;
     let (done, outcome) = oneshot::channel();
     let first = {
@@ -115,7 +133,9 @@ impl Database {
     if first {
       tokio::task::spawn_blocking(move || file.commit_pending());
     }
-    outcome.await.map_err(|_| task_failed())?
+    let outcome = outcome.await.map_err(|_| task_failed())?;
+    round_trip(started, &outcome, "commit");
+    outcome
   }
 
   /// Closes the file for this instance (the connection closes with its last instance);
@@ -135,8 +155,11 @@ impl Database {
     // Concurrent first uses get the same file: one connection per file in this process.
     let file = tokio::task::spawn_blocking(move || OpenFile::shared(&path))
       .await
-      .map_err(|_| task_failed())??;
-    self.file.keep(file)
+      .map_err(|_| task_failed())?;
+    if file.is_err() {
+      call::link(Link::Sqlite, false, Some("unavailable"));
+    }
+    self.file.keep(file?)
   }
 
   #[cfg(test)]
