@@ -130,7 +130,7 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
         if (typeof authorization === 'string' && authorization.startsWith('Bearer ')) {
           const voided = validationCache.counts.voided
           const cached = validationCache.lookupBearer(authorization)
-          telemetry.cacheLookup(ctx, cached !== undefined, voided)
+          if (ctx !== undefined) telemetry.cacheLookup(ctx, cached !== undefined, voided)
           if (cached !== undefined && (anySku || cached.sku === sku)) {
             if (log) reportCall(log, 'authenticate', performance.now(), CACHED)
             if (ctx !== undefined) ctx.sku = cached.sku

@@ -92,11 +92,10 @@ function createTelemetry(native, appId, sku, validationCache) {
      */
     context(method) {
       // Both checks run, so that the native side learns of subscribers on every call.
+      // `ready` and the test suite's calls (no channel) are neither traced nor counted.
       const listening = observing()
       const channel = tracing[method]
-      // `ready` and the test suite's calls are neither traced nor counted.
-      if (channel === undefined) return undefined
-      return traced(channel) || listening ? { method, sku } : undefined
+      return channel !== undefined && (listening || traced(channel)) ? { method, sku } : undefined
     },
 
     /** Runs `body`, the synchronous part of a call, after its `start` event. */
@@ -128,20 +127,7 @@ function createTelemetry(native, appId, sku, validationCache) {
       if (counts === undefined) return
       counts.calls++
       if (code !== SUCCESS) counts.failures[code] = (counts.failures[code] ?? 0) + 1
-      if (ctx === undefined) return
-      const publish = () => {
-        if (events) publishEvents(ctx, events, nativeStart)
-        ctx.code = code
-        const channel = tracing[method]
-        if (error !== undefined) {
-          ctx.error = error
-          channel.error.publish(ctx)
-        }
-        channel.asyncStart.publish(ctx)
-        channel.asyncEnd.publish(ctx)
-      }
-      if (synchronousPart.get(ctx) === true) synchronousPart.set(ctx, publish)
-      else publish()
+      if (ctx !== undefined) publishSettled(ctx, code, error, events, nativeStart)
     },
 
     /**
@@ -215,6 +201,26 @@ function createTelemetry(native, appId, sku, validationCache) {
     },
   }
   return telemetry
+}
+
+/**
+ * Publishes the end of the call of `ctx`: what the native side saw, then `error`, `asyncStart`
+ * and `asyncEnd`; after `end` when the call settled within its synchronous part.
+ */
+function publishSettled(ctx, code, error, events, nativeStart) {
+  const publish = () => {
+    if (events) publishEvents(ctx, events, nativeStart)
+    ctx.code = code
+    const channel = tracing[ctx.method]
+    if (error !== undefined) {
+      ctx.error = error
+      channel.error.publish(ctx)
+    }
+    channel.asyncStart.publish(ctx)
+    channel.asyncEnd.publish(ctx)
+  }
+  if (synchronousPart.get(ctx) === true) synchronousPart.set(ctx, publish)
+  else publish()
 }
 
 /** Publishes what the native side saw during the call of `context`. */

@@ -63,15 +63,20 @@ function batchedTokenCheck(native, validationCache, observer) {
     if (typeof token === 'string') {
       const voided = validationCache.counts.voided
       const cached = validationCache.lookup(token)
-      telemetry.cacheLookup(ctx, cached !== undefined, voided)
+      if (ctx !== undefined) telemetry.cacheLookup(ctx, cached !== undefined, voided)
       // Most checks are answered here, from the validation cache, with no round trip.
       if (cached !== undefined) {
         if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
-        telemetry.liveToken(ctx, token)
+        if (ctx !== undefined) ctx.sku = cached.sku
         telemetry.settled('isTokenValid', ctx, constants.statusCode.success)
         return LIVE
       }
     }
+    return batched(token, ctx)
+  }
+
+  // A check of this tick's batch.
+  function batched(token, ctx) {
     return new Promise((resolve, reject) => {
       if (pending.length === 0) process.nextTick(flush)
       // Non-strings reach the native side as empty, which rejects with 6001.
@@ -115,7 +120,7 @@ function createTokenChecks(native, validationCache, observer, sku) {
     if (typeof token === 'string') {
       const voided = validationCache.counts.voided
       cached = validationCache.lookup(token)
-      telemetry.cacheLookup(ctx, cached !== undefined, voided)
+      if (ctx !== undefined) telemetry.cacheLookup(ctx, cached !== undefined, voided)
     }
     if (cached === undefined) return verifyInStore(method, token, ctx)
     if (log) reportCall(log, method, performance.now(), CACHED)

@@ -86,7 +86,11 @@ describe('diagnostics channels', () => {
       assert.equal(event.outcome, 'ok')
       assert.match(event.operation, /^[A-Za-z]+$/, 'a command or a kind, never a key')
     }
-    assertNothingSecret(seen, [APP_SECRET, token, 'oOperated', 'uOperated', login.code, login.encryptedData, login.iv])
+    const sessionKey = login.sessionKey.toString('base64')
+    assertNothingSecret(seen, [APP_SECRET, token, 'oOperated', 'uOperated', login.code, login.encryptedData, login.iv, sessionKey])
+    assertNothingSecret([auth.stats(), auth.health()], [APP_SECRET, token, 'oOperated', 'uOperated', login.code, sessionKey])
+    // User data: the decrypted profile's values.
+    assertNothingSecret(seen, ['Band', 'zh_CN'])
   })
 
   test('a check from memory publishes a cache hit and no round trip; authenticate answers in the same tick', async () => {

@@ -5,11 +5,20 @@
 // bench/run.js with the Redis URL and the WeChat stand-in; it logs in `USERS` users, prints
 // `{ port, tokens }` on stdout and answers `cpu` messages with its CPU time.
 
+const diagnosticsChannel = require('node:diagnostics_channel')
 const fastify = require('fastify')
 const mpauthx = require('..')
 const { loginData } = require('./login-data')
 
-const [redisUrl, wechatApiBase, dbPath, users] = process.argv.slice(2)
+const [redisUrl, wechatApiBase, dbPath, users, subscribed] = process.argv.slice(2)
+
+// The least a tracer does: a handler on every event of every channel mpauthx publishes on.
+if (subscribed === 'subscribed') {
+  const noop = () => {}
+  const handlers = { start: noop, end: noop, asyncStart: noop, asyncEnd: noop, error: noop }
+  for (const name of Object.values(mpauthx.channels.calls)) diagnosticsChannel.tracingChannel(name).subscribe(handlers)
+  for (const name of [mpauthx.channels.wechat, mpauthx.channels.store, mpauthx.channels.cache]) diagnosticsChannel.subscribe(name, noop)
+}
 
 async function main() {
   const auth = mpauthx('wxbench000000000', 'bench-secret', 'bench', dbPath, null, 3600, { redisUrl, wechatApiBase })

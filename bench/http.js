@@ -26,8 +26,11 @@ const ROUTES = [
   { route: '/info', check: 'await auth.verifyToken(token)' },
 ]
 
-function startServer({ redisUrl, wechatApiBase, dbPath, users }, launcher = {}) {
-  const child = fork(path.join(__dirname, 'http-server.js'), [redisUrl, wechatApiBase, dbPath, String(users)], {
+// `subscribed`: a handler on every event of every mpauthx diagnostics channel in the server, as
+// a tracer would have; the channels cost nothing measurable without one.
+function startServer({ redisUrl, wechatApiBase, dbPath, users, subscribed = false }, launcher = {}) {
+  const args = [redisUrl, wechatApiBase, dbPath, String(users), subscribed ? 'subscribed' : 'quiet']
+  const child = fork(path.join(__dirname, 'http-server.js'), args, {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     ...launcher,
   })
@@ -149,11 +152,20 @@ function haveValgrind() {
  * requests, throughput is inversely proportional to instructions per request, so a route's
  * cost is `1 - open / route`. Resolves with `null` where valgrind is not installed.
  */
-async function instructionWorkload({ redisUrl, wechatApiBase, dbPath, users = 16, connections = 16, requests, rounds }) {
+async function instructionWorkload({
+  redisUrl,
+  wechatApiBase,
+  dbPath,
+  users = 16,
+  connections = 16,
+  requests,
+  rounds,
+  subscribed = false,
+}) {
   if (!haveValgrind()) return null
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpauthx-callgrind-'))
   const server = await startServer(
-    { redisUrl, wechatApiBase, dbPath, users },
+    { redisUrl, wechatApiBase, dbPath, users, subscribed },
     {
       execPath: 'valgrind',
       // `all-non-file`: V8 writes the code it runs at run time, which valgrind must retranslate.

@@ -218,6 +218,17 @@ async function main() {
       rounds: QUICK ? 1 : 7,
     })
     const instructionCost = (route) => instructions?.find((row) => row.route === route).costPercent
+    // The same again with a subscriber on every diagnostics channel (as a tracer would have):
+    // what tracing costs, where the run above is what it costs while nobody subscribes.
+    process.stderr.write('HTTP workload under callgrind, every diagnostics channel subscribed ...\n')
+    const subscribed = await instructionWorkload({
+      redisUrl: redis.url,
+      wechatApiBase: standIn.base,
+      dbPath: path.join(dir, 'http-users.db'),
+      requests: QUICK ? 500 : 4000,
+      rounds: QUICK ? 1 : 7,
+      subscribed: true,
+    })
 
     const noop = auth[Symbol.for('mpauthx.testing')].noop
     await run('napi no-op async call', 64, () => measure({ concurrency: 64, count: scale(300_000), op: noop }))
@@ -328,7 +339,7 @@ async function main() {
       check('one-at-a-time login p50, 500k keys / empty', populated.p50Ms / empty.p50Ms, 1.3, 'x', reference.populated.target, true),
       check('peak RSS', peakRssMiB, reference.rss.mib, ' MiB', reference.rss.target, true),
     ]
-    const results = { machine: machine(redis), http, instructions, rows, checks, reference }
+    const results = { machine: machine(redis), http, instructions, subscribed, rows, checks, reference }
     fs.writeFileSync(RESULTS, JSON.stringify(results, null, 2) + '\n')
     print(results)
     console.log(`\nwritten to ${path.relative(process.cwd(), RESULTS)}`)
@@ -341,7 +352,7 @@ function check(name, value, bound, unit, target, atMost = false) {
   return { name, value, target, met: atMost ? value <= bound : value >= bound, unit }
 }
 
-function print({ machine, http, instructions, rows, checks }) {
+function print({ machine, http, instructions, subscribed, rows, checks }) {
   const fmt = (n, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
   console.log(
     `\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.mode}\n`,
@@ -367,6 +378,20 @@ function print({ machine, http, instructions, rows, checks }) {
       console.log(
         `| \`${row.route}\`: ${row.check} | ${fmt(row.instructionsPerRequest)} | ${row.rounds.map((n) => fmt(n)).join(', ')} | ${cost} |`,
       )
+    }
+    if (subscribed) {
+      console.log(
+        '\n| HTTP route, server under callgrind, a subscriber on every diagnostics channel | instructions per request | rounds | cost against /open | against the run above |',
+      )
+      console.log('|---|---:|---|---:|---:|')
+      for (const row of subscribed) {
+        const quiet = instructions.find((other) => other.route === row.route).instructionsPerRequest
+        const cost = row.route === '/open' ? '—' : `${fmt(row.costPercent, 1)} %`
+        const more = `${row.instructionsPerRequest >= quiet ? '+' : ''}${fmt(row.instructionsPerRequest - quiet)}`
+        console.log(
+          `| \`${row.route}\`: ${row.check} | ${fmt(row.instructionsPerRequest)} | ${row.rounds.map((n) => fmt(n)).join(', ')} | ${cost} | ${more} |`,
+        )
+      }
     }
   } else {
     console.log('\n(valgrind not found: no instruction counts)')
