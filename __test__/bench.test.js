@@ -58,6 +58,13 @@ test('a quick benchmark run prints the table and writes every workload to JSON',
     )
     for (const row of results.instructions) assert.ok(row.instructionsPerRequest > 0, row.route)
     assert.match(stdout, /\| HTTP route, server under callgrind \(autocannon -c 16\) \|/)
+    // And with a subscriber on every diagnostics channel, against the run without.
+    assert.deepEqual(
+      results.subscribed.map((row) => row.route),
+      results.instructions.map((row) => row.route),
+    )
+    for (const row of results.subscribed) assert.ok(row.instructionsPerRequest > 0, row.route)
+    assert.match(stdout, /\| HTTP route, server under callgrind, a subscriber on every diagnostics channel \|/)
   }
   assert.equal(results.checks.length, results.instructions === null ? 10 : 14)
   assert.ok(results.checks.every((check) => typeof check.met === 'boolean' && Number.isFinite(check.value)))
