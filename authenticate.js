@@ -160,9 +160,7 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
     return (request) => {
       const ctx = telemetry.context('authenticate')
       if (ctx === undefined) return check(request, undefined)
-      const checked = telemetry.enter(ctx, () => check(request, ctx))
-      telemetry.left(ctx)
-      return checked
+      return telemetry.run(ctx, () => check(request, ctx))
     }
   }
 
@@ -189,7 +187,12 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
     }
     // A request (Node, Express, Koa, Fastify, NestJS) has `headers`; else `request` is them.
     const isRequest = typeof request.headers === 'object' && request.headers !== null
-    return Promise.resolve(check(isRequest ? request : { headers: request }))
+    try {
+      return Promise.resolve(check(isRequest ? request : { headers: request }))
+    } catch (err) {
+      // A headers object of the wrong shape (a token that is no string): a rejection too.
+      return Promise.reject(err)
+    }
   }
 
   // The options of an integration: those of `authenticate`, how it shapes failures, and which

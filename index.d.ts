@@ -347,6 +347,7 @@ declare namespace mpauthx {
 
   /** A call traced on the `node:diagnostics_channel` TracingChannel `mpauthx:<method>`. */
   type TracedMethod =
+    | 'ready'
     | 'authorize'
     | 'login'
     | 'refreshToken'

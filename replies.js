@@ -23,14 +23,17 @@ async function settle({ log, telemetry }, method, call, pick = (reply) => reply.
   const own = ctx === undefined
   if (own) ctx = telemetry.context(method)
   // When the native call starts: the origin of the times of its events.
-  let started = performance.now()
-  let pending
-  try {
-    pending = own && ctx !== undefined ? telemetry.enter(ctx, () => ((started = performance.now()), call())) : call()
-  } catch (cause) {
-    pending = Promise.reject(cause)
+  let started
+  // A binding that throws instead of rejecting is settled below, as a rejection.
+  const start = () => {
+    started = performance.now()
+    try {
+      return call()
+    } catch (cause) {
+      return Promise.reject(cause)
+    }
   }
-  if (own) telemetry.left(ctx)
+  const pending = own ? telemetry.run(ctx, start) : start()
   let reply
   try {
     reply = await pending
@@ -47,7 +50,14 @@ async function settle({ log, telemetry }, method, call, pick = (reply) => reply.
     telemetry.settled(method, ctx, reply.statusCode, error, reply.events, started)
     throw error
   }
-  const response = pick(reply)
+  let response
+  try {
+    response = pick(reply)
+  } catch (cause) {
+    const error = internalError(cause)
+    telemetry.settled(method, ctx, error.code, error, reply.events, started)
+    throw error
+  }
   telemetry.settled(method, ctx, reply.statusCode, undefined, reply.events, started)
   return { status_code: reply.statusCode, status_message: reply.message, response }
 }

@@ -25,6 +25,7 @@ const synchronousPart = new WeakMap()
 
 /** Every traced method: the public asynchronous calls and the integrations' check. */
 const METHODS = Object.freeze([
+  'ready',
   'authorize',
   'login',
   'refreshToken',
@@ -92,29 +93,34 @@ function createTelemetry(native, appId, sku, validationCache) {
      */
     context(method) {
       // Both checks run, so that the native side learns of subscribers on every call.
-      // `ready` and the test suite's calls (no channel) are neither traced nor counted.
+      // The test suite's calls (no channel) are neither traced nor counted.
       const listening = observing()
       const channel = tracing[method]
       return channel !== undefined && (listening || traced(channel)) ? { method, sku } : undefined
     },
 
-    /** Runs `body`, the synchronous part of a call, after its `start` event. */
-    enter(ctx, body) {
-      if (ctx === undefined) return body()
-      synchronousPart.set(ctx, true)
-      return tracing[ctx.method].start.runStores(ctx, body)
-    },
-
     /**
-     * The synchronous part of a call returned: `end`, then the events of a call that settled
-     * within it (an answer from memory), so that they come in the standard order.
+     * Runs `body`, the synchronous part of the call of `ctx`, between its `start` and `end`
+     * events, as `traceSync` does (an exception is published on `error`, and thrown); then
+     * the events of a call that settled within it (an answer from memory), so that they come
+     * in the standard order.
      */
-    left(ctx) {
-      if (ctx === undefined) return
-      const settledMeanwhile = synchronousPart.get(ctx)
-      synchronousPart.delete(ctx)
-      tracing[ctx.method].end.publish(ctx)
-      if (typeof settledMeanwhile === 'function') settledMeanwhile()
+    run(ctx, body) {
+      if (ctx === undefined) return body()
+      const channel = tracing[ctx.method]
+      synchronousPart.set(ctx, true)
+      try {
+        return channel.start.runStores(ctx, body)
+      } catch (error) {
+        ctx.error = error
+        channel.error.publish(ctx)
+        throw error
+      } finally {
+        const settledMeanwhile = synchronousPart.get(ctx)
+        synchronousPart.delete(ctx)
+        channel.end.publish(ctx)
+        if (typeof settledMeanwhile === 'function') settledMeanwhile()
+      }
     },
 
     /**

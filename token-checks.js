@@ -25,19 +25,27 @@ function batchedTokenCheck(native, validationCache, observer) {
 
   function flush() {
     const batch = pending
+    // A batch that filled up went at once; the flush scheduled for it finds nothing.
+    if (batch.length === 0) return
     pending = []
     const started = performance.now()
     const settled = (reply) => {
+      // The batch's round trips are each call's; a change of state it found is published once,
+      // with the first call that has a context.
+      let events = reply.events
+      const roundTrips = events?.filter((event) => event.state == null)
       for (let i = 0; i < batch.length; i++) {
         const { ctx, token, resolve, reject } = batch[i]
         const code = reply.statusCodes[i]
+        const published = ctx === undefined ? undefined : events
+        if (ctx !== undefined) events = roundTrips
         if (code === constants.statusCode.success) {
           telemetry.liveToken(ctx, token)
-          telemetry.settled('isTokenValid', ctx, code, undefined, reply.events, started)
+          telemetry.settled('isTokenValid', ctx, code, undefined, published, started)
           resolve()
         } else {
           const error = failure(code, reply.messages[i], reply.details[i])
-          telemetry.settled('isTokenValid', ctx, code, error, reply.events, started)
+          telemetry.settled('isTokenValid', ctx, code, error, published, started)
           reject(error)
         }
       }
@@ -87,9 +95,7 @@ function batchedTokenCheck(native, validationCache, observer) {
 
   return (token, ctx) => {
     if (ctx === undefined) return check(token, undefined)
-    const checked = telemetry.enter(ctx, () => check(token, ctx))
-    telemetry.left(ctx)
-    return checked
+    return telemetry.run(ctx, () => check(token, ctx))
   }
 }
 
@@ -134,16 +140,13 @@ function createTokenChecks(native, validationCache, observer, sku) {
   const verifyToken = (token) => {
     const ctx = telemetry.context('verifyToken')
     if (ctx === undefined) return verify('verifyToken', token, undefined)
-    const verified = telemetry.enter(ctx, () => verify('verifyToken', token, ctx))
-    telemetry.left(ctx)
-    return verified
+    return telemetry.run(ctx, () => verify('verifyToken', token, ctx))
   }
 
   // A check of a token of another sku where only this one's is admitted: refused at once.
   const otherSku = (ctx) => {
     const error = notThisSku()
-    telemetry.enter(ctx, () => undefined)
-    telemetry.left(ctx)
+    telemetry.run(ctx, () => undefined)
     telemetry.settled('isTokenValid', ctx, error.code, error)
     return Promise.reject(error)
   }

@@ -206,6 +206,79 @@ describe('diagnostics channels', () => {
   })
 })
 
+describe('diagnostics channels: batches, the integrations, ready()', () => {
+  const h = useHarness()
+
+  test('a batch of checks: each call its round trip, a change of state once, with the first call', async () => {
+    const auth = h.create({ options: { validationCacheSize: 0 } })
+    const { response: token } = await h.login({ openId: 'oBatch' }, auth)
+    await auth.isTokenValid(token)
+    const seen = await observed(['isTokenValid'], async () => {
+      await h.redis.stop()
+      try {
+        const checks = await Promise.allSettled([token, token, token].map((t) => auth.isTokenValid(t)))
+        assert.deepEqual(
+          checks.map((check) => check.reason?.code),
+          [6000, 6000, 6000],
+        )
+      } finally {
+        await h.redis.start()
+      }
+    })
+    const contexts = seen.filter((s) => s.event === 'start').map((s) => s.message)
+    assert.equal(contexts.length, 3)
+    assert.equal(tracingOf(seen, 'isTokenValid').filter((event) => event === 'asyncEnd').length, 3)
+    const changes = published(seen, 'store').filter((event) => event.state)
+    assert.deepEqual(
+      changes.map((event) => [event.backend, event.state]),
+      [['redis', 'down']],
+      'published once for the batch',
+    )
+    const roundTrips = published(seen, 'store').filter((event) => event.operation)
+    assert.ok(roundTrips.length >= 3, 'each call publishes the round trips it shared')
+    assert.equal(new Set(roundTrips.map((event) => event.context)).size, 3)
+    assert.equal(auth.stats().calls.isTokenValid.failures[6000], 3)
+  })
+
+  test("the integrations' check through Redis: one authenticate call, its round trip, its error", async () => {
+    const auth = h.create({ options: { validationCacheSize: 0 } })
+    const { response: token } = await h.login({ openId: 'oIntegrated' }, auth)
+    const unknown = `oIntegrated|${SKU}|${'f'.repeat(64)}`
+    const seen = await observed(['authenticate', 'verifyToken'], async () => {
+      assert.equal((await auth.authenticate({ authorization: `Bearer ${token}` })).openId, 'oIntegrated')
+      assert.equal((await rejection(auth.authenticate({ 'x-access-token': unknown }))).code, 6007)
+      assert.equal((await rejection(auth.authenticate({}))).code, 6007, 'no token at all')
+    })
+    assert.deepEqual(tracingOf(seen, 'verifyToken'), [], 'not a nested verifyToken')
+    assert.deepEqual(tracingOf(seen, 'authenticate'), [
+      ...['start', 'end', 'asyncStart', 'asyncEnd'],
+      ...['start', 'end', 'error', 'asyncStart', 'asyncEnd'],
+      ...['start', 'end', 'error', 'asyncStart', 'asyncEnd'],
+    ])
+    const stores = published(seen, 'store').filter((event) => event.operation)
+    assert.ok(stores.length >= 2 && stores.every((event) => event.context.method === 'authenticate'))
+    assert.deepEqual(auth.stats().calls.authenticate, { calls: 3, failures: { 6007: 2 } })
+    assertNothingSecret(seen, [token, unknown, 'oIntegrated'])
+  })
+
+  test('a check that throws in its synchronous part publishes error and end, as traceSync does', async () => {
+    const auth = h.create()
+    const seen = await observed(['authenticate'], async () => {
+      // A headers object whose token is no string: reading it throws.
+      await assert.rejects(auth.authenticate({ 'x-access-token': 42 }), TypeError)
+    })
+    assert.deepEqual(tracingOf(seen, 'authenticate'), ['start', 'error', 'end'])
+  })
+
+  test('ready() is traced and counted', async () => {
+    const auth = h.create()
+    const seen = await observed(['ready'], () => auth.ready())
+    assert.deepEqual(tracingOf(seen, 'ready'), ['start', 'end', 'asyncStart', 'asyncEnd'])
+    assert.ok(published(seen, 'store').some((event) => event.operation === 'PING' && event.context.method === 'ready'))
+    assert.deepEqual(auth.stats().calls.ready, { calls: 1, failures: {} })
+  })
+})
+
 describe('stats() and health()', () => {
   const h = useHarness()
 
@@ -310,6 +383,7 @@ describe('stats() and health()', () => {
     stats = auth.stats()
     assert.equal(stats.connections.reconnects, 1)
     assert.equal(auth.health().connections.redis.state, 'up')
+    assert.equal(auth.health().connections.redis.lastError, null, 'an answer clears the error')
     assert.ok(auth.health().connections.redis.since >= outage.since)
   })
 

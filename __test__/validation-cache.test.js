@@ -6,6 +6,7 @@
 // is a guarantee of the README, polled for, never slept on.
 
 const assert = require('node:assert/strict')
+const diagnosticsChannel = require('node:diagnostics_channel')
 const { execFileSync } = require('node:child_process')
 const v8 = require('node:v8')
 const vm = require('node:vm')
@@ -392,10 +393,22 @@ describe('a Redis that cannot track', () => {
       const { redis } = deployment.h
       redis.cli('ACL', 'SETUSER', 'app', 'on', '>app-pass', '~*', '+@all', '-client')
       const auth = observed(deployment, { redisUrl: `redis://app:app-pass@127.0.0.1:${redis.port}` })
-      await checkedWithoutMemory(deployment, auth)
+      // The `mpauthx:cache` channel says so too, once, and stats() and health() stay so.
+      const changes = []
+      const onCache = (event) => event.state && changes.push([event.context.method, event.state])
+      diagnosticsChannel.subscribe('mpauthx:cache', onCache)
+      try {
+        await checkedWithoutMemory(deployment, auth)
+      } finally {
+        diagnosticsChannel.unsubscribe('mpauthx:cache', onCache)
+      }
       const off = auth.events.filter((event) => event.step === 'cache.off')
       assert.equal(off.length, 1, 'one diagnostics line when the cache turns off')
       assert.match(off[0].detail, /^validation cache off: Redis refused .* 3 times in a row; every check goes to Redis$/)
+      assert.equal(changes.length, 1, JSON.stringify(changes))
+      assert.equal(changes[0][1], 'off')
+      assert.equal(auth.stats().validationCache.on, false)
+      assert.deepEqual(auth.health().validationCache, { on: false })
     } finally {
       await deployment.stop()
     }

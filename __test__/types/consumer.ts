@@ -226,5 +226,7 @@ diagnosticsChannel.subscribe(mpauthx.channels.wechat, (message) => {
   const event = message as mpauthx.WechatEvent | mpauthx.ConnectionChange
   if ('endpoint' in event) void [event.durationMs, event.errcode]
 })
+const readyChannel: 'mpauthx:ready' = mpauthx.channels.calls.ready
 // @ts-expect-error not a traced method
-void mpauthx.channels.calls.ready
+void mpauthx.channels.calls.extractSku
+void readyChannel

@@ -122,6 +122,7 @@ const statsKeys = {
 
 /** @type {{ [K in import('../..').TracedMethod]-?: true }} */
 const tracedMethods = {
+  ready: true,
   authorize: true,
   login: true,
   refreshToken: true,

@@ -103,16 +103,18 @@ function defineMetrics(registry, instances) {
   gauge('mpauthx_validation_cache_entries', 'Live tokens the validation cache holds', [], ({ stats }) => [
     [{}, stats.validationCache.entries],
   ])
-  counter('mpauthx_validation_cache_hits_total', 'Checks the validation cache answered', [], ({ stats }) => [
+  counter('mpauthx_validation_cache_hits_total', 'Lookups the validation cache answered from memory', [], ({ stats }) => [
     [{}, stats.validationCache.hits],
   ])
-  counter('mpauthx_validation_cache_misses_total', 'Checks the validation cache could not answer', [], ({ stats }) => [
+  counter('mpauthx_validation_cache_misses_total', 'Lookups the validation cache could not answer', [], ({ stats }) => [
     [{}, stats.validationCache.misses],
   ])
   counter('mpauthx_validation_cache_invalidations_total', 'Cached tokens Redis said changed', [], ({ stats }) => [
     [{}, stats.validationCache.invalidations],
   ])
-  counter('mpauthx_reconnects_total', 'Reconnections to the stores', [], ({ stats }) => [[{}, stats.connections.reconnects]])
+  counter('mpauthx_reconnects_total', "Times the token store's Redis connection came back after it was down", [], ({ stats }) => [
+    [{}, stats.connections.reconnects],
+  ])
   counter('mpauthx_access_token_fetches_total', 'Access tokens fetched from WeChat', [], ({ stats }) => [[{}, stats.appToken.fetches]])
   counter('mpauthx_access_token_lock_waits_total', 'Waits for another process fetching the access token', [], ({ stats }) => [
     [{}, stats.appToken.lockWaits],

@@ -55,8 +55,7 @@ pub enum Event {
 }
 
 /// Runs `work` as a call of `telemetry`'s instance: what it records is counted there, and
-/// its events are returned when JavaScript listens, followed by the state changes found since
-/// the last observed call.
+/// its events, the changes of state it found included, are returned when JavaScript listens.
 pub async fn scope<F: Future>(
   telemetry: &Arc<Telemetry>, work: F,
 ) -> (F::Output, Option<Vec<Event>>) {
@@ -69,12 +68,7 @@ pub async fn scope<F: Future>(
   CALL
     .scope(call, async move {
       let output = work.await;
-      let events = CALL.with(|call| {
-        let events = call.events.as_ref()?;
-        let mut events = events.take();
-        events.extend(call.telemetry.take_changes());
-        Some(events)
-      });
+      let events = CALL.with(|call| Some(call.events.as_ref()?.take()));
       (output, events)
     })
     .await
@@ -88,8 +82,16 @@ fn with_call(record: impl FnOnce(&Call)) {
 impl Call {
   fn push(&self, event: impl FnOnce(Duration) -> Event) {
     if let Some(events) = &self.events {
-      let since = self.started.elapsed();
-      events.borrow_mut().push(event(since));
+      // Built before the borrow, so that building it may record too.
+      let event = event(self.started.elapsed());
+      events.borrow_mut().push(event);
+    }
+  }
+
+  /// A change of state this call found, published with it.
+  fn changed(&self, change: Option<Event>) {
+    if let Some(change) = change {
+      self.push(|_| change);
     }
   }
 }
@@ -101,7 +103,7 @@ pub fn wechat_request(
 ) {
   with_call(|call| {
     let took = started.elapsed();
-    call.telemetry.wechat(outcome, took);
+    let change = call.telemetry.wechat(outcome, took);
     call.push(|now| Event::WeChat {
       endpoint,
       outcome,
@@ -110,6 +112,7 @@ pub fn wechat_request(
       start: now.saturating_sub(took),
       took,
     });
+    call.changed(change);
   });
 }
 
@@ -131,6 +134,12 @@ pub fn store_round_trip(
   });
 }
 
+/// An operation on `backend` failed with no round trip to publish: a Redis reply that did not
+/// come before the call's deadline, a SQLite file that did not open.
+pub fn store_failure(backend: Backend) {
+  with_call(|call| call.telemetry.store(backend, false));
+}
+
 /// An operation on `backend` runs again after a dead connection.
 pub fn store_retry(backend: Backend) {
   with_call(|call| call.telemetry.retry(backend));
@@ -138,7 +147,7 @@ pub fn store_retry(backend: Backend) {
 
 /// What an exchange with `link` showed: up (it answered) or down, and why.
 pub fn link(link: Link, up: bool, error: Option<&'static str>) {
-  with_call(|call| call.telemetry.link(link, up, error));
+  with_call(|call| call.changed(call.telemetry.link(link, up, error)));
 }
 
 /// This caller fetches WeChat's app token.
@@ -153,7 +162,7 @@ pub fn lock_wait() {
 
 /// The validation cache was just turned off for good.
 pub fn cache_off() {
-  with_call(|call| call.telemetry.changed(Event::CacheOff));
+  with_call(|call| call.changed(Some(Event::CacheOff)));
 }
 
 #[cfg(test)]
@@ -193,5 +202,27 @@ mod tests {
     // Outside a call nothing is recorded.
     work().await;
     assert_eq!(telemetry.snapshot().stores[0].1, 2);
+  }
+
+  #[tokio::test]
+  async fn a_change_of_state_goes_with_the_call_that_found_it() {
+    let telemetry = Arc::new(Telemetry::new());
+    telemetry.set_observed(true);
+    let (_, first) = scope(&telemetry, async { link(Link::Redis, true, None) }).await;
+    assert_eq!(first, Some(vec![]), "a first answer is no change");
+    let (_, found) = scope(&telemetry, async {
+      link(Link::Redis, false, Some("timeout"));
+    })
+    .await;
+    assert_eq!(
+      found,
+      Some(vec![Event::LinkChanged {
+        link: Link::Redis,
+        up: false,
+        error: Some("timeout")
+      }])
+    );
+    let (_, later) = scope(&telemetry, async {}).await;
+    assert_eq!(later, Some(vec![]), "not published again by a later call");
   }
 }

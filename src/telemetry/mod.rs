@@ -22,10 +22,6 @@ pub const LATENCY_BUCKETS_MS: [f64; 11] = [
   5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
 ];
 
-/// State changes kept for the next observed call at most; older ones are dropped (the
-/// counters and `health()` still tell).
-const MAX_PENDING_CHANGES: usize = 32;
-
 /// Where a store round trip went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -133,12 +129,11 @@ pub struct Telemetry {
   retries: [AtomicU64; 3],
   store_failures: [AtomicU64; 3],
   links: [LinkState; 4],
+  /// The token store's Redis connection found up again after it was down.
   reconnects: AtomicU64,
   last_failure: Mutex<Option<Failure>>,
   access_token_fetches: AtomicU64,
   lock_waits: AtomicU64,
-  /// State changes since the last observed call, for it to publish.
-  changes: Mutex<Vec<call::Event>>,
 }
 
 /// The state of a [`Link`]: 0 not used yet, [`UP`], [`DOWN`]; the details change with it.
@@ -203,28 +198,32 @@ impl Telemetry {
     self.observed.load(Ordering::Relaxed)
   }
 
-  fn wechat(&self, outcome: WeChatOutcome, took: Duration) {
+  /// Counts a WeChat request; says what it showed of WeChat when that changed.
+  fn wechat(&self, outcome: WeChatOutcome, took: Duration) -> Option<call::Event> {
     let index = WeChatOutcome::ALL.iter().position(|&o| o == outcome);
     self.wechat_outcomes[index.unwrap_or(0)].fetch_add(1, Ordering::Relaxed);
     let ms = took.as_secs_f64() * 1000.0;
-    for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&self.latency) {
-      if ms <= *bound {
-        count.fetch_add(1, Ordering::Relaxed);
-      }
-    }
-    self.latency_count.fetch_add(1, Ordering::Relaxed);
+    // The count first and the buckets after, read in the other order by `snapshot`: a reader
+    // never sees a bucket above the count.
+    self.latency_count.fetch_add(1, Ordering::Release);
     self
       .latency_sum_us
       .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    for (bound, count) in LATENCY_BUCKETS_MS.iter().zip(&self.latency) {
+      if ms <= *bound {
+        count.fetch_add(1, Ordering::Release);
+      }
+    }
     let kind = match outcome {
       WeChatOutcome::Timeout => Some("timeout"),
       WeChatOutcome::Network => Some("network"),
       WeChatOutcome::BadReply => Some("badReply"),
       _ => None,
     };
-    self.link(Link::WeChat, outcome.answered(), kind);
+    self.link(Link::WeChat, outcome.answered(), kind)
   }
 
+  /// Counts a round trip to `backend`.
   fn store(&self, backend: Backend, ok: bool) {
     let i = backend as usize;
     self.round_trips[i].fetch_add(1, Ordering::Relaxed);
@@ -245,61 +244,40 @@ impl Telemetry {
     self.lock_waits.fetch_add(1, Ordering::Relaxed);
   }
 
-  /// Records what a round trip on `link` showed: up (it answered) or down, with why. A change
-  /// of state is kept for the next observed call; down to up counts a reconnect.
-  fn link(&self, link: Link, up: bool, error: Option<&'static str>) {
+  /// Records what an exchange with `link` showed: up (it answered) or down, with why. Gives
+  /// the change of state, for the call that found it to publish; a first answer is no change
+  /// worth publishing, a first failure is. Redis found up after it was down counts a
+  /// reconnect.
+  fn link(&self, link: Link, up: bool, error: Option<&'static str>) -> Option<call::Event> {
     let state = &self.links[link as usize];
     let new = if up { UP } else { DOWN };
-    let old = state.state.load(Ordering::Relaxed);
     if !up {
-      let at_ms = now_ms();
       *lock(&self.last_failure) = Some(Failure {
         link,
         kind: error.unwrap_or("failed"),
-        at_ms,
+        at_ms: now_ms(),
       });
     }
+    let old = state.state.load(Ordering::Relaxed);
     if old == new && (up || lock(&state.details).last_error == error) {
-      return;
+      return None;
     }
     let mut details = lock(&state.details);
-    // Another thread may have made the same change meanwhile.
+    // Another thread may have made the same change meanwhile: only one reports it.
     let old = state.state.swap(new, Ordering::Relaxed);
     if old != new {
       details.since_ms = now_ms();
     }
-    if !up {
-      details.last_error = error;
-    }
+    details.last_error = if up { None } else { error };
     drop(details);
-    if old == DOWN && up {
+    if old == DOWN && up && link == Link::Redis {
       self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
-    // A first answer is no change worth publishing; a first failure is.
-    if old != new && !(old == 0 && up) {
-      self.changed(call::Event::LinkChanged {
-        link,
-        up,
-        error: if up { None } else { error },
-      });
-    }
-  }
-
-  /// Keeps a state change for the next observed call, within [`MAX_PENDING_CHANGES`], while
-  /// JavaScript listens: a subscriber that comes later is not given old news.
-  pub fn changed(&self, event: call::Event) {
-    if !self.is_observed() {
-      return;
-    }
-    let mut changes = lock(&self.changes);
-    if changes.len() >= MAX_PENDING_CHANGES {
-      changes.remove(0);
-    }
-    changes.push(event);
-  }
-
-  fn take_changes(&self) -> Vec<call::Event> {
-    std::mem::take(&mut *lock(&self.changes))
+    (old != new && !(old == 0 && up)).then_some(call::Event::LinkChanged {
+      link,
+      up,
+      error: if up { None } else { error },
+    })
   }
 
   /// Each link as last observed, the ones this instance uses.
@@ -333,8 +311,12 @@ impl Telemetry {
         .zip(&self.wechat_outcomes)
         .map(|(outcome, count)| (outcome.name(), load(count)))
         .collect(),
-      latency_counts: self.latency.iter().map(load).collect(),
-      latency_count: load(&self.latency_count),
+      latency_counts: self
+        .latency
+        .iter()
+        .map(|count| count.load(Ordering::Acquire))
+        .collect(),
+      latency_count: self.latency_count.load(Ordering::Acquire),
       latency_sum_ms: load(&self.latency_sum_us) as f64 / 1000.0,
       stores: Backend::ALL
         .iter()
@@ -389,29 +371,46 @@ mod tests {
   #[test]
   fn a_link_reports_each_change_once_and_counts_a_reconnect() {
     let telemetry = Telemetry::new();
-    let state = |t: &Telemetry| t.health(|link| link == Link::Redis)[0].state;
-    assert_eq!(state(&telemetry), "unknown");
-    telemetry.set_observed(true);
-    telemetry.link(Link::Redis, true, None);
-    telemetry.link(Link::Redis, true, None);
-    telemetry.link(Link::Redis, false, Some("timeout"));
-    telemetry.link(Link::Redis, false, Some("timeout"));
-    assert_eq!(state(&telemetry), "down");
-    telemetry.link(Link::Redis, true, None);
-    assert_eq!(state(&telemetry), "up");
+    let health = |t: &Telemetry| {
+      let link = &t.health(|link| link == Link::Redis)[0];
+      (link.state, link.last_error)
+    };
+    assert_eq!(health(&telemetry), ("unknown", None));
+    let changes: Vec<_> = [
+      telemetry.link(Link::Redis, true, None),
+      telemetry.link(Link::Redis, true, None),
+      telemetry.link(Link::Redis, false, Some("timeout")),
+      telemetry.link(Link::Redis, false, Some("timeout")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert_eq!(health(&telemetry), ("down", Some("timeout")));
+    assert_eq!(
+      changes.len(),
+      1,
+      "the first answer is no change; down is, once"
+    );
+    assert!(
+      telemetry.link(Link::Redis, true, None).is_some(),
+      "up again"
+    );
+    assert_eq!(
+      health(&telemetry),
+      ("up", None),
+      "an error is cleared by an answer"
+    );
     assert_eq!(telemetry.snapshot().reconnects, 1);
-    let changes = telemetry.take_changes();
-    assert_eq!(changes.len(), 2, "down, up: the first answer is no change");
     assert_eq!(telemetry.snapshot().last_failure.unwrap().kind, "timeout");
   }
 
   #[test]
-  fn pending_changes_are_bounded() {
+  fn only_redis_coming_back_is_a_reconnect() {
     let telemetry = Telemetry::new();
-    telemetry.set_observed(true);
-    for i in 0..100 {
-      telemetry.link(Link::WeChat, i % 2 == 0, Some("network"));
+    for link in [Link::WeChat, Link::Sqlite, Link::UserStore] {
+      telemetry.link(link, false, Some("failed"));
+      telemetry.link(link, true, None);
     }
-    assert_eq!(telemetry.take_changes().len(), MAX_PENDING_CHANGES);
+    assert_eq!(telemetry.snapshot().reconnects, 0);
   }
 }

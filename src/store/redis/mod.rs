@@ -87,6 +87,8 @@ impl Redis {
         outcome.map_err(|err| at_server(err, server))
       }
       Err(_) => {
+        // The reply in flight is dropped: a failed round trip of its own.
+        call::store_failure(Backend::Redis);
         if self.reports_link {
           call::link(Link::Redis, false, Some("timeout"));
         }

@@ -157,6 +157,7 @@ impl Database {
       .await
       .map_err(|_| task_failed())?;
     if file.is_err() {
+      call::store_failure(Backend::Sqlite);
       call::link(Link::Sqlite, false, Some("unavailable"));
     }
     self.file.keep(file?)
