@@ -106,6 +106,7 @@ function queryValue(url, name) {
  */
 function createAuthentication(validationCache, observer, sku, { verify, verifyInStore }) {
   const { log, telemetry } = observer
+  const checks = telemetry.probe('authenticate')
   // What `authenticate` resolves with and the integrations put on the request, returned at
   // once when the validation cache answers for `Bearer <token>` (no promise, so the request
   // goes on in the same callback), else a promise; `null` when `optional` and no token was
@@ -116,7 +117,7 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
     const sources = tokenSources(tokenFrom)
     const missing = `token is missing: send ${sources.described}`
     const refuse = (ctx, error) => {
-      telemetry.settled('authenticate', ctx, error.code, error)
+      telemetry.settled(checks, ctx, error.code, error)
       return Promise.reject(error)
     }
     const check = (request, ctx) => {
@@ -134,7 +135,7 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
           if (cached !== undefined && (anySku || cached.sku === sku)) {
             if (log) reportCall(log, 'authenticate', performance.now(), CACHED)
             if (ctx !== undefined) ctx.sku = cached.sku
-            telemetry.settledSync('authenticate', ctx)
+            telemetry.settledSync(checks, ctx)
             return { token: cached.token, openId: cached.userId, sku: cached.sku, expiresIn: validationCache.secondsLeft(cached) }
           }
           missed = authorization.slice(7)
@@ -143,13 +144,13 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
       const token = sources.read(request)
       if (token === undefined) {
         if (optional) {
-          telemetry.settledSync('authenticate', ctx)
+          telemetry.settledSync(checks, ctx)
           return null
         }
         return refuse(ctx, new MpauthxError(constants.statusCode.invalidAccessToken, missing))
       }
       if (!anySku && extractSku(token) !== sku) return refuse(ctx, notThisSku())
-      const verified = token === missed ? verifyInStore('authenticate', token, ctx) : verify('authenticate', token, ctx)
+      const verified = token === missed ? verifyInStore(checks, token, ctx) : verify(checks, token, ctx)
       return verified.then(({ response }) => ({
         token,
         openId: response.openId,
@@ -158,7 +159,7 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
       }))
     }
     return (request) => {
-      const ctx = telemetry.context('authenticate')
+      const ctx = telemetry.context(checks)
       if (ctx === undefined) return check(request, undefined)
       return telemetry.run(ctx, () => check(request, ctx))
     }

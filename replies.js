@@ -20,8 +20,9 @@ const failure = (statusCode, message, detail) => new MpauthxError(statusCode, me
  * the caller traced its start (`authenticate`), and this settles it.
  */
 async function settle({ log, telemetry }, method, call, pick = (reply) => reply.response, ctx) {
+  const probe = telemetry.probe(method)
   const own = ctx === undefined
-  if (own) ctx = telemetry.context(method)
+  if (own) ctx = telemetry.context(probe)
   // When the native call starts: the origin of the times of its events.
   let started
   // A binding that throws instead of rejecting is settled below, as a rejection.
@@ -41,13 +42,13 @@ async function settle({ log, telemetry }, method, call, pick = (reply) => reply.
     // Only a panic or a binding failure lands here; the native side reports all else as replies.
     if (log) reportCall(log, method, started, undefined)
     const error = internalError(cause)
-    telemetry.settled(method, ctx, error.code, error, undefined, started)
+    telemetry.settled(probe, ctx, error.code, error, undefined, started)
     throw error
   }
   if (log) reportCall(log, method, started, reply)
   if (reply.statusCode !== constants.statusCode.success) {
     const error = failure(reply.statusCode, reply.message, reply.detail)
-    telemetry.settled(method, ctx, reply.statusCode, error, reply.events, started)
+    telemetry.settled(probe, ctx, reply.statusCode, error, reply.events, started)
     throw error
   }
   let response
@@ -55,10 +56,10 @@ async function settle({ log, telemetry }, method, call, pick = (reply) => reply.
     response = pick(reply)
   } catch (cause) {
     const error = internalError(cause)
-    telemetry.settled(method, ctx, error.code, error, reply.events, started)
+    telemetry.settled(probe, ctx, error.code, error, reply.events, started)
     throw error
   }
-  telemetry.settled(method, ctx, reply.statusCode, undefined, reply.events, started)
+  telemetry.settled(probe, ctx, reply.statusCode, undefined, reply.events, started)
   return { status_code: reply.statusCode, status_message: reply.message, response }
 }
 

@@ -86,17 +86,26 @@ function createTelemetry(native, appId, sku, validationCache) {
     return now
   }
 
+  // Each method's channel and counters, found once: the calls on the check path hold theirs.
+  const probes = Object.fromEntries(
+    METHODS.map((method) => [method, Object.freeze({ method, channel: tracing[method], counts: calls[method] })]),
+  )
+  // The test suite's calls: neither traced nor counted.
+  const untraced = Object.freeze({ method: null, channel: null, counts: null })
+
   const telemetry = {
+    /** The probe of `method`, which `context` and `settled` take. */
+    probe: (method) => probes[method] ?? untraced,
+
     /**
-     * The context of a call of `method` about to start, or `undefined` when nobody listens
-     * (then the call publishes nothing, and only counts).
+     * The context of a call about to start (`probe` says of which method), or `undefined`
+     * when nobody listens (then the call publishes nothing, and only counts).
      */
-    context(method) {
+    context(probe) {
       // Both checks run, so that the native side learns of subscribers on every call.
-      // The test suite's calls (no channel) are neither traced nor counted.
       const listening = observing()
-      const channel = tracing[method]
-      return channel !== undefined && (listening || traced(channel)) ? { method, sku } : undefined
+      const channel = probe.channel
+      return channel !== null && (listening || traced(channel)) ? { method: probe.method, sku } : undefined
     },
 
     /**
@@ -124,13 +133,13 @@ function createTelemetry(native, appId, sku, validationCache) {
     },
 
     /**
-     * A call of `method` ended with `code` (and `error` unless it succeeded): counted, and
+     * A call (of `probe`'s method) ended with `code` (and `error` unless it succeeded): counted, and
      * with a context, what the native side saw (`events`, timed from `nativeStart`, a
      * `performance.now()`) is published, then `error`, `asyncStart` and `asyncEnd`.
      */
-    settled(method, ctx, code, error, events, nativeStart) {
-      const counts = calls[method]
-      if (counts === undefined) return
+    settled(probe, ctx, code, error, events, nativeStart) {
+      const counts = probe.counts
+      if (counts === null) return
       counts.calls++
       if (code !== SUCCESS) counts.failures[code] = (counts.failures[code] ?? 0) + 1
       if (ctx !== undefined) publishSettled(ctx, code, error, events, nativeStart)
@@ -140,8 +149,8 @@ function createTelemetry(native, appId, sku, validationCache) {
      * A check answered synchronously (`authenticate` from memory, or no token where it is
      * optional): its `end` is its last event, as with `traceSync`.
      */
-    settledSync(method, ctx) {
-      calls[method].calls++
+    settledSync(probe, ctx) {
+      probe.counts.calls++
       if (ctx !== undefined) ctx.code = SUCCESS
     },
 

@@ -21,6 +21,7 @@ const LIVE = Promise.resolve()
 // and a lone call waits for no timer (the batch goes at the end of the current tick).
 function batchedTokenCheck(native, validationCache, observer) {
   const { log, telemetry } = observer
+  const checks = telemetry.probe('isTokenValid')
   let pending = []
 
   function flush() {
@@ -41,11 +42,11 @@ function batchedTokenCheck(native, validationCache, observer) {
         if (ctx !== undefined) events = roundTrips
         if (code === constants.statusCode.success) {
           telemetry.liveToken(ctx, token)
-          telemetry.settled('isTokenValid', ctx, code, undefined, published, started)
+          telemetry.settled(checks, ctx, code, undefined, published, started)
           resolve()
         } else {
           const error = failure(code, reply.messages[i], reply.details[i])
-          telemetry.settled('isTokenValid', ctx, code, error, published, started)
+          telemetry.settled(checks, ctx, code, error, published, started)
           reject(error)
         }
       }
@@ -55,7 +56,7 @@ function batchedTokenCheck(native, validationCache, observer) {
       if (log) reportCall(log, 'isTokenValid', started, undefined)
       for (const { ctx, reject } of batch) {
         const error = internalError(cause)
-        telemetry.settled('isTokenValid', ctx, error.code, error, undefined, started)
+        telemetry.settled(checks, ctx, error.code, error, undefined, started)
         reject(error)
       }
     }
@@ -76,7 +77,7 @@ function batchedTokenCheck(native, validationCache, observer) {
       if (cached !== undefined) {
         if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
         if (ctx !== undefined) ctx.sku = cached.sku
-        telemetry.settled('isTokenValid', ctx, constants.statusCode.success)
+        telemetry.settled(checks, ctx, constants.statusCode.success)
         return LIVE
       }
     }
@@ -100,19 +101,21 @@ function batchedTokenCheck(native, validationCache, observer) {
 }
 
 /**
- * The token checks of an instance of `sku`: `isTokenValid(token, options)`, `verify(method,
- * token, ctx)` (`verifyToken`, traced as `method`, or settling the context `ctx` of a caller
- * that traced it) and `verifyInStore`, the same past the validation cache, for a token it has
- * just not answered for. `observer` is the instance's `{ log, telemetry }`.
+ * The token checks of an instance of `sku`: `isTokenValid(token, options)`, `verifyToken`,
+ * `verify(probe, token, ctx)` (a check counted as `probe`'s method, settling the context `ctx`
+ * of the caller that traced it) and `verifyInStore`, the same past the validation cache, for
+ * a token it has just not answered for. `observer` is the instance's `{ log, telemetry }`.
  */
 function createTokenChecks(native, validationCache, observer, sku) {
   const { log, telemetry } = observer
+  const checks = telemetry.probe('isTokenValid')
+  const verifications = telemetry.probe('verifyToken')
   const checkToken = batchedTokenCheck(native, validationCache, observer)
 
-  const verifyInStore = (method, token, ctx) =>
+  const verifyInStore = (probe, token, ctx) =>
     settle(
       observer,
-      method,
+      probe.method,
       () => native.verifyToken(stringOrUndefined(token)),
       (reply) => {
         telemetry.liveToken(ctx, token)
@@ -121,39 +124,39 @@ function createTokenChecks(native, validationCache, observer, sku) {
       ctx,
     )
 
-  const verify = (method, token, ctx) => {
+  const verify = (probe, token, ctx) => {
     let cached
     if (typeof token === 'string') {
       const voided = validationCache.counts.voided
       cached = validationCache.lookup(token)
       if (ctx !== undefined) telemetry.cacheLookup(ctx, cached !== undefined, voided)
     }
-    if (cached === undefined) return verifyInStore(method, token, ctx)
-    if (log) reportCall(log, method, performance.now(), CACHED)
+    if (cached === undefined) return verifyInStore(probe, token, ctx)
+    if (log) reportCall(log, probe.method, performance.now(), CACHED)
     if (ctx !== undefined) ctx.sku = cached.sku
-    telemetry.settled(method, ctx, constants.statusCode.success)
+    telemetry.settled(probe, ctx, constants.statusCode.success)
     const response = { openId: cached.userId, sku: cached.sku, ctime: cached.ctime, expiresIn: validationCache.secondsLeft(cached) }
     return Promise.resolve({ status_code: constants.statusCode.success, status_message: 'OK', response })
   }
 
   // `verifyToken`: traced here, as the integrations' check traces its own.
   const verifyToken = (token) => {
-    const ctx = telemetry.context('verifyToken')
-    if (ctx === undefined) return verify('verifyToken', token, undefined)
-    return telemetry.run(ctx, () => verify('verifyToken', token, ctx))
+    const ctx = telemetry.context(verifications)
+    if (ctx === undefined) return verify(verifications, token, undefined)
+    return telemetry.run(ctx, () => verify(verifications, token, ctx))
   }
 
   // A check of a token of another sku where only this one's is admitted: refused at once.
   const otherSku = (ctx) => {
     const error = notThisSku()
     telemetry.run(ctx, () => undefined)
-    telemetry.settled('isTokenValid', ctx, error.code, error)
+    telemetry.settled(checks, ctx, error.code, error)
     return Promise.reject(error)
   }
 
   // Without options exactly 1.3.2's check.
   const isTokenValid = (token, options) => {
-    const ctx = telemetry.context('isTokenValid')
+    const ctx = telemetry.context(checks)
     if (options === undefined) return checkToken(token, ctx)
     let ownSku
     try {
