@@ -250,11 +250,9 @@ describe('diagnostics channels: batches, the integrations, ready()', () => {
       assert.equal((await rejection(auth.authenticate({}))).code, 6007, 'no token at all')
     })
     assert.deepEqual(tracingOf(seen, 'verifyToken'), [], 'not a nested verifyToken')
-    assert.deepEqual(tracingOf(seen, 'authenticate'), [
-      ...['start', 'end', 'asyncStart', 'asyncEnd'],
-      ...['start', 'end', 'error', 'asyncStart', 'asyncEnd'],
-      ...['start', 'end', 'error', 'asyncStart', 'asyncEnd'],
-    ])
+    const succeeded = ['start', 'end', 'asyncStart', 'asyncEnd']
+    const failed = ['start', 'end', 'error', 'asyncStart', 'asyncEnd']
+    assert.deepEqual(tracingOf(seen, 'authenticate'), [succeeded, failed, failed].flat())
     const stores = published(seen, 'store').filter((event) => event.operation)
     assert.ok(stores.length >= 2 && stores.every((event) => event.context.method === 'authenticate'))
     assert.deepEqual(auth.stats().calls.authenticate, { calls: 3, failures: { 6007: 2 } })
