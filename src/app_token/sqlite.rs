@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, TransactionBehavior};
 
 use super::{FetchLock, MAX_LEASE};
 use crate::error::Result;
@@ -62,8 +62,12 @@ impl SqliteAppToken {
     self
       .database
       .run_in(&self.schema, move |db| {
+        // The clock is read once the write lock is held: read before waiting for another
+        // writer, it could be older than a lock that writer just took, which would then look
+        // set in the future and be taken over (two fetches).
+        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_us() as i64;
-        let taken = db
+        let taken = transaction
           .prepare_cached(
             "INSERT INTO mpauthx_access_token(app_id, lock_until_us, lock_lease_us, lock_owner) \
              VALUES (?1, ?2 + ?3, ?3, ?4) \
@@ -73,6 +77,7 @@ impl SqliteAppToken {
              (CASE WHEN lock_lease_us BETWEEN 1 AND ?5 THEN lock_lease_us ELSE ?5 END)",
           )?
           .execute((&app_id, now, lease_us, &owner, max_lease_us))?;
+        transaction.commit()?;
         Ok(taken == 1)
       })
       .await
