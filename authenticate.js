@@ -129,9 +129,8 @@ function createAuthentication(validationCache, observer, sku, { verify, verifyIn
       if (sources.bearerFirst) {
         const authorization = headers.authorization
         if (typeof authorization === 'string' && authorization.startsWith('Bearer ')) {
-          const voided = validationCache.counts.voided
           const cached = validationCache.lookupBearer(authorization)
-          if (ctx !== undefined) telemetry.cacheLookup(ctx, cached !== undefined, voided)
+          if (ctx !== undefined) telemetry.cacheLookup(ctx)
           if (cached !== undefined && (anySku || cached.sku === sku)) {
             if (log) reportCall(log, 'authenticate', performance.now(), CACHED)
             if (ctx !== undefined) ctx.sku = cached.sku

@@ -68,7 +68,7 @@ const traced = (channel) =>
 /**
  * The telemetry of an instance of `appId` and `sku`: the calls' counters and the channels.
  * @param {object} native the binding's instance
- * @param {{ enabled: boolean, counts: { hits: number, misses: number, voided: number } }} validationCache
+ * @param {{ enabled: boolean, outcome: string, counts: { hits: number, misses: number } }} validationCache
  */
 function createTelemetry(native, appId, sku, validationCache) {
   const cacheCounts = validationCache.counts
@@ -154,14 +154,10 @@ function createTelemetry(native, appId, sku, validationCache) {
       if (ctx !== undefined) ctx.code = SUCCESS
     },
 
-    /**
-     * A check of `token` asked the validation cache, which answered (`hit`) or not; `voided`
-     * is the cache's count of invalidated entries before the lookup.
-     */
-    cacheLookup(ctx, hit, voidedBefore) {
+    /** The check of `ctx` has just asked the validation cache: how it answered. */
+    cacheLookup(ctx) {
       if (ctx === undefined || !validationCache.enabled || !channels.cache.hasSubscribers) return
-      const outcome = hit ? 'hit' : cacheCounts.voided !== voidedBefore ? 'invalidated' : 'miss'
-      channels.cache.publish({ context: ctx, outcome })
+      channels.cache.publish({ context: ctx, outcome: validationCache.outcome })
     },
 
     /** A check that admits any sku found `token` live: its sku is the context's. */

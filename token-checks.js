@@ -70,9 +70,8 @@ function batchedTokenCheck(native, validationCache, observer) {
   // One check: answered from the validation cache, or added to this tick's batch.
   function check(token, ctx) {
     if (typeof token === 'string') {
-      const voided = validationCache.counts.voided
       const cached = validationCache.lookup(token)
-      if (ctx !== undefined) telemetry.cacheLookup(ctx, cached !== undefined, voided)
+      if (ctx !== undefined) telemetry.cacheLookup(ctx)
       // Most checks are answered here, from the validation cache, with no round trip.
       if (cached !== undefined) {
         if (log) reportCall(log, 'isTokenValid', performance.now(), CACHED)
@@ -127,9 +126,8 @@ function createTokenChecks(native, validationCache, observer, sku) {
   const verify = (probe, token, ctx) => {
     let cached
     if (typeof token === 'string') {
-      const voided = validationCache.counts.voided
       cached = validationCache.lookup(token)
-      if (ctx !== undefined) telemetry.cacheLookup(ctx, cached !== undefined, voided)
+      if (ctx !== undefined) telemetry.cacheLookup(ctx)
     }
     if (cached === undefined) return verifyInStore(probe, token, ctx)
     if (log) reportCall(log, probe.method, performance.now(), CACHED)

@@ -23,9 +23,18 @@ function createValidationCache(native, ownSku) {
   // is: a step of the wall clock never stretches how long anything is answered from memory.
   const buffer = native.validity(performance.now())
   // Without a cache nothing is looked up, so nothing is counted.
-  const counts = { hits: 0, misses: 0, voided: 0 }
-  if (buffer === null)
-    return { enabled: false, lookup: () => undefined, lookupBearer: () => undefined, secondsLeft: () => null, checkedAt: 0, counts }
+  const counts = { hits: 0, misses: 0 }
+  if (buffer === null) {
+    return {
+      enabled: false,
+      lookup: () => undefined,
+      lookupBearer: () => undefined,
+      secondsLeft: () => null,
+      checkedAt: 0,
+      counts,
+      outcome: 'miss',
+    }
+  }
   const capacity = native.validationCacheSize
   // With `slidingTtl`, a token of this sku with less than this left (ms) is not answered from
   // memory, so that its check reaches the store, which gives it its whole TTL back.
@@ -113,14 +122,29 @@ function createValidationCache(native, ownSku) {
     /** When the last lookup read the clock (`performance.now()`). */
     checkedAt: 0,
 
-    /** Lookups answered and not, and remembered entries found invalidated, for `stats()`. */
+    /** Lookups answered and not, for `stats()`. */
     counts,
+
+    /**
+     * How the last lookup ended, for the `mpauthx:cache` channel: `hit`, `miss`, or
+     * `invalidated` (the token was remembered, and changed or revoked since).
+     */
+    outcome: 'miss',
   }
+
+  // Whether the lookup in progress found its remembered entry invalidated.
+  let invalidated = false
 
   // A lookup's answer, counted.
   function counted(entry) {
-    if (entry === undefined) counts.misses++
-    else counts.hits++
+    if (entry === undefined) {
+      counts.misses++
+      cache.outcome = invalidated ? 'invalidated' : 'miss'
+    } else {
+      counts.hits++
+      cache.outcome = 'hit'
+    }
+    invalidated = false
     return entry
   }
 
@@ -131,7 +155,7 @@ function createValidationCache(native, ownSku) {
     }
     entries.delete(key)
     // Redis (or this instance) changed or revoked it since it was remembered.
-    if (counters[0] !== entry.generation || counters[entry.counter] !== entry.stamp) counts.voided++
+    if (counters[0] !== entry.generation || counters[entry.counter] !== entry.stamp) invalidated = true
     return vouch(entry.token, key, now)
   }
 

@@ -210,25 +210,19 @@ async function main() {
     const httpCost = (route) => http.find((row) => row.route === route).costPercent
     // The same routes counted in instructions, which a busy machine does not blur.
     process.stderr.write('HTTP workload under callgrind ...\n')
-    const instructions = await instructionWorkload({
+    const callgrind = {
       redisUrl: redis.url,
       wechatApiBase: standIn.base,
       dbPath: path.join(dir, 'http-users.db'),
       requests: QUICK ? 500 : 4000,
       rounds: QUICK ? 1 : 7,
-    })
+    }
+    const instructions = await instructionWorkload(callgrind)
     const instructionCost = (route) => instructions?.find((row) => row.route === route).costPercent
     // The same again with a subscriber on every diagnostics channel (as a tracer would have):
     // what tracing costs, where the run above is what it costs while nobody subscribes.
     process.stderr.write('HTTP workload under callgrind, every diagnostics channel subscribed ...\n')
-    const subscribed = await instructionWorkload({
-      redisUrl: redis.url,
-      wechatApiBase: standIn.base,
-      dbPath: path.join(dir, 'http-users.db'),
-      requests: QUICK ? 500 : 4000,
-      rounds: QUICK ? 1 : 7,
-      subscribed: true,
-    })
+    const subscribed = await instructionWorkload({ ...callgrind, subscribed: true })
 
     const noop = auth[Symbol.for('mpauthx.testing')].noop
     await run('napi no-op async call', 64, () => measure({ concurrency: 64, count: scale(300_000), op: noop }))

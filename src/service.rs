@@ -521,10 +521,10 @@ impl Service {
       Link::UserStore => matches!(self.users, UserStore::Application(_)),
       Link::WeChat => true,
     });
-    let cache_on = self.validation_cache.as_ref().map(|cache| {
-      let (_, _, on) = cache.stats();
-      on && !self.closed.load(Ordering::Relaxed)
-    });
+    let cache_on = self
+      .validation_cache
+      .as_ref()
+      .map(|cache| !cache.is_off() && !self.closed.load(Ordering::Relaxed));
     (links, cache_on)
   }
 
